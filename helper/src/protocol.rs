@@ -1,0 +1,538 @@
+//! The closed protocol between the front and the privileged helper.
+//!
+//! One request enum, one reply enum, no catch-all arms. Every frame is a little-endian `u32`
+//! payload length followed by the payload; the payload is a one-byte tag and the variant's
+//! fields in a fixed binary layout. Decoding is strict: an unknown tag, a field out of its
+//! range, a length over the bound or a byte left over is a [`FrameError`], and the helper exits
+//! on any of them without answering (it never gives the front an error to probe with).
+
+use std::io::{self, Read, Write};
+
+/// Largest payload either side accepts. Replies carry per-filesystem results and error texts.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Largest `SetVcpus` list the helper accepts (Linux's NR_CPUS upper bound is 8192).
+pub const MAX_VCPUS: usize = 8192;
+/// Largest string inside a frame (paths, error texts).
+pub const MAX_STR: usize = 64 * 1024;
+
+/// `guest-shutdown` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    Powerdown,
+    Halt,
+    Reboot,
+}
+
+/// `guest-suspend-*` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuspendMode {
+    Disk,
+    Ram,
+    Hybrid,
+}
+
+/// One `GuestLogicalProcessor` of `guest-set-vcpus`, after the front's type checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuState {
+    pub logical_id: i64,
+    pub online: bool,
+}
+
+/// A request from the front. Each variant is one privileged operation; there is no generic one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Report the helper's own freeze state (no side effect).
+    FreezeStatus,
+    /// guest-fsfreeze-freeze: run the hook with `freeze`, then freeze every filesystem.
+    Freeze,
+    /// guest-fsfreeze-thaw: thaw every filesystem, then run the hook with `thaw`.
+    Thaw,
+    /// guest-fstrim with the minimum extent length (0 when not given).
+    Trim { minimum: i64 },
+    /// guest-shutdown.
+    Shutdown { mode: ShutdownMode },
+    /// guest-suspend-disk / -ram / -hybrid.
+    Suspend { mode: SuspendMode },
+    /// guest-set-vcpus.
+    SetVcpus { vcpus: Vec<VcpuState> },
+    /// guest-set-time: with a time in ns since the epoch, set the system clock and the RTC;
+    /// without, set the system clock from the RTC.
+    SetTime { time_ns: Option<i64> },
+    /// The front is exiting on SIGTERM/SIGINT: thaw if frozen, answer, and exit.
+    Quit,
+}
+
+/// One filesystem's result of guest-fstrim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrimResult {
+    Trimmed { path: String, minimum: i64, trimmed: i64 },
+    Failed { path: String, error: String },
+}
+
+/// The helper's answer to a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// FreezeStatus: whether the helper holds filesystems frozen.
+    FreezeState { frozen: bool },
+    /// Freeze / Thaw: number of filesystems frozen or thawed; `frozen` is the state after.
+    FreezeCount { count: i64, frozen: bool },
+    /// Trim: per-filesystem results.
+    Trimmed { paths: Vec<TrimResult> },
+    /// SetVcpus: number of processors processed.
+    VcpusSet { count: i64 },
+    /// Shutdown / Suspend / SetTime / Quit succeeded.
+    Done,
+    /// The operation failed; the text is the guest-visible error description.
+    Failed { desc: String },
+}
+
+/// Why a frame was refused.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the socket at a frame boundary.
+    Closed,
+    Io(io::Error),
+    TooLong(usize),
+    Truncated,
+    UnknownTag(u8),
+    BadValue(&'static str),
+    TrailingBytes(usize),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Closed => write!(f, "peer closed the connection"),
+            FrameError::Io(e) => write!(f, "i/o error: {e}"),
+            FrameError::TooLong(n) => write!(f, "frame of {n} bytes exceeds the {MAX_FRAME}-byte bound"),
+            FrameError::Truncated => write!(f, "truncated frame"),
+            FrameError::UnknownTag(t) => write!(f, "unknown tag {t}"),
+            FrameError::BadValue(what) => write!(f, "invalid {what}"),
+            FrameError::TrailingBytes(n) => write!(f, "{n} trailing bytes after the message"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+// ---- encoding ----
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bool(&mut self, v: bool) {
+        self.u8(v as u8);
+    }
+    fn str(&mut self, s: &str) {
+        let b = &s.as_bytes()[..s.len().min(MAX_STR)];
+        // Cut at a char boundary so the peer's UTF-8 check passes.
+        let mut n = b.len();
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.u32(n as u32);
+        self.0.extend_from_slice(&s.as_bytes()[..n]);
+    }
+}
+
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.0.len() < n {
+            return Err(FrameError::Truncated);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i64(&mut self) -> Result<i64, FrameError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(i64::from_le_bytes(a))
+    }
+    fn bool(&mut self) -> Result<bool, FrameError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(FrameError::BadValue("boolean")),
+        }
+    }
+    fn str(&mut self) -> Result<String, FrameError> {
+        let n = self.u32()? as usize;
+        if n > MAX_STR {
+            return Err(FrameError::BadValue("string length"));
+        }
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| FrameError::BadValue("UTF-8 string"))
+    }
+    fn count(&mut self, max: usize) -> Result<usize, FrameError> {
+        let n = self.u32()? as usize;
+        if n > max {
+            return Err(FrameError::BadValue("list length"));
+        }
+        Ok(n)
+    }
+    fn finish(self) -> Result<(), FrameError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::TrailingBytes(self.0.len()))
+        }
+    }
+}
+
+impl ShutdownMode {
+    fn code(self) -> u8 {
+        match self {
+            ShutdownMode::Powerdown => 0,
+            ShutdownMode::Halt => 1,
+            ShutdownMode::Reboot => 2,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, FrameError> {
+        match c {
+            0 => Ok(ShutdownMode::Powerdown),
+            1 => Ok(ShutdownMode::Halt),
+            2 => Ok(ShutdownMode::Reboot),
+            _ => Err(FrameError::BadValue("shutdown mode")),
+        }
+    }
+}
+
+impl SuspendMode {
+    fn code(self) -> u8 {
+        match self {
+            SuspendMode::Disk => 0,
+            SuspendMode::Ram => 1,
+            SuspendMode::Hybrid => 2,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, FrameError> {
+        match c {
+            0 => Ok(SuspendMode::Disk),
+            1 => Ok(SuspendMode::Ram),
+            2 => Ok(SuspendMode::Hybrid),
+            _ => Err(FrameError::BadValue("suspend mode")),
+        }
+    }
+}
+
+impl Request {
+    /// The payload (without the length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc(Vec::with_capacity(16));
+        match self {
+            Request::FreezeStatus => e.u8(1),
+            Request::Freeze => e.u8(2),
+            Request::Thaw => e.u8(3),
+            Request::Trim { minimum } => {
+                e.u8(4);
+                e.i64(*minimum);
+            }
+            Request::Shutdown { mode } => {
+                e.u8(5);
+                e.u8(mode.code());
+            }
+            Request::Suspend { mode } => {
+                e.u8(6);
+                e.u8(mode.code());
+            }
+            Request::SetVcpus { vcpus } => {
+                e.u8(7);
+                e.u32(vcpus.len() as u32);
+                for v in vcpus {
+                    e.i64(v.logical_id);
+                    e.bool(v.online);
+                }
+            }
+            Request::SetTime { time_ns } => {
+                e.u8(8);
+                match time_ns {
+                    None => e.u8(0),
+                    Some(t) => {
+                        e.u8(1);
+                        e.i64(*t);
+                    }
+                }
+            }
+            Request::Quit => e.u8(9),
+        }
+        e.0
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Request, FrameError> {
+        let mut d = Dec(payload);
+        let req = match d.u8()? {
+            1 => Request::FreezeStatus,
+            2 => Request::Freeze,
+            3 => Request::Thaw,
+            4 => Request::Trim { minimum: d.i64()? },
+            5 => Request::Shutdown { mode: ShutdownMode::from_code(d.u8()?)? },
+            6 => Request::Suspend { mode: SuspendMode::from_code(d.u8()?)? },
+            7 => {
+                let n = d.count(MAX_VCPUS)?;
+                let mut vcpus = Vec::with_capacity(n);
+                for _ in 0..n {
+                    vcpus.push(VcpuState { logical_id: d.i64()?, online: d.bool()? });
+                }
+                Request::SetVcpus { vcpus }
+            }
+            8 => Request::SetTime {
+                time_ns: match d.u8()? {
+                    0 => None,
+                    1 => Some(d.i64()?),
+                    _ => return Err(FrameError::BadValue("optional time")),
+                },
+            },
+            9 => Request::Quit,
+            t => return Err(FrameError::UnknownTag(t)),
+        };
+        d.finish()?;
+        Ok(req)
+    }
+}
+
+impl Reply {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc(Vec::with_capacity(16));
+        match self {
+            Reply::FreezeState { frozen } => {
+                e.u8(1);
+                e.bool(*frozen);
+            }
+            Reply::FreezeCount { count, frozen } => {
+                e.u8(2);
+                e.i64(*count);
+                e.bool(*frozen);
+            }
+            Reply::Trimmed { paths } => {
+                e.u8(3);
+                e.u32(paths.len() as u32);
+                for p in paths {
+                    match p {
+                        TrimResult::Trimmed { path, minimum, trimmed } => {
+                            e.u8(0);
+                            e.str(path);
+                            e.i64(*minimum);
+                            e.i64(*trimmed);
+                        }
+                        TrimResult::Failed { path, error } => {
+                            e.u8(1);
+                            e.str(path);
+                            e.str(error);
+                        }
+                    }
+                }
+            }
+            Reply::VcpusSet { count } => {
+                e.u8(4);
+                e.i64(*count);
+            }
+            Reply::Done => e.u8(5),
+            Reply::Failed { desc } => {
+                e.u8(6);
+                e.str(desc);
+            }
+        }
+        e.0
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Reply, FrameError> {
+        let mut d = Dec(payload);
+        let reply = match d.u8()? {
+            1 => Reply::FreezeState { frozen: d.bool()? },
+            2 => Reply::FreezeCount { count: d.i64()?, frozen: d.bool()? },
+            3 => {
+                let n = d.count(MAX_FRAME / 16)?;
+                let mut paths = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    paths.push(match d.u8()? {
+                        0 => TrimResult::Trimmed { path: d.str()?, minimum: d.i64()?, trimmed: d.i64()? },
+                        1 => TrimResult::Failed { path: d.str()?, error: d.str()? },
+                        _ => return Err(FrameError::BadValue("trim result")),
+                    });
+                }
+                Reply::Trimmed { paths }
+            }
+            4 => Reply::VcpusSet { count: d.i64()? },
+            5 => Reply::Done,
+            6 => Reply::Failed { desc: d.str()? },
+            t => return Err(FrameError::UnknownTag(t)),
+        };
+        d.finish()?;
+        Ok(reply)
+    }
+}
+
+/// Writes one frame (length prefix and payload) in a single write.
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    if payload.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too long"));
+    }
+    let mut buf = Vec::with_capacity(4 + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf)
+}
+
+/// Reads one frame's payload. EOF before the first byte is [`FrameError::Closed`]; EOF inside a
+/// frame is [`FrameError::Truncated`].
+pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(FrameError::TooLong(n));
+    }
+    let mut payload = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut payload[got..]) {
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_request() -> Vec<Request> {
+        vec![
+            Request::FreezeStatus,
+            Request::Freeze,
+            Request::Thaw,
+            Request::Trim { minimum: -5 },
+            Request::Shutdown { mode: ShutdownMode::Reboot },
+            Request::Suspend { mode: SuspendMode::Hybrid },
+            Request::SetVcpus { vcpus: vec![VcpuState { logical_id: 1, online: false }] },
+            Request::SetTime { time_ns: Some(1_700_000_000_000_000_000) },
+            Request::SetTime { time_ns: None },
+            Request::Quit,
+        ]
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for r in every_request() {
+            assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn every_reply_round_trips() {
+        let replies = vec![
+            Reply::FreezeState { frozen: true },
+            Reply::FreezeCount { count: 3, frozen: true },
+            Reply::Trimmed {
+                paths: vec![
+                    TrimResult::Trimmed { path: "/".into(), minimum: 0, trimmed: 42 },
+                    TrimResult::Failed { path: "/boot".into(), error: "EIO".into() },
+                ],
+            },
+            Reply::VcpusSet { count: 2 },
+            Reply::Done,
+            Reply::Failed { desc: "no".into() },
+        ];
+        for r in replies {
+            assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_truncated_request_is_refused() {
+        for r in every_request() {
+            let b = r.encode();
+            for cut in 0..b.len() {
+                assert!(Request::decode(&b[..cut]).is_err(), "{r:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut b = Request::Freeze.encode();
+        b.push(0);
+        assert!(matches!(Request::decode(&b), Err(FrameError::TrailingBytes(1))));
+    }
+
+    #[test]
+    fn unknown_tags_and_values_are_refused() {
+        assert!(matches!(Request::decode(&[0]), Err(FrameError::UnknownTag(0))));
+        assert!(matches!(Request::decode(&[200]), Err(FrameError::UnknownTag(200))));
+        assert!(Request::decode(&[5, 3]).is_err());
+        assert!(Request::decode(&[8, 2]).is_err());
+        let mut b = vec![7];
+        b.extend_from_slice(&((MAX_VCPUS + 1) as u32).to_le_bytes());
+        assert!(Request::decode(&b).is_err());
+        let mut b = vec![7, 1, 0, 0, 0];
+        b.extend_from_slice(&1i64.to_le_bytes());
+        b.push(2);
+        assert!(Request::decode(&b).is_err(), "boolean 2");
+    }
+
+    #[test]
+    fn an_oversized_length_prefix_is_refused_before_reading_the_payload() {
+        let mut b = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        b.extend_from_slice(&[0; 16]);
+        assert!(matches!(read_frame(&mut &b[..]), Err(FrameError::TooLong(_))));
+    }
+
+    #[test]
+    fn eof_at_a_boundary_is_closed_and_inside_a_frame_is_truncated() {
+        assert!(matches!(read_frame(&mut &[][..]), Err(FrameError::Closed)));
+        assert!(matches!(read_frame(&mut &[1, 0][..]), Err(FrameError::Truncated)));
+        assert!(matches!(read_frame(&mut &[2, 0, 0, 0, 1][..]), Err(FrameError::Truncated)));
+    }
+}
+
+impl Request {
+    /// The schema command this request carries out, for the policy re-check; `None` for the
+    /// protocol's own requests, which every policy permits.
+    pub fn command(&self) -> Option<qga_policy::Command> {
+        use qga_policy::Command as C;
+        match self {
+            Request::FreezeStatus | Request::Quit => None,
+            Request::Freeze => Some(C::FsfreezeFreeze),
+            Request::Thaw => Some(C::FsfreezeThaw),
+            Request::Trim { .. } => Some(C::Fstrim),
+            Request::Shutdown { .. } => Some(C::Shutdown),
+            Request::Suspend { mode: SuspendMode::Disk } => Some(C::SuspendDisk),
+            Request::Suspend { mode: SuspendMode::Ram } => Some(C::SuspendRam),
+            Request::Suspend { mode: SuspendMode::Hybrid } => Some(C::SuspendHybrid),
+            Request::SetVcpus { .. } => Some(C::SetVcpus),
+            Request::SetTime { .. } => Some(C::SetTime),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The command table: the one place that says which commands exist, what arguments they take,
+//! which process runs them, whether they may run while filesystems are frozen and whether they
+//! answer on success. Dispatch, guest-info, policy validation, the helper's re-check, the man
+//! page list and the tests all read it; nothing else lists commands.
+
+/// Which process carries a command out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// The unprivileged front (parsing, queries, file access as the front's user).
+    Front,
+    /// The privileged helper (freeze, trim, power, vcpus, time).
+    Helper,
+}
+
+/// The type of one argument, as the QMP input visitor checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgType {
+    Int,
+    Str,
+    /// `guest-file-seek`'s whence: an integer or one of "set", "cur", "end".
+    Whence,
+    /// `guest-set-vcpus`' list of `GuestLogicalProcessor`.
+    VcpuList,
+}
+
+/// One argument of a command's `data` in the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arg {
+    pub name: &'static str,
+    pub ty: ArgType,
+    pub optional: bool,
+}
+
+const fn req(name: &'static str, ty: ArgType) -> Arg {
+    Arg { name, ty, optional: false }
+}
+const fn opt(name: &'static str, ty: ArgType) -> Arg {
+    Arg { name, ty, optional: true }
+}
+
+/// Every command of the qemu-ga 1.7 schema, in schema (registration) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Command {
+    SyncDelimited,
+    Sync,
+    Ping,
+    GetTime,
+    SetTime,
+    Info,
+    Shutdown,
+    FileOpen,
+    FileClose,
+    FileRead,
+    FileWrite,
+    FileSeek,
+    FileFlush,
+    FsfreezeStatus,
+    FsfreezeFreeze,
+    FsfreezeThaw,
+    Fstrim,
+    SuspendDisk,
+    SuspendRam,
+    SuspendHybrid,
+    NetworkGetInterfaces,
+    GetVcpus,
+    SetVcpus,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandSpec {
+    pub command: Command,
+    pub name: &'static str,
+    pub args: &'static [Arg],
+    pub process: Process,
+    pub allowed_while_frozen: bool,
+    pub success_response: bool,
+    /// Changes nothing in the guest: what a monitoring-only policy may allow.
+    pub read_only: bool,
+}
+
+use ArgType::*;
+use Process::*;
+
+macro_rules! row {
+    ($cmd:ident, $name:literal, [$($arg:expr),*], $proc:ident, frozen: $fz:literal, reply: $sr:literal, ro: $ro:literal) => {
+        CommandSpec {
+            command: Command::$cmd,
+            name: $name,
+            args: &[$($arg),*],
+            process: $proc,
+            allowed_while_frozen: $fz,
+            success_response: $sr,
+            read_only: $ro,
+        }
+    };
+}
+
+/// The table, in schema order. `Command as usize` indexes it.
+pub const TABLE: [CommandSpec; 23] = [
+    row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
+    row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
+    row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
+    row!(GetTime, "guest-get-time", [], Front, frozen: false, reply: true, ro: true),
+    row!(SetTime, "guest-set-time", [opt("time", Int)], Helper, frozen: false, reply: true, ro: false),
+    row!(Info, "guest-info", [], Front, frozen: true, reply: true, ro: true),
+    row!(Shutdown, "guest-shutdown", [opt("mode", Str)], Helper, frozen: false, reply: false, ro: false),
+    row!(FileOpen, "guest-file-open", [req("path", Str), opt("mode", Str)], Front, frozen: false, reply: true, ro: false),
+    row!(FileClose, "guest-file-close", [req("handle", Int)], Front, frozen: false, reply: true, ro: false),
+    row!(FileRead, "guest-file-read", [req("handle", Int), opt("count", Int)], Front, frozen: false, reply: true, ro: false),
+    row!(FileWrite, "guest-file-write", [req("handle", Int), req("buf-b64", Str), opt("count", Int)], Front, frozen: false, reply: true, ro: false),
+    row!(FileSeek, "guest-file-seek", [req("handle", Int), req("offset", Int), req("whence", Whence)], Front, frozen: false, reply: true, ro: false),
+    row!(FileFlush, "guest-file-flush", [req("handle", Int)], Front, frozen: false, reply: true, ro: false),
+    row!(FsfreezeStatus, "guest-fsfreeze-status", [], Front, frozen: true, reply: true, ro: true),
+    row!(FsfreezeFreeze, "guest-fsfreeze-freeze", [], Helper, frozen: false, reply: true, ro: false),
+    row!(FsfreezeThaw, "guest-fsfreeze-thaw", [], Helper, frozen: true, reply: true, ro: false),
+    row!(Fstrim, "guest-fstrim", [opt("minimum", Int)], Helper, frozen: false, reply: true, ro: false),
+    row!(SuspendDisk, "guest-suspend-disk", [], Helper, frozen: false, reply: false, ro: false),
+    row!(SuspendRam, "guest-suspend-ram", [], Helper, frozen: false, reply: false, ro: false),
+    row!(SuspendHybrid, "guest-suspend-hybrid", [], Helper, frozen: false, reply: false, ro: false),
+    row!(NetworkGetInterfaces, "guest-network-get-interfaces", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetVcpus, "guest-get-vcpus", [], Front, frozen: false, reply: true, ro: true),
+    row!(SetVcpus, "guest-set-vcpus", [req("vcpus", VcpuList)], Helper, frozen: false, reply: true, ro: false),
+];
+
+/// Number of commands.
+pub const COUNT: usize = TABLE.len();
+
+impl Command {
+    /// Every command, in schema order.
+    pub fn all() -> impl DoubleEndedIterator<Item = Command> + ExactSizeIterator {
+        TABLE.iter().map(|s| s.command)
+    }
+
+    pub fn spec(self) -> &'static CommandSpec {
+        &TABLE[self as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    pub fn from_name(name: &str) -> Option<Command> {
+        TABLE.iter().find(|s| s.name == name).map(|s| s.command)
+    }
+
+    /// Index into per-command arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_index_matches_enum_discriminant() {
+        for (i, spec) in TABLE.iter().enumerate() {
+            assert_eq!(spec.command as usize, i, "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for spec in TABLE.iter() {
+            assert_eq!(Command::from_name(spec.name), Some(spec.command));
+        }
+        assert_eq!(Command::from_name("guest-exec"), None);
+    }
+
+    #[test]
+    fn freeze_allowlist_is_qemu_gas_six() {
+        let frozen: Vec<_> = TABLE.iter().filter(|s| s.allowed_while_frozen).map(|s| s.name).collect();
+        assert_eq!(
+            frozen,
+            ["guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest-fsfreeze-status", "guest-fsfreeze-thaw"]
+        );
+    }
+
+    #[test]
+    fn only_shutdown_and_suspend_are_silent_on_success() {
+        let silent: Vec<_> = TABLE.iter().filter(|s| !s.success_response).map(|s| s.name).collect();
+        assert_eq!(silent, ["guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"]);
+    }
+
+    #[test]
+    fn helper_runs_exactly_the_privileged_commands() {
+        let helper: Vec<_> = TABLE.iter().filter(|s| s.process == Process::Helper).map(|s| s.name).collect();
+        assert_eq!(
+            helper,
+            [
+                "guest-set-time",
+                "guest-shutdown",
+                "guest-fsfreeze-freeze",
+                "guest-fsfreeze-thaw",
+                "guest-fstrim",
+                "guest-suspend-disk",
+                "guest-suspend-ram",
+                "guest-suspend-hybrid",
+                "guest-set-vcpus"
+            ]
+        );
+    }
+}
