@@ -1,0 +1,108 @@
+//! The JSON value model of QEMU's QObject: integers keep their signed/unsigned/float kind and
+//! strings are byte strings in modified UTF-8 (`\u0000` is stored as C0 80), as QEMU keeps them,
+//! so that what the host sent is echoed back exactly.
+
+/// A parsed or to-be-written JSON value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// A JSON integer that fits `i64`.
+    Int(i64),
+    /// A JSON integer above `i64::MAX` that fits `u64`.
+    UInt(u64),
+    /// A JSON number with a fraction or exponent, or an integer out of 64-bit range.
+    Float(f64),
+    Str(Vec<u8>),
+    List(Vec<Value>),
+    Dict(Dict),
+}
+
+/// A JSON object. Keys keep insertion order here; the writer emits them in QEMU's QDict order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dict {
+    entries: Vec<(Vec<u8>, Value)>,
+}
+
+impl Dict {
+    pub fn new() -> Dict {
+        Dict { entries: Vec::new() }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.get_bytes(key.as_bytes())
+    }
+
+    pub fn get_bytes(&self, key: &[u8]) -> Option<&Value> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get_bytes(key).is_some()
+    }
+
+    /// Adds a member. The caller guarantees the key is new (the parser rejects duplicates).
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: Value) {
+        self.entries.push((key.into(), value));
+    }
+
+    /// Builder form of [`Dict::insert`].
+    pub fn with(mut self, key: &str, value: Value) -> Dict {
+        self.insert(key.as_bytes(), value);
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Members in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
+        self.entries.iter().map(|(k, v)| (k.as_slice(), v))
+    }
+}
+
+impl Value {
+    pub fn str(s: impl Into<Vec<u8>>) -> Value {
+        Value::Str(s.into())
+    }
+
+    pub fn empty_dict() -> Value {
+        Value::Dict(Dict::new())
+    }
+}
+
+impl From<Dict> for Value {
+    fn from(d: Dict) -> Value {
+        Value::Dict(d)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.as_bytes().to_vec())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s.into_bytes())
+    }
+}
+impl From<Vec<Value>> for Value {
+    fn from(l: Vec<Value>) -> Value {
+        Value::List(l)
+    }
+}

@@ -1,0 +1,178 @@
+//! Serialises a [`Value`] the way qemu-ga 7.2 does: `{"a": 1, "b": [1, 2]}` spacing, ASCII-only
+//! output with uppercase `\uXXXX` escapes (surrogate pairs beyond the BMP, U+FFFD for invalid
+//! input), `%.17g` floats, and object members in QEMU's QDict hash order.
+
+use super::mutf8;
+use super::value::{Dict, Value};
+
+/// Appends the JSON text of `v` to `out`.
+pub fn write(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
+        Value::Float(f) => out.extend_from_slice(format_g17(*f).as_bytes()),
+        Value::Str(s) => write_str(s, out),
+        Value::List(l) => {
+            out.push(b'[');
+            for (i, item) in l.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                write(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Dict(d) => write_dict(d, out),
+    }
+}
+
+fn write_dict(d: &Dict, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in qdict_order(d).into_iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        write_str(k, out);
+        out.extend_from_slice(b": ");
+        write(v, out);
+    }
+    out.push(b'}');
+}
+
+/// QEMU's QDict hash (`tdb_hash`) of a key, as a bucket index.
+fn qdict_bucket(key: &[u8]) -> u32 {
+    const BUCKETS: u32 = 512;
+    // A C string ends at its first NUL; keys never hold one (NUL is stored as C0 80).
+    let mut value = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
+    for (i, &b) in key.iter().enumerate() {
+        value = value.wrapping_add((b as u32) << ((i * 5) % 24));
+    }
+    1_103_515_243u32.wrapping_mul(value).wrapping_add(12345) % BUCKETS
+}
+
+/// Members in the order QEMU iterates a QDict: by bucket, and within a bucket the most
+/// recently inserted first.
+fn qdict_order(d: &Dict) -> Vec<(&[u8], &Value)> {
+    let mut entries: Vec<(u32, usize, &[u8], &Value)> =
+        d.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    entries.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+}
+
+fn write_str(s: &[u8], out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let mut i = 0;
+    while i < s.len() {
+        // Plain printable ASCII needs no escaping: copy runs of it at once.
+        let run = s[i..].iter().position(|&b| !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\').unwrap_or(s.len() - i);
+        out.extend_from_slice(&s[i..i + run]);
+        i += run;
+        if i >= s.len() {
+            break;
+        }
+        let (cp, n) = mutf8::decode(&s[i..]);
+        i += n.max(1);
+        match cp {
+            Some(0x22) => out.extend_from_slice(b"\\\""),
+            Some(0x5C) => out.extend_from_slice(b"\\\\"),
+            Some(0x08) => out.extend_from_slice(b"\\b"),
+            Some(0x0C) => out.extend_from_slice(b"\\f"),
+            Some(0x0A) => out.extend_from_slice(b"\\n"),
+            Some(0x0D) => out.extend_from_slice(b"\\r"),
+            Some(0x09) => out.extend_from_slice(b"\\t"),
+            Some(cp) if cp > 0xFFFF => {
+                let c = cp - 0x10000;
+                push_u(out, 0xD800 + (c >> 10));
+                push_u(out, 0xDC00 + (c & 0x3FF));
+            }
+            Some(cp) if !(0x20..0x7F).contains(&cp) => push_u(out, cp),
+            Some(cp) => out.push(cp as u8),
+            None => push_u(out, 0xFFFD),
+        }
+    }
+    out.push(b'"');
+}
+
+fn push_u(out: &mut Vec<u8>, cp: u32) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((cp >> shift) & 0xF) as usize]);
+    }
+}
+
+/// C's `printf("%.17g", f)`.
+pub fn format_g17(f: f64) -> String {
+    if f.is_nan() {
+        return if f.is_sign_negative() { "-nan".into() } else { "nan".into() };
+    }
+    if f.is_infinite() {
+        return if f < 0.0 { "-inf".into() } else { "inf".into() };
+    }
+    const P: i32 = 17;
+    let sci = format!("{:.*e}", (P - 1) as usize, f);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= P {
+        let m = strip_zeros(mantissa);
+        format!("{}e{}{:02}", m, if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else {
+        let fixed = format!("{:.*}", (P - 1 - exp) as usize, f);
+        strip_zeros(&fixed).to_string()
+    }
+}
+
+fn strip_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: &Value) -> String {
+        let mut out = Vec::new();
+        write(v, &mut out);
+        String::from_utf8(out).expect("writer output is ASCII")
+    }
+
+    #[test]
+    fn reply_members_come_out_in_qemus_order() {
+        let ok = Dict::new().with("return", Value::empty_dict()).with("id", Value::Int(1));
+        assert_eq!(text(&ok.into()), r#"{"return": {}, "id": 1}"#);
+        let err = Dict::new().with("error", Value::empty_dict()).with("id", Value::Int(9));
+        assert_eq!(text(&err.into()), r#"{"id": 9, "error": {}}"#);
+        let seek = Dict::new().with("position", Value::Int(6)).with("eof", Value::Bool(false));
+        assert_eq!(text(&seek.into()), r#"{"eof": false, "position": 6}"#);
+    }
+
+    #[test]
+    fn non_ascii_is_escaped_with_uppercase_hex_and_pairs() {
+        let v = Value::Str("é😀\u{7f}/".as_bytes().to_vec());
+        assert_eq!(text(&v), r#""\u00E9\uD83D\uDE00\u007F/""#);
+    }
+
+    #[test]
+    fn invalid_bytes_become_replacement_characters_and_c0_80_is_nul() {
+        assert_eq!(text(&Value::Str(vec![b'a', 0xFF, 0xC0, 0x80])), r#""a\uFFFD\u0000""#);
+    }
+
+    #[test]
+    fn floats_print_like_printf_g17() {
+        assert_eq!(format_g17(1000.0), "1000");
+        assert_eq!(format_g17(0.1), "0.10000000000000001");
+        assert_eq!(format_g17(1.5), "1.5");
+        assert_eq!(format_g17(1e300), "1.0000000000000001e+300");
+        assert_eq!(format_g17(-9223372036854775809.0), "-9.2233720368547758e+18");
+        assert_eq!(format_g17(1e-5), "1.0000000000000001e-05");
+        assert_eq!(format_g17(f64::INFINITY), "inf");
+    }
+}
