@@ -4,7 +4,7 @@
 use crate::catalog::{Command, COUNT};
 
 /// The effective policy: for each command, enabled or not, after merging the policy file, the
-/// config keys and the command line (see [`crate::merge`]).
+/// config keys and the command line (see [`mod@crate::merge`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     enabled: [bool; COUNT],
@@ -36,6 +36,31 @@ impl Policy {
     /// The enabled commands, in schema order.
     pub fn enabled_commands(&self) -> impl Iterator<Item = Command> + '_ {
         Command::all().filter(|c| self.is_enabled(*c))
+    }
+
+    /// Bit `Command::index()` set for each enabled command: a fixed-size form for handing the
+    /// effective policy to the helper.
+    pub fn to_bits(&self) -> u32 {
+        self.enabled_commands().fold(0, |bits, c| bits | (1 << c.index()))
+    }
+
+    /// The inverse of [`Policy::to_bits`]. `None` if a bit beyond the last command is set: the
+    /// peer speaks a different table, and guessing would be failing open.
+    pub fn from_bits(bits: u32) -> Option<Policy> {
+        if bits >> COUNT != 0 {
+            return None;
+        }
+        Some(Policy::only(Command::all().filter(|c| bits & (1 << c.index()) != 0)))
+    }
+}
+
+/// The `CommandNotFound` description for a command the gate refuses, in 7.2's words; `None`
+/// for [`Decision::Enabled`].
+pub fn refusal_message(cmd: Command, decision: Decision) -> Option<String> {
+    match decision {
+        Decision::Enabled => None,
+        Decision::Disabled => Some(format!("Command {} has been disabled", cmd.name())),
+        Decision::Frozen => Some(format!("Command {} has been disabled: the agent is in frozen state", cmd.name())),
     }
 }
 
@@ -76,6 +101,28 @@ mod tests {
     fn frozen_also_overrides_a_disabled_command_with_its_own_reason() {
         let p = Policy::only([Command::Ping]);
         assert_eq!(decide(&p, Command::FileOpen, true), Decision::Frozen);
+    }
+
+    #[test]
+    fn policy_bits_round_trip_and_reject_unknown_bits() {
+        let p = Policy::only([Command::SyncDelimited, Command::Ping, Command::SetVcpus]);
+        assert_eq!(p.to_bits(), 1 | (1 << 2) | (1 << 22));
+        assert_eq!(Policy::from_bits(p.to_bits()), Some(p));
+        assert_eq!(Policy::from_bits(Policy::allow_all().to_bits()), Some(Policy::allow_all()));
+        assert_eq!(Policy::from_bits(1 << COUNT), None);
+    }
+
+    #[test]
+    fn refusal_messages_are_7_2s_texts() {
+        assert_eq!(refusal_message(Command::Ping, Decision::Enabled), None);
+        assert_eq!(
+            refusal_message(Command::FileOpen, Decision::Disabled).as_deref(),
+            Some("Command guest-file-open has been disabled")
+        );
+        assert_eq!(
+            refusal_message(Command::FileOpen, Decision::Frozen).as_deref(),
+            Some("Command guest-file-open has been disabled: the agent is in frozen state")
+        );
     }
 
     #[test]

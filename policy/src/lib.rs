@@ -1,8 +1,24 @@
 //! qemu-ga-rs's command catalogue, the policy file that enables and disables commands, and the
 //! gate that decides, from the effective policy and the frozen state, whether a command may run.
+//!
+//! The path from disk to a decision: [`file::load_configured`] (or [`file::parse`]) reads and
+//! checks the policy file, [`merge::merge`] folds in the `-b`/`-a` options and the config
+//! lists and explains every command, and [`gate::decide`] applies the result and the frozen
+//! state to each request.
 
 pub mod catalog;
+pub mod error;
+pub mod file;
 pub mod gate;
+pub mod merge;
+mod names;
 
 pub use catalog::{Arg, ArgType, Command, CommandSpec, Process, COUNT, TABLE};
-pub use gate::{decide, Decision, Policy};
+pub use error::PolicyError;
+pub use file::{
+    builtin_default, load_configured, load_file, load_or_builtin, parse, Action, FileDecider, FileVerdict,
+    PolicyFile, Rule, BUILTIN_ORIGIN, DEFAULT_PATH, DEFAULT_POLICY_TEXT, MAX_FILE_SIZE, SHIPPED,
+};
+pub use gate::{decide, refusal_message, Decision, Policy};
+pub use merge::{merge, split_list, AllowListVerdict, Effective, Explanation, ListEntry};
+pub use names::nearest_command;

@@ -1,0 +1,56 @@
+//! The examples of man/qemu-ga-rs-policy.5, so the page cannot drift from what the code does.
+
+use qga_policy::{merge, parse, Command, ListEntry, DEFAULT_POLICY_TEXT, DEFAULT_PATH};
+
+fn enabled_in(text: &str) -> Vec<&'static str> {
+    let p = parse(text, "policy").unwrap_or_else(|e| panic!("{e}"));
+    p.policy().enabled_commands().map(|c| c.name()).collect()
+}
+
+#[test]
+fn snapshot_example_with_a_sync_glob() {
+    let text = "default deny\nallow guest-ping\nallow guest-sync*          # guest-sync and guest-sync-delimited\nallow guest-info\nallow guest-fsfreeze-*\n";
+    assert_eq!(
+        enabled_in(text),
+        [
+            "guest-sync-delimited",
+            "guest-sync",
+            "guest-ping",
+            "guest-info",
+            "guest-fsfreeze-status",
+            "guest-fsfreeze-freeze",
+            "guest-fsfreeze-thaw"
+        ]
+    );
+}
+
+#[test]
+fn no_freezing_example_keeps_the_status_by_exact_name() {
+    let text = "default allow\ndeny guest-file-*\ndeny guest-fsfreeze-*\nallow guest-fsfreeze-status\ndeny guest-shutdown        # this guest is never powered off by the host\n";
+    let on = enabled_in(text);
+    assert!(on.contains(&"guest-fsfreeze-status"));
+    for off in ["guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-shutdown", "guest-file-open"] {
+        assert!(!on.contains(&off), "{off}");
+    }
+    assert_eq!(on.len(), 23 - 6 - 2 - 1);
+}
+
+#[test]
+fn invalid_example_reports_the_disagreeing_globs() {
+    let e = parse("default allow\ndeny guest-file-*\nallow guest-*-read\n", "/etc/qemu-ga-rs/policy").expect_err("invalid");
+    assert_eq!(
+        e.to_string(),
+        "/etc/qemu-ga-rs/policy:3: 'allow guest-*-read' contradicts line 2 'deny guest-file-*' for guest-file-read"
+    );
+}
+
+#[test]
+fn check_policy_table_example_matches_the_shipped_default() {
+    let p = parse(DEFAULT_POLICY_TEXT, DEFAULT_PATH).unwrap_or_else(|e| panic!("{e}"));
+    let e = merge(&p, &[ListEntry::new("guest-shutdown", "-b")], &[]).unwrap_or_else(|e| panic!("{e}"));
+    let table = e.render_table();
+    let line = |cmd: Command| table.lines().nth(cmd.index()).unwrap_or_default().to_string();
+    assert_eq!(line(Command::SyncDelimited), "guest-sync-delimited          enabled   default allow (/etc/qemu-ga-rs/policy:10)");
+    assert_eq!(line(Command::Shutdown), "guest-shutdown                disabled  blocked by -b");
+    assert_eq!(line(Command::FileOpen), "guest-file-open               disabled  /etc/qemu-ga-rs/policy:12 (deny guest-file-*)");
+}
