@@ -1,7 +1,23 @@
-//! The privileged helper of qemu-ga-rs: its closed request protocol (shared with the front) and
-//! the pieces of its operations that are pure enough to unit-test.
+//! The privileged helper of qemu-ga-rs: its closed request protocol (shared with the front),
+//! the request loop and the operations it carries out for the front.
+//!
+//! Every module has one job; the pure parts (parsing, texts, conversions, the state machine)
+//! are unit-tested without touching the machine.
 
+pub mod args;
+pub mod clock;
+pub mod demote;
+pub mod freeze;
+pub mod hook;
+pub mod launcher;
+pub mod log;
+pub mod mounts;
+pub mod power;
 pub mod protocol;
+pub mod serve;
+pub mod system;
+pub mod trim;
+pub mod vcpus;
 
 /// File name of the helper binary, installed beside `qemu-ga-rs`.
 pub const HELPER_BINARY: &str = "qemu-ga-rs-helper";

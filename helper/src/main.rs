@@ -1,3 +1,96 @@
+//! qemu-ga-rs-helper: the privileged half of qemu-ga-rs. The front starts it as root with
+//! stdin/stdout on /dev/null, stderr on its log pipe and fd 3 on the request socketpair.
+//! Start-up order matters: parse argv, ignore the signals the front handles, fork the launcher
+//! (full root, before anything is dropped), drop privileges, then serve.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::stat::{fstat, SFlag};
+
+use qga_helper::demote::{demote, Demoted};
+use qga_helper::launcher::{self, Launcher};
+use qga_helper::serve::{self, exit, Server};
+use qga_helper::system::System;
+use qga_helper::{args, freeze, log, REQUEST_FD};
+
 fn main() {
-    std::process::exit(1);
+    std::process::exit(start());
+}
+
+fn start() -> i32 {
+    let args = match args::parse(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            log!("{e}");
+            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS]");
+            return exit::USAGE;
+        }
+    };
+
+    // The front handles these and sends Quit; the helper must never die of them while frozen.
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGPIPE] {
+        // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety question arises.
+        if let Err(e) = unsafe { signal::signal(sig, SigHandler::SigIgn) } {
+            log!("cannot ignore {sig}: {}", e.desc());
+            return exit::FAILURE;
+        }
+    }
+
+    if let Err(why) = check_request_fd(REQUEST_FD) {
+        log!("fd {REQUEST_FD}: {why}");
+        return exit::USAGE;
+    }
+
+    // Forked before fd 3 is wrapped (the launcher closes every descriptor it does not need)
+    // and before privileges are dropped (programs it runs get full root).
+    let launcher = match Launcher::start(launcher::Config { hook: args.hook.clone(), hook_timeout: args.hook_timeout }) {
+        Ok(l) => l,
+        Err(e) => {
+            log!("{e}");
+            return exit::FAILURE;
+        }
+    };
+
+    match demote() {
+        Ok(Demoted::Reduced(kept)) => log!("privileges reduced to {kept:?}"),
+        Ok(Demoted::NotRoot) => log!("not running as root: privileged operations will fail"),
+        Err(e) => {
+            log!("{e}");
+            return exit::FAILURE;
+        }
+    }
+    // A seccomp filter belongs here: after demote, before the first untrusted byte.
+
+    let marker = freeze::marker_path(&args.statedir);
+    let frozen = freeze::marker_exists(&marker);
+    if frozen {
+        log!("{} exists: a previous instance left filesystems frozen; starting frozen", marker.display());
+    }
+
+    // SAFETY: fd 3 was checked above to be an open socket; by the start-up contract nothing
+    // else in this process owns it, and from here on only this UnixStream does.
+    let mut chan = unsafe { UnixStream::from_raw_fd(REQUEST_FD) };
+    let ops = System::new(launcher, &args.statedir, args.hook, args.hook_timeout);
+    let mut server = Server::new(ops, args.enabled, frozen);
+    let status = serve::run(&mut server, &mut chan);
+    log!("exiting with status {status}");
+    status
+}
+
+/// fd 3 must be an open stream socket; mark it close-on-exec so no program can inherit it.
+fn check_request_fd(fd: RawFd) -> Result<(), String> {
+    // SAFETY: the descriptor is only borrowed for the duration of these calls; it is checked
+    // to be open by fcntl first.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let flags = fcntl(borrowed, FcntlArg::F_GETFD).map_err(|e| format!("not open: {}", e.desc()))?;
+    let st = fstat(borrowed).map_err(|e| e.desc().to_owned())?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return Err("not a socket".to_owned());
+    }
+    let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
+    fcntl(borrowed, FcntlArg::F_SETFD(flags)).map_err(|e| e.desc().to_owned())?;
+    Ok(())
 }

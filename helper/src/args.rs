@@ -1,0 +1,244 @@
+//! The helper's command line, parsed strictly: the front is the only caller, so anything
+//! unexpected is a bug or an attack and the helper refuses to start.
+//!
+//! `qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH]
+//! [--hook-timeout SECS]`
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use qga_policy::{Command, Policy, Process};
+
+/// How long the fsfreeze hook may run when `--hook-timeout` is not given.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound of `--hook-timeout`: a day is already far beyond any sane hook.
+pub const MAX_HOOK_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+/// The validated command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    pub statedir: PathBuf,
+    /// Exactly the helper-run commands the effective policy enables.
+    pub enabled: Policy,
+    pub hook: Option<PathBuf>,
+    pub hook_timeout: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ArgsError {
+    UnknownOption(String),
+    MissingValue(&'static str),
+    Duplicate(&'static str),
+    Missing(&'static str),
+    NotUtf8(&'static str),
+    NotAbsolute(&'static str),
+    UnknownCommand(String),
+    /// A command the front runs itself: it has no business in the helper's list.
+    NotAHelperCommand(String),
+    DuplicateCommand(String),
+    BadTimeout(String),
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::UnknownOption(o) => write!(f, "unknown argument '{o}'"),
+            ArgsError::MissingValue(o) => write!(f, "option {o} needs a value"),
+            ArgsError::Duplicate(o) => write!(f, "option {o} given more than once"),
+            ArgsError::Missing(o) => write!(f, "option {o} is required"),
+            ArgsError::NotUtf8(o) => write!(f, "the value of {o} is not valid UTF-8"),
+            ArgsError::NotAbsolute(o) => write!(f, "the value of {o} must be an absolute path"),
+            ArgsError::UnknownCommand(c) => write!(f, "unknown command '{c}' in --enabled"),
+            ArgsError::NotAHelperCommand(c) => write!(f, "command '{c}' in --enabled is not run by the helper"),
+            ArgsError::DuplicateCommand(c) => write!(f, "command '{c}' appears twice in --enabled"),
+            ArgsError::BadTimeout(v) => {
+                write!(f, "--hook-timeout '{v}' is not a number of seconds in 1..={MAX_HOOK_TIMEOUT_SECS}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// Parses the arguments after argv[0].
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError> {
+    let mut statedir: Option<PathBuf> = None;
+    let mut enabled: Option<Policy> = None;
+    let mut hook: Option<PathBuf> = None;
+    let mut timeout: Option<Duration> = None;
+
+    let mut it = args.into_iter();
+    while let Some(opt) = it.next() {
+        let opt = opt.into_string().map_err(|o| ArgsError::UnknownOption(o.to_string_lossy().into_owned()))?;
+        match opt.as_str() {
+            "--statedir" => {
+                let v = value(&mut it, "--statedir")?;
+                set_once(&mut statedir, absolute(v, "--statedir")?, "--statedir")?;
+            }
+            "--enabled" => {
+                let v = value(&mut it, "--enabled")?.into_string().map_err(|_| ArgsError::NotUtf8("--enabled"))?;
+                set_once(&mut enabled, parse_enabled(&v)?, "--enabled")?;
+            }
+            "--fsfreeze-hook" => {
+                let v = value(&mut it, "--fsfreeze-hook")?;
+                set_once(&mut hook, absolute(v, "--fsfreeze-hook")?, "--fsfreeze-hook")?;
+            }
+            "--hook-timeout" => {
+                let v = value(&mut it, "--hook-timeout")?.into_string().map_err(|_| ArgsError::NotUtf8("--hook-timeout"))?;
+                set_once(&mut timeout, parse_timeout(&v)?, "--hook-timeout")?;
+            }
+            _ => return Err(ArgsError::UnknownOption(opt)),
+        }
+    }
+
+    Ok(Args {
+        statedir: statedir.ok_or(ArgsError::Missing("--statedir"))?,
+        enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?,
+        hook,
+        hook_timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
+    })
+}
+
+fn value(it: &mut impl Iterator<Item = OsString>, opt: &'static str) -> Result<OsString, ArgsError> {
+    it.next().ok_or(ArgsError::MissingValue(opt))
+}
+
+fn set_once<T>(slot: &mut Option<T>, v: T, opt: &'static str) -> Result<(), ArgsError> {
+    if slot.is_some() {
+        return Err(ArgsError::Duplicate(opt));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn absolute(v: OsString, opt: &'static str) -> Result<PathBuf, ArgsError> {
+    let p = PathBuf::from(v);
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(ArgsError::NotAbsolute(opt))
+    }
+}
+
+/// `--enabled` is a comma-separated list of helper-run command names; the empty string enables
+/// nothing.
+pub fn parse_enabled(list: &str) -> Result<Policy, ArgsError> {
+    let mut commands: Vec<Command> = Vec::new();
+    if list.is_empty() {
+        return Ok(Policy::only(commands));
+    }
+    for name in list.split(',') {
+        let cmd = Command::from_name(name).ok_or_else(|| ArgsError::UnknownCommand(name.to_owned()))?;
+        if cmd.spec().process != Process::Helper {
+            return Err(ArgsError::NotAHelperCommand(name.to_owned()));
+        }
+        if commands.contains(&cmd) {
+            return Err(ArgsError::DuplicateCommand(name.to_owned()));
+        }
+        commands.push(cmd);
+    }
+    Ok(Policy::only(commands))
+}
+
+fn parse_timeout(v: &str) -> Result<Duration, ArgsError> {
+    // Digits only: no sign, no whitespace, no "1e3".
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ArgsError::BadTimeout(v.to_owned()));
+    }
+    match v.parse::<u64>() {
+        Ok(s) if (1..=MAX_HOOK_TIMEOUT_SECS).contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(ArgsError::BadTimeout(v.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: &[&str]) -> Result<Args, ArgsError> {
+        parse(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn minimal_command_line_uses_the_default_hook_timeout() {
+        let a = p(&["--statedir", "/run", "--enabled", ""]).unwrap();
+        assert_eq!(a.statedir, PathBuf::from("/run"));
+        assert_eq!(a.hook, None);
+        assert_eq!(a.hook_timeout, DEFAULT_HOOK_TIMEOUT);
+        assert_eq!(a.enabled.enabled_commands().count(), 0);
+    }
+
+    #[test]
+    fn full_command_line_is_accepted_in_any_order() {
+        let a = p(&[
+            "--hook-timeout",
+            "5",
+            "--enabled",
+            "guest-fsfreeze-freeze,guest-fsfreeze-thaw",
+            "--fsfreeze-hook",
+            "/etc/qemu/fsfreeze-hook",
+            "--statedir",
+            "/var/run",
+        ])
+        .unwrap();
+        assert_eq!(a.hook, Some(PathBuf::from("/etc/qemu/fsfreeze-hook")));
+        assert_eq!(a.hook_timeout, Duration::from_secs(5));
+        let cmds: Vec<_> = a.enabled.enabled_commands().collect();
+        assert_eq!(cmds, [Command::FsfreezeFreeze, Command::FsfreezeThaw]);
+    }
+
+    #[test]
+    fn unknown_options_and_equals_forms_are_refused() {
+        assert_eq!(p(&["--verbose"]), Err(ArgsError::UnknownOption("--verbose".into())));
+        assert!(matches!(p(&["--statedir=/run", "--enabled", ""]), Err(ArgsError::UnknownOption(_))));
+        assert!(matches!(p(&["--statedir", "/run", "--enabled", "", "extra"]), Err(ArgsError::UnknownOption(_))));
+    }
+
+    #[test]
+    fn required_options_and_values_are_enforced() {
+        assert_eq!(p(&["--enabled", ""]), Err(ArgsError::Missing("--statedir")));
+        assert_eq!(p(&["--statedir", "/run"]), Err(ArgsError::Missing("--enabled")));
+        assert_eq!(p(&["--statedir"]), Err(ArgsError::MissingValue("--statedir")));
+        assert_eq!(
+            p(&["--statedir", "/a", "--statedir", "/b", "--enabled", ""]),
+            Err(ArgsError::Duplicate("--statedir"))
+        );
+    }
+
+    #[test]
+    fn paths_must_be_absolute() {
+        assert_eq!(p(&["--statedir", "run", "--enabled", ""]), Err(ArgsError::NotAbsolute("--statedir")));
+        assert_eq!(
+            p(&["--statedir", "/run", "--enabled", "", "--fsfreeze-hook", "hook"]),
+            Err(ArgsError::NotAbsolute("--fsfreeze-hook"))
+        );
+    }
+
+    #[test]
+    fn enabled_accepts_only_helper_commands_once_each() {
+        assert!(parse_enabled("guest-shutdown,guest-set-time").is_ok());
+        assert_eq!(parse_enabled("guest-exec"), Err(ArgsError::UnknownCommand("guest-exec".into())));
+        assert_eq!(parse_enabled("guest-ping"), Err(ArgsError::NotAHelperCommand("guest-ping".into())));
+        assert_eq!(
+            parse_enabled("guest-shutdown,guest-shutdown"),
+            Err(ArgsError::DuplicateCommand("guest-shutdown".into()))
+        );
+        assert_eq!(parse_enabled("guest-shutdown,"), Err(ArgsError::UnknownCommand("".into())));
+    }
+
+    #[test]
+    fn every_helper_command_can_be_enabled() {
+        let all: Vec<_> = qga_policy::TABLE.iter().filter(|s| s.process == Process::Helper).map(|s| s.name).collect();
+        let policy = parse_enabled(&all.join(",")).unwrap();
+        assert_eq!(policy.enabled_commands().count(), all.len());
+    }
+
+    #[test]
+    fn hook_timeout_is_a_plain_positive_number_of_seconds() {
+        for bad in ["0", "-1", "+5", " 5", "1e3", "", "86401", "99999999999999999999"] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_timeout("86400"), Ok(Duration::from_secs(86400)));
+    }
+}

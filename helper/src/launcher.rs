@@ -1,0 +1,577 @@
+//! The launcher: a tiny process, forked at start-up before the helper drops its capabilities,
+//! that keeps full root and runs the few external programs the operations need (shutdown,
+//! systemctl, pm-utils, the fsfreeze hook), so they never inherit the helper's reduced
+//! capabilities, its no_new_privs or a future seccomp filter.
+//!
+//! It is closed like the front↔helper protocol: the helper names a [`Job`] (a fixed program
+//! with one of a fixed set of argument lists); there is no free-form exec. The hook path is the
+//! only program path not compiled in, and it is fixed when the launcher is forked. The framing
+//! is the protocol's (`u32` little-endian length + payload); a request is a tag and a mode byte,
+//! an answer an [`Outcome`] tag and an `i32`. The launcher exits when the helper's end closes.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{access, fork, AccessFlags, ForkResult, Pid};
+
+use crate::hook::HookPhase;
+use crate::log;
+use crate::protocol::{read_frame, write_frame, FrameError, ShutdownMode, SuspendMode};
+
+/// Where programs found by name are looked for: the helper has no PATH, so this fixed list
+/// stands in for it (in the order a root PATH would list them).
+pub const SEARCH_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+/// 7.2 runs shutdown from this fixed path.
+pub const SHUTDOWN: &str = "/sbin/shutdown";
+/// The environment of programs that are scripts (pm-utils, the hook) and need a PATH; nothing
+/// of the agent's own environment is passed on.
+pub const SCRIPT_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+/// How often a job with a timeout is checked on.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Everything the launcher may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// `/sbin/shutdown -h -P|-H|-r +0 "hypervisor initiated shutdown"`.
+    Shutdown(ShutdownMode),
+    /// `systemctl status systemd-hibernate|systemd-suspend|systemd-hybrid-sleep`.
+    SystemdProbe(SuspendMode),
+    /// `systemctl hibernate|suspend|hybrid-sleep`.
+    SystemdSuspend(SuspendMode),
+    /// `pm-is-supported --hibernate|--suspend|--suspend-hybrid`.
+    PmProbe(SuspendMode),
+    /// `pm-hibernate|pm-suspend|pm-suspend-hybrid`.
+    PmSuspend(SuspendMode),
+    /// `HOOK freeze|thaw`, with the hook timeout.
+    Hook(HookPhase),
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    /// A program looked up by name is in none of [`SEARCH_DIRS`] (7.2: not on PATH).
+    NotFound,
+    /// The hook failed `access(X_OK)`.
+    NotAccessible(Errno),
+    /// The hook outlived the timeout and was killed with its whole session.
+    TimedOut,
+    SpawnFailed(Errno),
+    WaitFailed(Errno),
+}
+
+/// Which program a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    Fixed(&'static str),
+    /// Looked up in [`SEARCH_DIRS`].
+    Named(&'static str),
+    /// The `--fsfreeze-hook` path.
+    Hook,
+}
+
+/// The environment a job gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Env {
+    Empty,
+    Script,
+}
+
+/// A job spelled out: program, the arguments after argv[0], environment, timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub program: Program,
+    pub args: Vec<&'static str>,
+    pub env: Env,
+    pub timed: bool,
+}
+
+impl Job {
+    /// The one place that maps a job to its program and argument list.
+    pub fn spec(self) -> Spec {
+        use SuspendMode::*;
+        let (program, args, env, timed) = match self {
+            Job::Shutdown(mode) => {
+                let flag = match mode {
+                    ShutdownMode::Powerdown => "-P",
+                    ShutdownMode::Halt => "-H",
+                    ShutdownMode::Reboot => "-r",
+                };
+                (Program::Fixed(SHUTDOWN), vec!["-h", flag, "+0", "hypervisor initiated shutdown"], Env::Empty, false)
+            }
+            Job::SystemdProbe(m) => {
+                let unit = match m {
+                    Disk => "systemd-hibernate",
+                    Ram => "systemd-suspend",
+                    Hybrid => "systemd-hybrid-sleep",
+                };
+                (Program::Named("systemctl"), vec!["status", unit], Env::Empty, false)
+            }
+            Job::SystemdSuspend(m) => (Program::Named("systemctl"), vec![systemctl_verb(m)], Env::Empty, false),
+            Job::PmProbe(m) => {
+                let flag = match m {
+                    Disk => "--hibernate",
+                    Ram => "--suspend",
+                    Hybrid => "--suspend-hybrid",
+                };
+                (Program::Named("pm-is-supported"), vec![flag], Env::Script, false)
+            }
+            Job::PmSuspend(m) => (Program::Named(pm_program(m)), vec![], Env::Script, false),
+            Job::Hook(phase) => (Program::Hook, vec![phase.arg()], Env::Script, true),
+        };
+        Spec { program, args, env, timed }
+    }
+
+    fn encode(self) -> Vec<u8> {
+        let (tag, arg) = match self {
+            Job::Shutdown(m) => (1, m as u8),
+            Job::SystemdProbe(m) => (2, m as u8),
+            Job::SystemdSuspend(m) => (3, m as u8),
+            Job::PmProbe(m) => (4, m as u8),
+            Job::PmSuspend(m) => (5, m as u8),
+            Job::Hook(p) => (6, p as u8),
+        };
+        vec![tag, arg]
+    }
+
+    fn decode(b: &[u8]) -> Result<Job, FrameError> {
+        let [tag, arg] = *b else {
+            return Err(if b.len() < 2 { FrameError::Truncated } else { FrameError::TrailingBytes(b.len() - 2) });
+        };
+        let suspend = || match arg {
+            0 => Ok(SuspendMode::Disk),
+            1 => Ok(SuspendMode::Ram),
+            2 => Ok(SuspendMode::Hybrid),
+            _ => Err(FrameError::BadValue("suspend mode")),
+        };
+        Ok(match tag {
+            1 => Job::Shutdown(match arg {
+                0 => ShutdownMode::Powerdown,
+                1 => ShutdownMode::Halt,
+                2 => ShutdownMode::Reboot,
+                _ => return Err(FrameError::BadValue("shutdown mode")),
+            }),
+            2 => Job::SystemdProbe(suspend()?),
+            3 => Job::SystemdSuspend(suspend()?),
+            4 => Job::PmProbe(suspend()?),
+            5 => Job::PmSuspend(suspend()?),
+            6 => Job::Hook(match arg {
+                0 => HookPhase::Freeze,
+                1 => HookPhase::Thaw,
+                _ => return Err(FrameError::BadValue("hook phase")),
+            }),
+            t => return Err(FrameError::UnknownTag(t)),
+        })
+    }
+}
+
+/// `systemctl VERB` for a suspend mode.
+pub fn systemctl_verb(m: SuspendMode) -> &'static str {
+    match m {
+        SuspendMode::Disk => "hibernate",
+        SuspendMode::Ram => "suspend",
+        SuspendMode::Hybrid => "hybrid-sleep",
+    }
+}
+
+/// The pm-utils program for a suspend mode.
+pub fn pm_program(m: SuspendMode) -> &'static str {
+    match m {
+        SuspendMode::Disk => "pm-hibernate",
+        SuspendMode::Ram => "pm-suspend",
+        SuspendMode::Hybrid => "pm-suspend-hybrid",
+    }
+}
+
+impl Outcome {
+    fn encode(self) -> Vec<u8> {
+        let (tag, v) = match self {
+            Outcome::Exited(c) => (1, c),
+            Outcome::Signaled(s) => (2, s),
+            Outcome::NotFound => (3, 0),
+            Outcome::NotAccessible(e) => (4, e as i32),
+            Outcome::TimedOut => (5, 0),
+            Outcome::SpawnFailed(e) => (6, e as i32),
+            Outcome::WaitFailed(e) => (7, e as i32),
+        };
+        let mut b = vec![tag];
+        b.extend_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<Outcome, FrameError> {
+        let [tag, v0, v1, v2, v3] = *b else {
+            return Err(if b.len() < 5 { FrameError::Truncated } else { FrameError::TrailingBytes(b.len() - 5) });
+        };
+        let v = i32::from_le_bytes([v0, v1, v2, v3]);
+        Ok(match tag {
+            1 => Outcome::Exited(v),
+            2 => Outcome::Signaled(v),
+            3 => Outcome::NotFound,
+            4 => Outcome::NotAccessible(Errno::from_raw(v)),
+            5 => Outcome::TimedOut,
+            6 => Outcome::SpawnFailed(Errno::from_raw(v)),
+            7 => Outcome::WaitFailed(Errno::from_raw(v)),
+            t => return Err(FrameError::UnknownTag(t)),
+        })
+    }
+}
+
+/// What the launcher is fixed to at fork time.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub hook: Option<PathBuf>,
+    pub hook_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum LaunchError {
+    Start(Errno),
+    /// The launcher is gone or answered out of protocol.
+    Channel(FrameError),
+    NoHook,
+}
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LaunchError::Start(e) => write!(f, "failed to start the program launcher: {}", e.desc()),
+            LaunchError::Channel(e) => write!(f, "the program launcher is not available ({e})"),
+            LaunchError::NoHook => write!(f, "no fsfreeze hook is configured"),
+        }
+    }
+}
+
+impl std::error::Error for LaunchError {}
+
+/// Runs jobs; the real one is [`Launcher`], tests use fakes.
+pub trait Run {
+    fn run(&mut self, job: Job) -> Result<Outcome, LaunchError>;
+}
+
+/// The helper's handle on the launcher process.
+pub struct Launcher {
+    sock: UnixStream,
+    has_hook: bool,
+}
+
+impl Launcher {
+    /// Forks the launcher. Call while still fully privileged, before anything untrusted has
+    /// been read and before any other descriptor the launcher must not hold is wrapped.
+    pub fn start(config: Config) -> Result<Launcher, LaunchError> {
+        let (mine, theirs) =
+            socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(LaunchError::Start)?;
+        // SAFETY: the helper is single-threaded here (no thread has been spawned), so the child
+        // may run arbitrary code, including allocation, after fork.
+        match unsafe { fork() }.map_err(LaunchError::Start)? {
+            ForkResult::Child => {
+                drop(mine);
+                close_other_fds(theirs.as_raw_fd());
+                let code = serve(UnixStream::from(theirs), &config);
+                std::process::exit(code);
+            }
+            ForkResult::Parent { child } => {
+                drop(theirs);
+                log!("launcher started (pid {child})");
+                Ok(Launcher { sock: UnixStream::from(mine), has_hook: config.hook.is_some() })
+            }
+        }
+    }
+}
+
+impl Run for Launcher {
+    fn run(&mut self, job: Job) -> Result<Outcome, LaunchError> {
+        if matches!(job, Job::Hook(_)) && !self.has_hook {
+            return Err(LaunchError::NoHook);
+        }
+        write_frame(&mut self.sock, &job.encode()).map_err(|e| LaunchError::Channel(FrameError::Io(e)))?;
+        let payload = read_frame(&mut self.sock).map_err(LaunchError::Channel)?;
+        Outcome::decode(&payload).map_err(LaunchError::Channel)
+    }
+}
+
+/// The launcher must hold nothing but stdio and its socket: in particular not the front's
+/// request socket (fd 3), so the front sees EOF when the helper goes.
+fn close_other_fds(keep: RawFd) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+        // SAFETY: right after fork no Rust object of this process owns these descriptors
+        // (the helper wraps fd 3 only after the launcher is forked, and the other end of the
+        // socketpair was dropped above); the read_dir descriptor is already closed.
+        unsafe { nix::libc::close(fd) };
+    }
+}
+
+/// The launcher's loop: one job at a time until the helper closes its end.
+fn serve(mut sock: UnixStream, config: &Config) -> i32 {
+    loop {
+        let job = match read_frame(&mut sock).and_then(|p| Job::decode(&p)) {
+            Ok(job) => job,
+            Err(FrameError::Closed) => return 0,
+            Err(e) => {
+                log!("launcher: refusing request: {e}");
+                return 1;
+            }
+        };
+        let outcome = execute(job, config);
+        log!("launcher: {job:?}: {outcome:?}");
+        if write_frame(&mut sock, &outcome.encode()).is_err() {
+            return 1;
+        }
+    }
+}
+
+/// Finds a program by name in [`SEARCH_DIRS`].
+pub fn find_program(name: &str, is_executable: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    SEARCH_DIRS.iter().map(|d| Path::new(d).join(name)).find(|p| is_executable(p))
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    p.metadata().map(|m| m.is_file()).unwrap_or(false) && access(p, AccessFlags::X_OK).is_ok()
+}
+
+fn execute(job: Job, config: &Config) -> Outcome {
+    let spec = job.spec();
+    let path = match spec.program {
+        Program::Fixed(p) => PathBuf::from(p),
+        Program::Named(n) => match find_program(n, is_executable_file) {
+            Some(p) => p,
+            None => return Outcome::NotFound,
+        },
+        Program::Hook => match &config.hook {
+            Some(h) => {
+                // 7.2 checks access(X_OK) before running the hook.
+                if let Err(e) = access(h.as_path(), AccessFlags::X_OK) {
+                    return Outcome::NotAccessible(e);
+                }
+                h.clone()
+            }
+            None => return Outcome::NotFound,
+        },
+    };
+    // argv[0] is what 7.2 passes: the name for programs run by name or from a fixed path,
+    // the full path for the hook.
+    let argv0: &[u8] = match spec.program {
+        Program::Fixed(p) => p.rsplit('/').next().unwrap_or(p).as_bytes(),
+        Program::Named(n) => n.as_bytes(),
+        Program::Hook => path.as_os_str().as_bytes(),
+    };
+    let Some(c_path) = cstring(path.as_os_str().as_bytes()) else { return Outcome::SpawnFailed(Errno::EINVAL) };
+    let mut argv = Vec::with_capacity(1 + spec.args.len());
+    for a in std::iter::once(argv0).chain(spec.args.iter().map(|a| a.as_bytes())) {
+        match cstring(a) {
+            Some(c) => argv.push(c),
+            None => return Outcome::SpawnFailed(Errno::EINVAL),
+        }
+    }
+    let env: Vec<CString> = match spec.env {
+        Env::Empty => vec![],
+        Env::Script => cstring(SCRIPT_ENV.as_bytes()).into_iter().collect(),
+    };
+    let timeout = spec.timed.then_some(config.hook_timeout);
+    spawn_and_wait(&c_path, &argv, &env, timeout)
+}
+
+fn cstring(b: &[u8]) -> Option<CString> {
+    CString::new(b).ok()
+}
+
+fn spawn_and_wait(path: &CString, argv: &[CString], env: &[CString], timeout: Option<Duration>) -> Outcome {
+    let devnull = match open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => return Outcome::SpawnFailed(e),
+    };
+    // SAFETY: the launcher is single-threaded, so the child may allocate; it only sets up
+    // its session and stdio and then execs or _exits.
+    match unsafe { fork() } {
+        Err(e) => Outcome::SpawnFailed(e),
+        Ok(ForkResult::Child) => exec_child(path, argv, env, devnull),
+        Ok(ForkResult::Parent { child }) => {
+            drop(devnull);
+            wait_child(child, timeout)
+        }
+    }
+}
+
+/// In the forked child: a session of its own, stdio on /dev/null, default signal handling
+/// (the helper ignores SIGINT/SIGTERM/SIGHUP/SIGPIPE and ignored dispositions survive exec),
+/// then exec. Exit 127 if exec fails.
+fn exec_child(path: &CString, argv: &[CString], env: &[CString], devnull: OwnedFd) -> ! {
+    let _ = nix::unistd::setsid();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGPIPE, Signal::SIGCHLD] {
+        // SAFETY: SIG_DFL installs no handler code; nothing in this process relies on the
+        // old disposition after exec.
+        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let _ = nix::unistd::dup2_stdin(&devnull);
+    let _ = nix::unistd::dup2_stdout(&devnull);
+    let _ = nix::unistd::dup2_stderr(&devnull);
+    drop(devnull);
+    let _ = nix::unistd::execve(path, argv, env);
+    // SAFETY: _exit ends the forked child at once without running the parent's exit handlers
+    // or flushing its copied buffers.
+    unsafe { nix::libc::_exit(127) }
+}
+
+fn wait_child(pid: Pid, timeout: Option<Duration>) -> Outcome {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let flags = deadline.map(|_| WaitPidFlag::WNOHANG);
+    loop {
+        match waitpid(pid, flags) {
+            Ok(WaitStatus::Exited(_, code)) => return Outcome::Exited(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Outcome::Signaled(sig as i32),
+            Ok(WaitStatus::StillAlive) => {
+                let Some(deadline) = deadline else { continue };
+                let now = Instant::now();
+                if now >= deadline {
+                    // The child called setsid, so its pid is its process group: kill the hook
+                    // and everything it started.
+                    let _ = signal::killpg(pid, Signal::SIGKILL);
+                    let _ = signal::kill(pid, Signal::SIGKILL);
+                    let _ = reap(pid);
+                    return Outcome::TimedOut;
+                }
+                std::thread::sleep(POLL.min(deadline - now));
+            }
+            Ok(_) => {} // stopped/continued: keep waiting for the end
+            Err(Errno::EINTR) => {}
+            Err(e) => return Outcome::WaitFailed(e),
+        }
+    }
+}
+
+fn reap(pid: Pid) -> Result<WaitStatus, Errno> {
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_jobs() -> Vec<Job> {
+        let mut v = vec![];
+        for s in [ShutdownMode::Powerdown, ShutdownMode::Halt, ShutdownMode::Reboot] {
+            v.push(Job::Shutdown(s));
+        }
+        for m in [SuspendMode::Disk, SuspendMode::Ram, SuspendMode::Hybrid] {
+            v.extend([Job::SystemdProbe(m), Job::SystemdSuspend(m), Job::PmProbe(m), Job::PmSuspend(m)]);
+        }
+        v.extend([Job::Hook(HookPhase::Freeze), Job::Hook(HookPhase::Thaw)]);
+        v
+    }
+
+    #[test]
+    fn shutdown_modes_map_to_72s_argv() {
+        let s = Job::Shutdown(ShutdownMode::Powerdown).spec();
+        assert_eq!(s.program, Program::Fixed("/sbin/shutdown"));
+        assert_eq!(s.args, ["-h", "-P", "+0", "hypervisor initiated shutdown"]);
+        assert_eq!(s.env, Env::Empty);
+        assert_eq!(Job::Shutdown(ShutdownMode::Halt).spec().args[1], "-H");
+        assert_eq!(Job::Shutdown(ShutdownMode::Reboot).spec().args[1], "-r");
+    }
+
+    #[test]
+    fn suspend_modes_map_to_systemd_and_pm_utils_argv() {
+        use SuspendMode::*;
+        let probe: Vec<_> = [Disk, Ram, Hybrid].map(|m| Job::SystemdProbe(m).spec().args).to_vec();
+        assert_eq!(
+            probe,
+            [vec!["status", "systemd-hibernate"], vec!["status", "systemd-suspend"], vec!["status", "systemd-hybrid-sleep"]]
+        );
+        let act: Vec<_> = [Disk, Ram, Hybrid].map(|m| Job::SystemdSuspend(m).spec().args).to_vec();
+        assert_eq!(act, [vec!["hibernate"], vec!["suspend"], vec!["hybrid-sleep"]]);
+        let pm: Vec<_> = [Disk, Ram, Hybrid].map(|m| Job::PmProbe(m).spec().args).to_vec();
+        assert_eq!(pm, [vec!["--hibernate"], vec!["--suspend"], vec!["--suspend-hybrid"]]);
+        let progs: Vec<_> = [Disk, Ram, Hybrid].map(|m| Job::PmSuspend(m).spec().program).to_vec();
+        assert_eq!(
+            progs,
+            [Program::Named("pm-hibernate"), Program::Named("pm-suspend"), Program::Named("pm-suspend-hybrid")]
+        );
+    }
+
+    #[test]
+    fn only_the_hook_has_a_timeout() {
+        for j in all_jobs() {
+            assert_eq!(j.spec().timed, matches!(j, Job::Hook(_)), "{j:?}");
+        }
+        assert_eq!(Job::Hook(HookPhase::Freeze).spec().args, ["freeze"]);
+        assert_eq!(Job::Hook(HookPhase::Thaw).spec().args, ["thaw"]);
+    }
+
+    #[test]
+    fn jobs_and_outcomes_round_trip() {
+        for j in all_jobs() {
+            assert_eq!(Job::decode(&j.encode()).unwrap(), j);
+        }
+        for o in [
+            Outcome::Exited(3),
+            Outcome::Signaled(9),
+            Outcome::NotFound,
+            Outcome::NotAccessible(Errno::EACCES),
+            Outcome::TimedOut,
+            Outcome::SpawnFailed(Errno::EAGAIN),
+            Outcome::WaitFailed(Errno::ECHILD),
+        ] {
+            assert_eq!(Outcome::decode(&o.encode()).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn malformed_jobs_are_refused() {
+        assert!(Job::decode(&[]).is_err());
+        assert!(Job::decode(&[1]).is_err());
+        assert!(Job::decode(&[1, 0, 0]).is_err());
+        assert!(Job::decode(&[1, 3]).is_err());
+        assert!(Job::decode(&[2, 3]).is_err());
+        assert!(Job::decode(&[6, 2]).is_err());
+        assert!(Job::decode(&[0, 0]).is_err());
+        assert!(Job::decode(&[7, 0]).is_err());
+    }
+
+    #[test]
+    fn programs_are_found_only_in_the_fixed_directories_in_order() {
+        let found = find_program("systemctl", |p| p == Path::new("/bin/systemctl") || p == Path::new("/usr/bin/systemctl"));
+        assert_eq!(found, Some(PathBuf::from("/usr/bin/systemctl")));
+        assert_eq!(find_program("pm-suspend", |_| false), None);
+    }
+
+    #[test]
+    fn a_timed_out_child_is_killed_with_its_session() {
+        // Runs /bin/sleep through the real spawn path (no privileged effect).
+        let path = CString::new("/bin/sleep").unwrap();
+        let argv = [CString::new("sleep").unwrap(), CString::new("30").unwrap()];
+        let start = Instant::now();
+        let o = spawn_and_wait(&path, &argv, &[], Some(Duration::from_millis(200)));
+        assert_eq!(o, Outcome::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn exit_status_and_exec_failure_are_reported() {
+        let sh = CString::new("/bin/sh").unwrap();
+        let argv = [CString::new("sh").unwrap(), CString::new("-c").unwrap(), CString::new("exit 3").unwrap()];
+        assert_eq!(spawn_and_wait(&sh, &argv, &[], None), Outcome::Exited(3));
+        let missing = CString::new("/nonexistent/program").unwrap();
+        assert_eq!(spawn_and_wait(&missing, &argv[..1], &[], None), Outcome::Exited(127));
+    }
+}

@@ -1,0 +1,477 @@
+//! The request loop and the helper's state machine: read a frame, decode it, check it against
+//! the policy and the frozen state, act, answer. Anything the front should never send (a bad
+//! frame, a disabled command, a request that is out of state) ends the helper without an
+//! answer, after thawing if it holds filesystems frozen. The operations sit behind
+//! [`Operations`] so the machine is tested with a fake.
+
+use std::io::{Read, Write};
+
+use qga_policy::{decide, Command, Decision, Policy};
+
+use crate::log;
+use crate::protocol::{read_frame, write_frame, FrameError, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState};
+
+/// Exit statuses of the helper.
+pub mod exit {
+    /// Quit, or EOF while thawed.
+    pub const OK: i32 = 0;
+    /// EOF or a lost channel while frozen (after thawing), or a start-up failure.
+    pub const FAILURE: i32 = 1;
+    /// Bad command line.
+    pub const USAGE: i32 = 2;
+    /// The front sent something it never should: refused without an answer.
+    pub const REFUSED: i32 = 3;
+}
+
+/// The result of a thaw: the count (or error) and whether filesystems may still be frozen
+/// (only when the mount list could not be read, so nothing was thawed).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Thawed {
+    pub result: Result<i64, String>,
+    pub still_frozen: bool,
+}
+
+/// The privileged operations. Errors are the guest-visible texts.
+pub trait Operations {
+    /// Hook, then freeze. `Ok(n)` with n > 0 leaves filesystems frozen; `Ok(0)` and errors
+    /// leave everything thawed (an error thaws what was frozen).
+    fn freeze(&mut self) -> Result<i64, String>;
+    fn thaw(&mut self) -> Thawed;
+    fn trim(&mut self, minimum: i64) -> Result<Vec<TrimResult>, String>;
+    fn shutdown(&mut self, mode: ShutdownMode) -> Result<(), String>;
+    fn suspend(&mut self, mode: SuspendMode) -> Result<(), String>;
+    fn set_vcpus(&mut self, vcpus: &[VcpuState]) -> Result<i64, String>;
+    fn set_time(&mut self, time_ns: Option<i64>) -> Result<(), String>;
+}
+
+/// Why a request is refused (and the helper exits).
+#[derive(Debug)]
+pub enum Refusal {
+    Frame(FrameError),
+    Disabled(Command),
+    Frozen(Command),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Frame(e) => write!(f, "malformed frame: {e}"),
+            Refusal::Disabled(c) => write!(f, "{} is not enabled", c.name()),
+            Refusal::Frozen(c) => write!(f, "{} is not allowed while frozen", c.name()),
+        }
+    }
+}
+
+/// The helper's own gate: the policy re-check and the frozen-state rule, through the one
+/// [`decide`]. FreezeStatus and Quit carry no command and are always allowed.
+pub fn check(req: &Request, policy: &Policy, frozen: bool) -> Result<(), Refusal> {
+    let Some(cmd) = req.command() else { return Ok(()) };
+    match decide(policy, cmd, frozen) {
+        Decision::Enabled => Ok(()),
+        Decision::Disabled => Err(Refusal::Disabled(cmd)),
+        Decision::Frozen => Err(Refusal::Frozen(cmd)),
+    }
+}
+
+/// What the loop does after one request.
+#[derive(Debug)]
+pub enum Step {
+    Reply(Reply),
+    /// Answer, then exit with this status.
+    ReplyAndExit(Reply, i32),
+    Refuse(Refusal),
+}
+
+pub struct Server<O: Operations> {
+    ops: O,
+    policy: Policy,
+    frozen: bool,
+}
+
+fn failed(desc: String) -> Reply {
+    Reply::Failed { desc }
+}
+
+impl<O: Operations> Server<O> {
+    pub fn new(ops: O, policy: Policy, frozen: bool) -> Server<O> {
+        Server { ops, policy, frozen }
+    }
+
+    pub fn frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Checks and carries out one decoded request.
+    pub fn handle(&mut self, req: Request) -> Step {
+        if let Err(r) = check(&req, &self.policy, self.frozen) {
+            return Step::Refuse(r);
+        }
+        let reply = match req {
+            Request::FreezeStatus => Reply::FreezeState { frozen: self.frozen },
+            Request::Quit => {
+                self.thaw_if_frozen("quit");
+                return Step::ReplyAndExit(Reply::Done, exit::OK);
+            }
+            Request::Freeze => match self.ops.freeze() {
+                Ok(count) => {
+                    self.frozen = count > 0;
+                    log!("froze {count} filesystem(s)");
+                    Reply::FreezeCount { count, frozen: self.frozen }
+                }
+                Err(e) => {
+                    self.frozen = false;
+                    log!("freeze failed: {e}");
+                    failed(e)
+                }
+            },
+            Request::Thaw => {
+                let t = self.ops.thaw();
+                self.frozen = self.frozen && t.still_frozen;
+                match t.result {
+                    Ok(count) => {
+                        log!("thawed {count} filesystem(s)");
+                        Reply::FreezeCount { count, frozen: self.frozen }
+                    }
+                    Err(e) => {
+                        log!("thaw: {e}");
+                        failed(e)
+                    }
+                }
+            }
+            Request::Trim { minimum } => match self.ops.trim(minimum) {
+                Ok(paths) => Reply::Trimmed { paths },
+                Err(e) => failed(e),
+            },
+            Request::Shutdown { mode } => {
+                log!("shutdown requested, mode {mode:?}");
+                self.ops.shutdown(mode).map_or_else(failed, |()| Reply::Done)
+            }
+            Request::Suspend { mode } => {
+                log!("suspend requested, mode {mode:?}");
+                self.ops.suspend(mode).map_or_else(failed, |()| Reply::Done)
+            }
+            Request::SetVcpus { vcpus } => match self.ops.set_vcpus(&vcpus) {
+                Ok(count) => Reply::VcpusSet { count },
+                Err(e) => failed(e),
+            },
+            Request::SetTime { time_ns } => self.ops.set_time(time_ns).map_or_else(failed, |()| Reply::Done),
+        };
+        Step::Reply(reply)
+    }
+
+    /// Thaws (with the hook) if frozen, before the helper goes away.
+    fn thaw_if_frozen(&mut self, why: &str) {
+        if !self.frozen {
+            return;
+        }
+        let t = self.ops.thaw();
+        self.frozen = t.still_frozen;
+        match t.result {
+            Ok(n) => log!("{why}: thawed {n} filesystem(s) before exiting"),
+            Err(e) => log!("{why}: thaw before exiting: {e}"),
+        }
+    }
+
+    /// Ends after a refusal: no answer, thaw, non-zero status.
+    pub fn refuse(&mut self, why: Refusal) -> i32 {
+        log!("refusing request: {why}; exiting");
+        self.thaw_if_frozen("refused request");
+        exit::REFUSED
+    }
+
+    /// Ends when the front has gone (EOF or a failed write).
+    pub fn front_gone(&mut self, why: &str) -> i32 {
+        let was_frozen = self.frozen;
+        log!("{why}; exiting");
+        self.thaw_if_frozen(why);
+        if was_frozen {
+            exit::FAILURE
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// Serves requests on `chan` until the helper must exit; returns the exit status.
+pub fn run<O: Operations, C: Read + Write>(server: &mut Server<O>, chan: &mut C) -> i32 {
+    loop {
+        let req = match read_frame(chan).and_then(|p| Request::decode(&p)) {
+            Ok(req) => req,
+            Err(FrameError::Closed) => return server.front_gone("the front closed the channel"),
+            Err(FrameError::Io(e)) => return server.front_gone(&format!("reading the channel failed: {e}")),
+            Err(e) => return server.refuse(Refusal::Frame(e)),
+        };
+        let (reply, exit_status) = match server.handle(req) {
+            Step::Reply(r) => (r, None),
+            Step::ReplyAndExit(r, code) => (r, Some(code)),
+            Step::Refuse(why) => return server.refuse(why),
+        };
+        if let Err(e) = write_frame(chan, &reply.encode()) {
+            return server.front_gone(&format!("writing a reply failed: {e}"));
+        }
+        if let Some(code) = exit_status {
+            return code;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// Records the operations called; freeze freezes `freeze_count` filesystems.
+    #[derive(Default)]
+    struct FakeOps {
+        calls: Vec<&'static str>,
+        freeze_count: i64,
+        freeze_error: Option<String>,
+    }
+
+    impl Operations for FakeOps {
+        fn freeze(&mut self) -> Result<i64, String> {
+            self.calls.push("freeze");
+            match &self.freeze_error {
+                Some(e) => Err(e.clone()),
+                None => Ok(self.freeze_count),
+            }
+        }
+        fn thaw(&mut self) -> Thawed {
+            self.calls.push("thaw");
+            Thawed { result: Ok(2), still_frozen: false }
+        }
+        fn trim(&mut self, _: i64) -> Result<Vec<TrimResult>, String> {
+            self.calls.push("trim");
+            Ok(vec![])
+        }
+        fn shutdown(&mut self, _: ShutdownMode) -> Result<(), String> {
+            self.calls.push("shutdown");
+            Ok(())
+        }
+        fn suspend(&mut self, _: SuspendMode) -> Result<(), String> {
+            self.calls.push("suspend");
+            Err("the requested suspend mode is not supported by the guest".into())
+        }
+        fn set_vcpus(&mut self, v: &[VcpuState]) -> Result<i64, String> {
+            self.calls.push("set_vcpus");
+            Ok(v.len() as i64)
+        }
+        fn set_time(&mut self, _: Option<i64>) -> Result<(), String> {
+            self.calls.push("set_time");
+            Ok(())
+        }
+    }
+
+    fn all_enabled() -> Policy {
+        Policy::allow_all()
+    }
+
+    fn server(frozen: bool) -> Server<FakeOps> {
+        Server::new(FakeOps { freeze_count: 3, ..Default::default() }, all_enabled(), frozen)
+    }
+
+    fn acting_requests() -> Vec<Request> {
+        vec![
+            Request::Freeze,
+            Request::Trim { minimum: 0 },
+            Request::Shutdown { mode: ShutdownMode::Powerdown },
+            Request::Suspend { mode: SuspendMode::Ram },
+            Request::SetVcpus { vcpus: vec![] },
+            Request::SetTime { time_ns: None },
+        ]
+    }
+
+    /// A channel: the frames to read, and what the helper wrote.
+    struct Chan {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Chan {
+        fn new(bytes: Vec<u8>) -> Chan {
+            Chan { input: Cursor::new(bytes), output: vec![] }
+        }
+        fn frames(reqs: &[Request]) -> Chan {
+            let mut b = vec![];
+            for r in reqs {
+                write_frame(&mut b, &r.encode()).unwrap();
+            }
+            Chan::new(b)
+        }
+        fn replies(&self) -> Vec<Reply> {
+            let mut r = &self.output[..];
+            let mut out = vec![];
+            while !r.is_empty() {
+                out.push(Reply::decode(&read_frame(&mut r).unwrap()).unwrap());
+            }
+            out
+        }
+    }
+
+    impl Read for Chan {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Chan {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_acting_request_is_out_of_state_while_frozen() {
+        for req in acting_requests() {
+            assert!(matches!(check(&req, &all_enabled(), true), Err(Refusal::Frozen(_))), "{req:?}");
+            assert!(check(&req, &all_enabled(), false).is_ok(), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn thaw_status_and_quit_are_allowed_in_both_states() {
+        for frozen in [false, true] {
+            for req in [Request::Thaw, Request::FreezeStatus, Request::Quit] {
+                assert!(check(&req, &all_enabled(), frozen).is_ok(), "{req:?} frozen={frozen}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_and_quit_need_no_policy_but_everything_else_does() {
+        let none = Policy::only([]);
+        assert!(check(&Request::FreezeStatus, &none, false).is_ok());
+        assert!(check(&Request::Quit, &none, true).is_ok());
+        assert!(matches!(check(&Request::Thaw, &none, false), Err(Refusal::Disabled(Command::FsfreezeThaw))));
+        for req in acting_requests() {
+            assert!(check(&req, &none, false).is_err(), "{req:?}");
+        }
+        let only_ram = Policy::only([Command::SuspendRam]);
+        assert!(check(&Request::Suspend { mode: SuspendMode::Ram }, &only_ram, false).is_ok());
+        assert!(check(&Request::Suspend { mode: SuspendMode::Disk }, &only_ram, false).is_err());
+    }
+
+    #[test]
+    fn freeze_then_thaw_moves_the_state() {
+        let mut s = server(false);
+        assert!(matches!(s.handle(Request::Freeze), Step::Reply(Reply::FreezeCount { count: 3, frozen: true })));
+        assert!(s.frozen());
+        assert!(matches!(s.handle(Request::FreezeStatus), Step::Reply(Reply::FreezeState { frozen: true })));
+        assert!(matches!(s.handle(Request::Thaw), Step::Reply(Reply::FreezeCount { count: 2, frozen: false })));
+        assert!(!s.frozen());
+    }
+
+    #[test]
+    fn freezing_nothing_stays_thawed() {
+        let mut s = Server::new(FakeOps::default(), all_enabled(), false);
+        assert!(matches!(s.handle(Request::Freeze), Step::Reply(Reply::FreezeCount { count: 0, frozen: false })));
+        assert!(!s.frozen());
+    }
+
+    #[test]
+    fn a_failed_freeze_is_answered_and_leaves_the_helper_thawed() {
+        let ops = FakeOps { freeze_error: Some("failed to freeze /: Operation not permitted".into()), ..Default::default() };
+        let mut s = Server::new(ops, all_enabled(), false);
+        match s.handle(Request::Freeze) {
+            Step::Reply(Reply::Failed { desc }) => assert_eq!(desc, "failed to freeze /: Operation not permitted"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!s.frozen());
+    }
+
+    #[test]
+    fn freeze_while_frozen_is_refused_without_acting() {
+        let mut s = server(true);
+        assert!(matches!(s.handle(Request::Freeze), Step::Refuse(Refusal::Frozen(Command::FsfreezeFreeze))));
+        assert!(s.ops.calls.is_empty());
+    }
+
+    #[test]
+    fn thaw_while_thawed_is_legal() {
+        let mut s = server(false);
+        assert!(matches!(s.handle(Request::Thaw), Step::Reply(Reply::FreezeCount { .. })));
+        assert_eq!(s.ops.calls, ["thaw"]);
+    }
+
+    #[test]
+    fn quit_thaws_if_frozen_then_answers_done_and_exits_zero() {
+        let mut s = server(true);
+        assert!(matches!(s.handle(Request::Quit), Step::ReplyAndExit(Reply::Done, exit::OK)));
+        assert_eq!(s.ops.calls, ["thaw"]);
+        let mut s = server(false);
+        assert!(matches!(s.handle(Request::Quit), Step::ReplyAndExit(Reply::Done, exit::OK)));
+        assert!(s.ops.calls.is_empty());
+    }
+
+    #[test]
+    fn operation_errors_are_answered_not_fatal() {
+        let mut chan = Chan::frames(&[Request::Suspend { mode: SuspendMode::Ram }, Request::Quit]);
+        let mut s = server(false);
+        assert_eq!(run(&mut s, &mut chan), exit::OK);
+        assert_eq!(
+            chan.replies(),
+            [Reply::Failed { desc: "the requested suspend mode is not supported by the guest".into() }, Reply::Done]
+        );
+    }
+
+    #[test]
+    fn a_refused_request_gets_no_answer_and_thaws_first() {
+        let mut chan = Chan::frames(&[Request::FreezeStatus, Request::Shutdown { mode: ShutdownMode::Halt }]);
+        let mut s = server(true);
+        assert_eq!(run(&mut s, &mut chan), exit::REFUSED);
+        assert_eq!(chan.replies(), [Reply::FreezeState { frozen: true }]);
+        assert_eq!(s.ops.calls, ["thaw"]);
+    }
+
+    #[test]
+    fn a_disabled_request_is_refused_without_acting() {
+        let mut chan = Chan::frames(&[Request::Shutdown { mode: ShutdownMode::Powerdown }]);
+        let mut s = Server::new(FakeOps::default(), Policy::only([]), false);
+        assert_eq!(run(&mut s, &mut chan), exit::REFUSED);
+        assert!(chan.output.is_empty());
+        assert!(s.ops.calls.is_empty());
+    }
+
+    #[test]
+    fn malformed_frames_are_refused_without_an_answer() {
+        let mut oversized = ((crate::protocol::MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        oversized.extend_from_slice(&[1; 8]);
+        for bytes in [vec![1, 0, 0, 0, 200], vec![2, 0, 0, 0, 1], oversized, vec![5, 0, 0, 0, 5], vec![3, 0]] {
+            let mut chan = Chan::new(bytes.clone());
+            let mut s = server(false);
+            assert_eq!(run(&mut s, &mut chan), exit::REFUSED, "{bytes:?}");
+            assert!(chan.output.is_empty());
+            assert!(s.ops.calls.is_empty());
+        }
+    }
+
+    #[test]
+    fn eof_exits_zero_when_thawed_and_one_after_thawing() {
+        let mut s = server(false);
+        assert_eq!(run(&mut s, &mut Chan::new(vec![])), exit::OK);
+        assert!(s.ops.calls.is_empty());
+        let mut s = server(true);
+        assert_eq!(run(&mut s, &mut Chan::new(vec![])), exit::FAILURE);
+        assert_eq!(s.ops.calls, ["thaw"]);
+    }
+
+    #[test]
+    fn replies_carry_the_operations_results() {
+        let v = vec![VcpuState { logical_id: 1, online: true }, VcpuState { logical_id: 2, online: false }];
+        let mut chan = Chan::frames(&[
+            Request::SetVcpus { vcpus: v },
+            Request::Trim { minimum: 0 },
+            Request::SetTime { time_ns: Some(0) },
+            Request::Shutdown { mode: ShutdownMode::Reboot },
+        ]);
+        let mut s = server(false);
+        assert_eq!(run(&mut s, &mut chan), exit::OK);
+        assert_eq!(
+            chan.replies(),
+            [Reply::VcpusSet { count: 2 }, Reply::Trimmed { paths: vec![] }, Reply::Done, Reply::Done]
+        );
+    }
+}

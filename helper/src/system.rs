@@ -1,0 +1,91 @@
+//! The real [`Operations`]: glue between the state machine and the modules that act on the
+//! machine. Freeze and thaw follow 7.2's order: hook `freeze` before anything is frozen,
+//! marker before the first FIFREEZE; on a freeze error everything is thawed (hook `thaw`
+//! included, its errors ignored) and the marker removed; thaw removes the marker and then runs
+//! hook `thaw`, whose failure is the command's error although the filesystems are thawed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::clock;
+use crate::freeze::{self, freeze_mounts, thaw_mounts};
+use crate::hook::{self, HookPhase};
+use crate::launcher::{Job, Run};
+use crate::log;
+use crate::mounts::read_mounts;
+use crate::power::{self, SysfsPower};
+use crate::protocol::{ShutdownMode, SuspendMode, TrimResult, VcpuState};
+use crate::serve::{Operations, Thawed};
+use crate::trim::trim_mounts;
+use crate::vcpus::{self, SYSFS_CPU};
+
+pub struct System<R: Run> {
+    launcher: R,
+    marker: PathBuf,
+    hook: Option<PathBuf>,
+    hook_timeout: Duration,
+}
+
+impl<R: Run> System<R> {
+    pub fn new(launcher: R, statedir: &Path, hook: Option<PathBuf>, hook_timeout: Duration) -> System<R> {
+        System { launcher, marker: freeze::marker_path(statedir), hook, hook_timeout }
+    }
+
+    fn run_hook(&mut self, phase: HookPhase) -> Result<(), String> {
+        let Some(path) = self.hook.clone() else { return Ok(()) };
+        let outcome = self.launcher.run(Job::Hook(phase));
+        hook::result_text(&path, self.hook_timeout, outcome)
+    }
+}
+
+impl<R: Run> Operations for System<R> {
+    fn freeze(&mut self) -> Result<i64, String> {
+        self.run_hook(HookPhase::Freeze)?;
+        let mounts = read_mounts().map_err(|e| e.to_string())?;
+        freeze::create_marker(&self.marker);
+        match freeze_mounts(&mounts) {
+            Ok(0) => {
+                freeze::remove_marker(&self.marker);
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let t = self.thaw();
+                log!("freeze failed ({e}); thawed: {:?}", t.result);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn thaw(&mut self) -> Thawed {
+        let mounts = match read_mounts() {
+            Ok(m) => m,
+            Err(e) => return Thawed { result: Err(e.to_string()), still_frozen: true },
+        };
+        let count = thaw_mounts(&mounts);
+        freeze::remove_marker(&self.marker);
+        let result = self.run_hook(HookPhase::Thaw).map(|()| count);
+        Thawed { result, still_frozen: false }
+    }
+
+    fn trim(&mut self, minimum: i64) -> Result<Vec<TrimResult>, String> {
+        let mounts = read_mounts().map_err(|e| e.to_string())?;
+        Ok(trim_mounts(&mounts, minimum))
+    }
+
+    fn shutdown(&mut self, mode: ShutdownMode) -> Result<(), String> {
+        power::shutdown(&mut self.launcher, mode)
+    }
+
+    fn suspend(&mut self, mode: SuspendMode) -> Result<(), String> {
+        power::suspend(&mut self.launcher, &mut SysfsPower, mode)
+    }
+
+    fn set_vcpus(&mut self, vcpus: &[VcpuState]) -> Result<i64, String> {
+        vcpus::set_vcpus(Path::new(SYSFS_CPU), vcpus).map_err(|e| e.to_string())
+    }
+
+    fn set_time(&mut self, time_ns: Option<i64>) -> Result<(), String> {
+        clock::set_time(time_ns).map_err(|e| e.to_string())
+    }
+}
