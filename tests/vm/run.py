@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Real-guest test suite: boots Linux VMs with the agent inside and checks every command's
+effect from outside the agent. See tests/vm/README.md.
+
+    python3 tests/vm/run.py [--agent PATH] [--only REGEX] [--keep]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
+from vmtest import checks_guest_view, checks_storage, checks_system, checks_transport  # noqa: E402,F401
+from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
+
+# Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
+# vCPUs and freeze-with-crash come late, reboot and powerdown last. The suspend check has a
+# guest of its own (bzImage boot: S3 resume does not work with the PVH-booted vmlinux).
+ORDER = [
+    "handshake_delimited_sync_then_sync",
+    "network_interfaces_show_guest_nic",
+    "file_commands_roundtrip_on_data_disk",
+    "fstrim_shrinks_host_disk_image",
+    "privilege_separation_front_unprivileged_helper_separate",
+    "isa_serial_transport_handshake_and_commands",
+    "fsfreeze_blocks_writer_until_thaw",
+    "fsfreeze_survives_agent_crash_and_restart",
+    "set_vcpus_takes_cpu1_offline_and_back",
+    "set_vcpus_refuses_to_offline_cpu0",
+    "set_time_moves_guest_clock_and_rtc",
+    "set_time_without_time_sets_clock_from_rtc",
+    "shutdown_invalid_mode_is_refused_and_nothing_happens",
+    "shutdown_reboot_resets_and_keeps_data",
+    "shutdown_powerdown_stops_the_guest",
+    "suspend_ram_resumes_same_boot",
+    "vsock_transport_handshake",
+]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agent", default=str(hostenv.REPO_ROOT / "target" / "release" / "qemu-ga-rs"),
+                        help="agent binary to put in the guest (default: target/release/qemu-ga-rs; "
+                             "/usr/sbin/qemu-ga runs the suite against the reference)")
+    parser.add_argument("--flavour", choices=["auto", "rs", "reference"], default="auto",
+                        help="how to start the agent; auto: qemu-ga-rs if the binary is named so, else reference")
+    parser.add_argument("--only", metavar="REGEX", help="run only the checks whose name matches")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (console logs, images)")
+    parser.add_argument("--accel", default="tcg", help="QEMU accelerator (default tcg; KVM is unusable on the CI hosts)")
+    parser.add_argument("--strict", action="store_true", help="count NOT RUN checks as failures")
+    parser.add_argument("--list", action="store_true", help="list the checks and exit")
+    return parser.parse_args()
+
+
+def ordered_checks(only):
+    by_name = {c.name: c for c in REGISTRY}
+    missing = set(by_name) - set(ORDER)
+    assert not missing, f"checks missing from ORDER: {missing}"
+    selected = [by_name[name] for name in ORDER]
+    if only:
+        selected = [c for c in selected if re.search(only, c.name)]
+    return selected
+
+
+def banner(text):
+    print("!" * 78)
+    print(f"!!! {text}")
+    print("!" * 78)
+
+
+def main():
+    args = parse_args()
+    checks = ordered_checks(args.only)
+    if args.list:
+        for c in checks:
+            print(f"{c.name:60s} [{c.boot}]\n    {c.doc.splitlines()[0] if c.doc else ''}")
+        return 0
+    started = time.monotonic()
+    try:
+        hostenv.require_tool(hostenv.QEMU_BINARY)
+        hostenv.require_tool("busybox")
+        agent = agent_under_test.resolve(args.agent, args.flavour)
+        release = hostenv.kernel_release()
+        workroot = Path(tempfile.mkdtemp(prefix="qga-vm-"))
+        initrd = initramfs.build(agent, release, workroot / "initramfs.cpio")
+        hostenv.vmlinux_path(release)
+    except hostenv.HostSetupError as err:
+        print(f"vm tests: cannot start: {err}", file=sys.stderr)
+        return 2
+    print(f"vm tests: agent {agent.label} ({args.agent}), kernel {release}, accel {args.accel}, "
+          f"{len(checks)} checks, work dir {workroot}", flush=True)
+
+    pool = GuestPool(agent, release, initrd, workroot, args.accel)
+    results = []
+    try:
+        for chk in checks:
+            status, detail, seconds = run_check(chk, pool, agent)
+            results.append((chk.name, status, detail, seconds))
+            if status == FAIL:
+                print(f"[FAIL]    {chk.name} ({seconds:.1f} s)\n{detail}", flush=True)
+            elif status == NOT_RUN:
+                banner(f"NOT RUN: {chk.name}: {detail}")
+            else:
+                print(f"[{status}]{' ' * (8 - len(status))} {chk.name} ({seconds:.1f} s)"
+                      + (f"  -- {detail}" if detail else ""), flush=True)
+    finally:
+        pool.stop_all()
+
+    total = time.monotonic() - started
+    print("\n==== summary " + "=" * 65)
+    for name, status, detail, seconds in results:
+        short = detail.splitlines()[0] if detail and status != PASS else ""
+        print(f"  {status:8s} {name}" + (f"  ({short})" if short else ""))
+    counts = {s: sum(1 for r in results if r[1] == s) for s in (PASS, FAIL, NOT_RUN, NOT_APPLICABLE)}
+    boots = ", ".join(f"{kind} {secs:.1f} s" for kind, secs in pool.boot_seconds)
+    print(f"  {counts[PASS]} passed, {counts[FAIL]} failed, {counts[NOT_RUN]} not run, "
+          f"{counts[NOT_APPLICABLE]} not applicable to {agent.label}; {total:.0f} s total; boots: {boots}")
+    if counts[NOT_RUN]:
+        banner(f"{counts[NOT_RUN]} check(s) NOT RUN on this host: they are not passes")
+    if args.keep:
+        print(f"  work directory kept: {workroot}")
+    else:
+        shutil.rmtree(workroot, ignore_errors=True)
+    failed = counts[FAIL] + (counts[NOT_RUN] if args.strict else 0)
+    return 1 if failed or not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

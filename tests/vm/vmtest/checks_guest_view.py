@@ -1,0 +1,122 @@
+"""What the agent reports or touches in the guest, compared with what the guest itself shows:
+network interfaces, guest-file-* on the data disk, the agent's own processes."""
+
+import base64
+import os
+import re
+
+from .harness import NotApplicable, check
+from .vm import GUEST_IPV4, GUEST_MAC
+
+FILES_DIR = "/mnt/data/files"
+
+
+@check(boot="pvh")
+def network_interfaces_show_guest_nic(ctx):
+    """guest-network-get-interfaces lists the NIC QEMU was given (its MAC from the command
+    line) with the address /init configured, and loopback."""
+    interfaces = ctx.call("guest-network-get-interfaces")
+    by_mac = [i for i in interfaces if str(i.get("hardware-address", "")).lower() == GUEST_MAC]
+    ctx.expect(len(by_mac) == 1, f"expected one interface with MAC {GUEST_MAC}; got {interfaces}")
+    nic = by_mac[0]
+    guest_name = ctx.guest_sh(f"grep -l -i {GUEST_MAC} /sys/class/net/*/address").strip().split("/")[-2]
+    ctx.expect(nic.get("name") == guest_name,
+               f"the agent names the NIC {nic.get('name')!r}, the guest's sysfs {guest_name!r}")
+    addresses = {(a.get("ip-address-type"), a.get("ip-address"), a.get("prefix")) for a in nic.get("ip-addresses", [])}
+    ctx.expect(("ipv4", GUEST_IPV4, 24) in addresses, f"{GUEST_IPV4}/24 missing from {nic}")
+    loopback = [i for i in interfaces if i.get("name") == "lo"]
+    ctx.expect(loopback and ("ipv4", "127.0.0.1", 8) in
+               {(a.get("ip-address-type"), a.get("ip-address"), a.get("prefix")) for a in loopback[0].get("ip-addresses", [])},
+               f"lo with 127.0.0.1/8 missing: {interfaces}")
+
+
+def _guest_file_bytes(ctx, path):
+    return base64.b64decode("".join(ctx.guest_sh(f"base64 {path}").split()))
+
+
+@check(boot="pvh")
+def file_commands_roundtrip_on_data_disk(ctx):
+    """guest-file-open/write/read/seek/close on the ext4 data disk: bytes the agent writes are
+    what the guest reads back, and bytes the guest wrote are what the agent reads."""
+    payload = os.urandom(3000) + b"\x00\xff\n"
+    agent_path = f"{FILES_DIR}/agent-written.bin"
+    ctx.guest_sh(f"rm -f {agent_path}")
+    handle = ctx.call("guest-file-open", {"path": agent_path, "mode": "w"})
+    ctx.expect(isinstance(handle, int) and handle >= 1000, f"handles start at 1000; got {handle!r}")
+    written = ctx.call("guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(payload).decode()})
+    ctx.expect(written.get("count") == len(payload), f"guest-file-write count {written} != {len(payload)}")
+    ctx.call("guest-file-close", {"handle": handle})
+    ctx.expect(_guest_file_bytes(ctx, agent_path) == payload, "the guest reads different bytes than the agent wrote")
+
+    appended = b"appended tail\n"
+    handle = ctx.call("guest-file-open", {"path": agent_path, "mode": "a"})
+    ctx.call("guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(appended).decode()})
+    ctx.call("guest-file-flush", {"handle": handle})
+    ctx.call("guest-file-close", {"handle": handle})
+    ctx.expect(_guest_file_bytes(ctx, agent_path) == payload + appended, "append mode did not append")
+
+    guest_payload = os.urandom(2048)
+    guest_path = f"{FILES_DIR}/guest-written.bin"
+    ctx.guest_sh(f"echo {base64.b64encode(guest_payload).decode()} | base64 -d > {guest_path} && sync")
+    handle = ctx.call("guest-file-open", {"path": guest_path})   # mode defaults to "r"
+    read = ctx.call("guest-file-read", {"handle": handle, "count": 65536})
+    ctx.expect(base64.b64decode(read.get("buf-b64", "")) == guest_payload and read.get("count") == len(guest_payload),
+               f"guest-file-read returned {read.get('count')} bytes that differ from what the guest wrote")
+    position = ctx.call("guest-file-seek", {"handle": handle, "offset": 100, "whence": 0})
+    ctx.expect(position.get("position") == 100, f"guest-file-seek to 100 gave {position}")
+    read = ctx.call("guest-file-read", {"handle": handle, "count": 10})
+    ctx.expect(base64.b64decode(read.get("buf-b64", "")) == guest_payload[100:110], f"read after seek gave {read}")
+    ctx.call("guest-file-close", {"handle": handle})
+    ctx.call_expecting_error("guest-file-read", {"handle": handle}, "GenericError",
+                             f"handle '{handle}' has not been found")
+
+
+def _status_fields(text, prefix):
+    fields = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            key, _, value = line[len(prefix):].partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+PROCESS_REPORT = r"""
+. /usr/libexec/qga-test/lib.sh
+front=$(agent_pid)
+echo "front.pid: $front"
+echo "front.exe: $(readlink /proc/$front/exe)"
+grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs|Seccomp):' /proc/$front/status | sed 's/^/front./'
+for helper in $(pids_by_exe qemu-ga-rs-helper); do
+    echo "helper.pid: $helper"
+    grep -E '^(PPid|Uid):' /proc/$helper/status | sed 's/^/helper./'
+done
+"""
+
+
+@check(boot="pvh")
+def privilege_separation_front_unprivileged_helper_separate(ctx):
+    """Inside the guest the front (the process the service manager started) runs as the
+    unprivileged qemu-ga-rs user with no capabilities and no_new_privs, and the privileged
+    helper is a separate process running qemu-ga-rs-helper."""
+    if ctx.agent_spec.is_reference:
+        report = ctx.guest_sh(PROCESS_REPORT)
+        front = _status_fields(report, "front.")
+        raise NotApplicable(f"not applicable to the reference: qemu-ga is one process, Uid {front.get('Uid')}, "
+                            f"CapEff {front.get('CapEff')}")
+    ctx.expect(ctx.call("guest-ping") == {}, "the agent does not answer")
+    report = ctx.guest_sh(PROCESS_REPORT)
+    front = _status_fields(report, "front.")
+    ctx.note(f"front Uid {front.get('Uid')}")
+    ctx.expect(front.get("exe", "").endswith("/qemu-ga-rs"), f"the supervised process is not qemu-ga-rs:\n{report}")
+    uids = front.get("Uid", "").split()
+    ctx.expect(len(uids) == 4 and all(u == "990" for u in uids),
+               f"front should run as qemu-ga-rs (uid 990) in all of real/effective/saved/fs uid:\n{report}")
+    gids = front.get("Gid", "").split()
+    ctx.expect(len(gids) == 4 and "0" not in gids, f"front keeps gid 0:\n{report}")
+    ctx.expect("0" not in front.get("Groups", "").split(), f"front keeps supplementary group 0:\n{report}")
+    for cap in ("CapEff", "CapPrm", "CapAmb"):
+        ctx.expect(int(front.get(cap, "1"), 16) == 0, f"front has {cap} {front.get(cap)}:\n{report}")
+    ctx.expect(front.get("NoNewPrivs") == "1", f"front lacks no_new_privs:\n{report}")
+    helpers = re.findall(r"^helper\.pid: (\d+)$", report, re.M)
+    ctx.expect(helpers, f"no qemu-ga-rs-helper process in the guest:\n{report}")
+    ctx.expect(front.get("pid") not in helpers, f"front and helper are the same process:\n{report}")
