@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::socket::{getsockopt, sockopt, SockType};
 use nix::sys::stat::{fstat, SFlag};
 
 use qga_helper::demote::{demote, Demoted};
@@ -89,6 +90,9 @@ fn check_request_fd(fd: RawFd) -> Result<(), String> {
     let st = fstat(borrowed).map_err(|e| e.desc().to_owned())?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Err("not a socket".to_owned());
+    }
+    if getsockopt(&borrowed, sockopt::SockType) != Ok(SockType::Stream) {
+        return Err("not a stream socket".to_owned());
     }
     let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
     fcntl(borrowed, FcntlArg::F_SETFD(flags)).map_err(|e| e.desc().to_owned())?;

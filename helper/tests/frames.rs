@@ -278,3 +278,10 @@ fn a_missing_request_socket_exits_2() {
         .unwrap();
     assert_eq!(wait(&mut child).code(), Some(2));
 }
+
+#[test]
+fn a_datagram_socket_on_fd_3_exits_2() {
+    let (_ours, theirs) = socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC).unwrap();
+    let mut child = spawn_with_fd3(&theirs, &["--statedir", "/tmp", "--enabled", ""]);
+    assert_eq!(wait(&mut child).code(), Some(2));
+}
