@@ -51,10 +51,6 @@ impl MessageParser {
         self.lexer.feed(bytes, &mut |kind, text| pending.token(kind, text, emit));
     }
 
-    /// Whether a message is partly received (tokens waiting for their closing bracket).
-    pub fn is_idle(&self) -> bool {
-        self.pending.tokens.is_empty()
-    }
 }
 
 impl Pending {

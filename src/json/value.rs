@@ -52,14 +52,6 @@ impl Dict {
         self
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Members in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
         self.entries.iter().map(|(k, v)| (k.as_slice(), v))

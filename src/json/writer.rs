@@ -55,7 +55,7 @@ fn qdict_bucket(key: &[u8]) -> u32 {
 
 /// Members in the order QEMU iterates a QDict: by bucket, and within a bucket the most
 /// recently inserted first.
-fn qdict_order(d: &Dict) -> Vec<(&[u8], &Value)> {
+pub(crate) fn qdict_order(d: &Dict) -> Vec<(&[u8], &Value)> {
     let mut entries: Vec<(u32, usize, &[u8], &Value)> =
         d.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));

@@ -1,0 +1,334 @@
+//! guest-file-open/-close/-read/-write/-seek/-flush, run by the front as its unprivileged
+//! user. Handles start at 1000, are never reused, and the counter survives restarts in
+//! `<statedir>/qga.state` (7.2's key file). Files are opened non-blocking so a FIFO cannot
+//! hang the agent; new files get mode 0644.
+
+use super::Agent;
+use crate::json::{Dict, Value};
+use crate::qmp::args::{Args, Whence};
+use crate::qmp::AgentError;
+use base64::Engine;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{fchmod, Mode};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+
+/// guest-file-read's default count (7.2's QGA_READ_COUNT_DEFAULT).
+const DEFAULT_READ_COUNT: i64 = 4096;
+/// guest-file-read's largest count: 48 MiB, whose base64 fits the 64 MiB JSON limit.
+pub const MAX_READ_COUNT: i64 = 48 << 20;
+/// Open handles at once; the next open is refused with a clear error.
+pub const MAX_OPEN_HANDLES: usize = 1024;
+/// The first handle of a fresh state file.
+const FIRST_HANDLE: i64 = 1000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Idle,
+    Reading,
+    Writing,
+}
+
+struct Handle {
+    file: File,
+    /// stdio's end-of-file indicator: set by a read that hit the end, cleared by a seek and
+    /// by switching from reading to writing.
+    eof: bool,
+    direction: Direction,
+}
+
+/// The open handles and the persisted handle counter.
+pub struct Handles {
+    open: BTreeMap<i64, Handle>,
+    next: i64,
+    /// `<statedir>/qga.state`, opened before the front gave up root.
+    state: Option<File>,
+}
+
+impl Handles {
+    /// Loads the counter from the state file (a missing or unreadable value means 1000).
+    pub fn new(state: Option<File>) -> Handles {
+        let mut text = String::new();
+        let next = match &state {
+            Some(f) => {
+                let _ = (&*f).read_to_string(&mut text);
+                parse_counter(&text).unwrap_or(FIRST_HANDLE)
+            }
+            None => FIRST_HANDLE,
+        };
+        let mut handles = Handles { open: BTreeMap::new(), next, state };
+        if text.is_empty() {
+            let _ = handles.persist();
+        }
+        handles
+    }
+
+    fn persist(&mut self) -> std::io::Result<()> {
+        let Some(f) = &self.state else { return Ok(()) };
+        let text = format!("[global]\nfd_counter={}\n", self.next);
+        f.write_all_at(text.as_bytes(), 0)?;
+        f.set_len(text.len() as u64)
+    }
+
+    fn find(&mut self, handle: i64) -> Result<&mut Handle, AgentError> {
+        self.open.get_mut(&handle).ok_or_else(|| AgentError::command(format!("handle '{handle}' has not been found")))
+    }
+}
+
+/// The value of `fd_counter` in the `[global]` group of a GKeyFile.
+fn parse_counter(text: &str) -> Option<i64> {
+    let mut in_global = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_global = line == "[global]";
+        } else if in_global {
+            if let Some(v) = line.strip_prefix("fd_counter") {
+                return v.trim_start().strip_prefix('=')?.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// 7.2's fopen mode table: the mode strings it accepts and their open flags.
+fn open_flags(mode: &[u8]) -> Option<OFlag> {
+    let base = match mode {
+        b"r" | b"rb" => OFlag::O_RDONLY,
+        b"w" | b"wb" => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
+        b"a" | b"ab" => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
+        b"r+" | b"rb+" | b"r+b" => OFlag::O_RDWR,
+        b"w+" | b"wb+" | b"w+b" => OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC,
+        b"a+" | b"ab+" | b"a+b" => OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_APPEND,
+        _ => return None,
+    };
+    Some(base | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+}
+
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let path = args.str("path")?;
+    let mode = args.opt_str("mode").unwrap_or(b"r");
+    crate::slog!("guest-file-open called, filepath: {}, mode: {}", lossy(path), lossy(mode));
+    let flags = open_flags(mode).ok_or_else(|| AgentError::command([b"invalid file open mode '", mode, b"'"].concat()))?;
+    let files = &mut agent.files;
+    if files.open.len() >= MAX_OPEN_HANDLES {
+        return Err(AgentError::command(format!("too many open file handles (limit {MAX_OPEN_HANDLES})")));
+    }
+    let file = open_or_create(OsStr::from_bytes(path), flags)
+        .map_err(|e| AgentError::os([b"failed to open file '", path, b"' (mode: '", mode, b"')"].concat(), e))?;
+    let handle = files.next;
+    files.next += 1;
+    if files.persist().is_err() {
+        return Err(AgentError::command("failed to commit persistent state to disk"));
+    }
+    files.open.insert(handle, Handle { file, eof: false, direction: Direction::Idle });
+    crate::slog!("guest-file-open, handle: {handle}");
+    Ok(Value::Int(handle))
+}
+
+/// Creates exclusively when the mode may create, so only a file this call created gets its
+/// mode set (0644, whatever the umask); an existing file is opened as it is.
+fn open_or_create(path: &OsStr, flags: OFlag) -> Result<File, Errno> {
+    let creating = flags.contains(OFlag::O_CREAT);
+    let first = nix::fcntl::open(path, if creating { flags | OFlag::O_EXCL } else { flags }, Mode::from_bits_truncate(0o644));
+    let (fd, created) = match first {
+        Err(Errno::EEXIST) if creating => (nix::fcntl::open(path, flags - OFlag::O_CREAT, Mode::empty())?, false),
+        Err(e) => return Err(e),
+        Ok(fd) => (fd, creating),
+    };
+    if created {
+        fchmod(&fd, Mode::from_bits_truncate(0o644))?;
+    }
+    Ok(File::from(fd))
+}
+
+pub fn close(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let handle = args.int("handle")?;
+    crate::slog!("guest-file-close called, handle: {handle}");
+    agent.files.find(handle)?;
+    agent.files.open.remove(&handle);
+    Ok(Value::empty_dict())
+}
+
+pub fn read(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let handle = args.int("handle")?;
+    let h = agent.files.find(handle)?;
+    let count = match args.opt_int("count") {
+        None => DEFAULT_READ_COUNT,
+        Some(c) if (0..=MAX_READ_COUNT).contains(&c) => c,
+        Some(c) => return Err(AgentError::InvalidValue { value: c, argument: "count" }),
+    } as usize;
+    let mut buf = Vec::with_capacity(count.min(1 << 20));
+    let mut hit_eof = false;
+    while buf.len() < count {
+        let want = (count - buf.len()).min(1 << 20);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        match h.file.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                hit_eof = true;
+                break;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => {
+                crate::slog!("guest-file-read failed, handle: {handle}");
+                return Err(io_error("failed to read file", &e));
+            }
+        }
+    }
+    h.eof |= hit_eof;
+    h.direction = Direction::Reading;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&buf);
+    Ok(Dict::new()
+        .with("count", Value::Int(buf.len() as i64))
+        .with("buf-b64", Value::Str(b64.into_bytes()))
+        .with("eof", Value::Bool(h.eof))
+        .into())
+}
+
+pub fn write(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let handle = args.int("handle")?;
+    let h = agent.files.find(handle)?;
+    if h.direction == Direction::Reading {
+        // stdio repositions (and clears end-of-file) when a stream turns from reading to writing.
+        h.eof = false;
+        h.direction = Direction::Idle;
+    }
+    let data = decode_base64(args.str("buf-b64")?)?;
+    let count = match args.opt_int("count") {
+        None => data.len(),
+        Some(c) if c >= 0 && c as u64 <= data.len() as u64 => c as usize,
+        Some(c) => return Err(AgentError::InvalidValue { value: c, argument: "count" }),
+    };
+    h.direction = Direction::Writing;
+    let mut done = 0;
+    while done < count {
+        match h.file.write(&data[done..count]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                crate::slog!("guest-file-write failed, handle: {handle}");
+                return Err(io_error("failed to write to file", &e));
+            }
+        }
+    }
+    Ok(Dict::new().with("count", Value::Int(done as i64)).with("eof", Value::Bool(h.eof)).into())
+}
+
+pub fn seek(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let handle = args.int("handle")?;
+    let h = agent.files.find(handle)?;
+    let offset = args.int("offset")?;
+    let pos = match args.whence("whence")? {
+        Whence::Set | Whence::Code(0) => SeekFrom::Start(offset as u64),
+        Whence::Cur | Whence::Code(1) => SeekFrom::Current(offset),
+        Whence::End | Whence::Code(2) => SeekFrom::End(offset),
+        Whence::Code(other) => return Err(AgentError::command(format!("invalid whence code {other}"))),
+    };
+    // A negative SEEK_SET offset reaches lseek as the same negative off_t: EINVAL, as fseek.
+    match h.file.seek(pos) {
+        Ok(position) => {
+            h.eof = false;
+            h.direction = Direction::Idle;
+            Ok(Dict::new().with("position", Value::Int(position as i64)).with("eof", Value::Bool(false)).into())
+        }
+        Err(e) => {
+            if e.raw_os_error() == Some(Errno::ESPIPE as i32) {
+                h.direction = Direction::Idle;
+            }
+            Err(io_error("failed to seek file", &e))
+        }
+    }
+}
+
+pub fn flush(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let handle = args.int("handle")?;
+    let h = agent.files.find(handle)?;
+    // Writes go straight to the file (there is no user-space buffer to flush); what remains
+    // is the state change stdio makes on fflush.
+    h.direction = Direction::Idle;
+    Ok(Value::empty_dict())
+}
+
+fn io_error(what: &str, e: &std::io::Error) -> AgentError {
+    AgentError::os(what, Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+}
+
+/// 7.2's base64 decoding: the text may hold only the base64 alphabet and '=' (anywhere);
+/// then glib's lenient decoder runs: groups of four, '=' counts as a zero digit that also
+/// suppresses output bytes, and a trailing partial group is dropped.
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, AgentError> {
+    fn rank(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => 0,
+            _ => return None,
+        } as u32)
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut v, mut n) = (0u32, 0);
+    let mut last = [0u8; 2];
+    for &c in text {
+        let r = rank(c).ok_or_else(|| AgentError::command("Base64 data contains invalid characters"))?;
+        last = [c, last[0]];
+        v = (v << 6) | r;
+        n += 1;
+        if n == 4 {
+            out.push((v >> 16) as u8);
+            if last[1] != b'=' {
+                out.push((v >> 8) as u8);
+            }
+            if last[0] != b'=' {
+                out.push(v as u8);
+            }
+            n = 0;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_is_read_from_the_global_group() {
+        assert_eq!(parse_counter("[global]\nfd_counter=1070\n"), Some(1070));
+        assert_eq!(parse_counter("[other]\nfd_counter=5\n[global]\nfd_counter = 7\n"), Some(7));
+        assert_eq!(parse_counter(""), None);
+    }
+
+    #[test]
+    fn the_mode_table_is_7_2s() {
+        for ok in ["r", "rb", "w", "wb", "a", "ab", "r+", "rb+", "r+b", "w+", "wb+", "w+b", "a+", "ab+", "a+b"] {
+            assert!(open_flags(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for bad in ["rw", "", "x", "r+x", "R"] {
+            assert!(open_flags(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base64_decodes_like_glib_after_the_alphabet_check() {
+        assert_eq!(decode_base64(b"aGVsbG8gd29ybGQ=").unwrap(), b"hello world");
+        assert_eq!(decode_base64(b"").unwrap(), b"");
+        assert_eq!(decode_base64(b"aGVsbG8").unwrap(), b"hel"); // partial group dropped
+        assert!(decode_base64(b"aGVs bG8=").is_err());
+        assert!(decode_base64(b"!!!!").is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! guest-fsfreeze-status (front), guest-fsfreeze-freeze/-thaw and guest-fstrim (helper).
+//! The front's frozen flag mirrors the helper's state after every reply; it drives the gate
+//! and keeps the log away from frozen filesystems.
+
+use super::Agent;
+use crate::json::{Dict, Value};
+use crate::privsep::link::expect;
+use crate::qmp::args::Args;
+use crate::qmp::AgentError;
+use qga_helper::protocol::{Reply, Request, TrimResult};
+use std::io::Write;
+
+pub fn status(agent: &Agent) -> Value {
+    Value::str(if agent.frozen { "frozen" } else { "thawed" })
+}
+
+pub fn freeze(agent: &mut Agent) -> Result<Value, AgentError> {
+    crate::slog!("guest-fsfreeze called");
+    // Hold log records before anything is frozen: nothing may write to a frozen filesystem.
+    crate::log::set_frozen(true);
+    let result = agent.helper.call(&Request::Freeze);
+    let (count, frozen) = match result {
+        Ok(Reply::FreezeCount { count, frozen }) => (Ok(count), frozen),
+        Ok(other) => (expect(other, |_| None::<i64>), false),
+        Err(e) => (Err(e), false),
+    };
+    crate::log::set_frozen(false);
+    agent.set_frozen(frozen);
+    count.map(Value::Int)
+}
+
+pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
+    let reply = agent.helper.call(&Request::Thaw)?;
+    let count = expect(reply, |r| match r {
+        Reply::FreezeCount { count, .. } => Some(count),
+        _ => None,
+    })?;
+    agent.set_frozen(false);
+    if let Some(mut pidfile) = agent.pidfile_on_thaw.take() {
+        let _ = pidfile.write_all(format!("{}\n", std::process::id()).as_bytes());
+    }
+    crate::slog!("guest-fsfreeze-thaw called, {count} filesystem(s) thawed");
+    Ok(Value::Int(count))
+}
+
+pub fn trim(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let minimum = args.opt_int("minimum").unwrap_or(0);
+    crate::slog!("guest-fstrim called");
+    let reply = agent.helper.call(&Request::Trim { minimum })?;
+    let paths = expect(reply, |r| match r {
+        Reply::Trimmed { paths } => Some(paths),
+        _ => None,
+    })?;
+    let paths = paths
+        .into_iter()
+        .map(|p| match p {
+            TrimResult::Trimmed { path, minimum, trimmed } => Dict::new()
+                .with("path", Value::str(path))
+                .with("trimmed", Value::Int(trimmed))
+                .with("minimum", Value::Int(minimum))
+                .into(),
+            TrimResult::Failed { path, error } => {
+                Dict::new().with("path", Value::str(path)).with("error", Value::str(error)).into()
+            }
+        })
+        .collect();
+    Ok(Dict::new().with("paths", Value::List(paths)).into())
+}

@@ -1,0 +1,70 @@
+//! The front's command handlers, one module per command family, and the one match that maps
+//! each command of the table to its handler. Handlers are thin: arguments arrive checked, and
+//! privileged work is one typed request to the helper.
+
+pub mod file;
+pub mod fsfreeze;
+pub mod network;
+pub mod power;
+pub mod sync;
+pub mod time;
+pub mod vcpus;
+
+use crate::json::Value;
+use crate::privsep::link::HelperLink;
+use crate::qmp::args::Args;
+use crate::qmp::AgentError;
+use qga_policy::{Command, Policy};
+
+/// What the handlers share: the effective policy, the frozen flag, open file handles and the
+/// link to the helper.
+pub struct Agent {
+    pub policy: Policy,
+    pub frozen: bool,
+    pub files: file::Handles,
+    pub helper: HelperLink,
+    /// The pidfile of an agent that started frozen, written once filesystems are thawed.
+    pub pidfile_on_thaw: Option<std::fs::File>,
+}
+
+impl Agent {
+    /// Enters or leaves the frozen state: the gate, the log and the deferred start-up work
+    /// follow the flag.
+    pub fn set_frozen(&mut self, frozen: bool) {
+        if self.frozen != frozen {
+            self.frozen = frozen;
+            crate::log::set_frozen(frozen);
+            if frozen {
+                crate::warning!("disabling logging due to filesystem freeze");
+            } else {
+                crate::warning!("logging re-enabled due to filesystem unfreeze");
+            }
+        }
+    }
+}
+
+/// Runs a command whose arguments passed the schema check.
+pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, AgentError> {
+    match command {
+        Command::SyncDelimited | Command::Sync => sync::sync(args),
+        Command::Ping => sync::ping(),
+        Command::Info => Ok(sync::info(agent)),
+        Command::GetTime => time::get_time(),
+        Command::SetTime => time::set_time(agent, args),
+        Command::Shutdown => power::shutdown(agent, args),
+        Command::SuspendDisk | Command::SuspendRam | Command::SuspendHybrid => power::suspend(agent, command),
+        Command::FileOpen => file::open(agent, args),
+        Command::FileClose => file::close(agent, args),
+        Command::FileRead => file::read(agent, args),
+        Command::FileWrite => file::write(agent, args),
+        Command::FileSeek => file::seek(agent, args),
+        Command::FileFlush => file::flush(agent, args),
+        Command::FsfreezeStatus => Ok(fsfreeze::status(agent)),
+        Command::FsfreezeFreeze => fsfreeze::freeze(agent),
+        Command::FsfreezeThaw => fsfreeze::thaw(agent),
+        Command::Fstrim => fsfreeze::trim(agent, args),
+        Command::NetworkGetInterfaces => network::get_interfaces(),
+        Command::GetVcpus => vcpus::get(),
+        Command::SetVcpus => vcpus::set(agent, args),
+    }
+}

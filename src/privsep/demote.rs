@@ -1,0 +1,99 @@
+//! The front's demotion, as one ordered function. After it returns the front runs as an
+//! unprivileged user with no capabilities in any set, no_new_privs, no way to create processes
+//! and no core dumps. Each step depends on the ones before it: the bounding set can only be
+//! emptied while CAP_SETPCAP is held, groups and ids only while root.
+
+use caps::{CapSet, CapsHashSet};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid, User};
+use std::fmt;
+
+/// The user the front runs as when none is configured and this one exists.
+pub const DEDICATED_USER: &str = "qemu-ga-rs";
+/// The fallback user.
+pub const FALLBACK_USER: &str = "nobody";
+
+#[derive(Debug)]
+pub enum DemoteError {
+    UnknownUser(String),
+    LookupFailed(String, nix::errno::Errno),
+    Step(&'static str, String),
+    StillPrivileged(&'static str),
+}
+
+impl fmt::Display for DemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DemoteError::UnknownUser(u) => write!(f, "unknown user '{u}'"),
+            DemoteError::LookupFailed(u, e) => write!(f, "cannot look up user '{u}': {e}"),
+            DemoteError::Step(step, e) => write!(f, "{step} failed: {e}"),
+            DemoteError::StillPrivileged(what) => write!(f, "demotion check failed: {what}"),
+        }
+    }
+}
+
+/// Who the front became.
+pub struct Demoted {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Resolves the configured user, or the default choice.
+pub fn resolve_user(configured: Option<&str>) -> Result<User, DemoteError> {
+    let lookup = |name: &str| User::from_name(name).map_err(|e| DemoteError::LookupFailed(name.into(), e));
+    match configured {
+        Some(name) => lookup(name)?.ok_or_else(|| DemoteError::UnknownUser(name.into())),
+        None => match lookup(DEDICATED_USER)? {
+            Some(u) => Ok(u),
+            None => lookup(FALLBACK_USER)?.ok_or_else(|| DemoteError::UnknownUser(FALLBACK_USER.into())),
+        },
+    }
+}
+
+fn step<T, E: fmt::Display>(name: &'static str, r: Result<T, E>) -> Result<T, DemoteError> {
+    r.map_err(|e| DemoteError::Step(name, e.to_string()))
+}
+
+/// Demotes the front. Started as root it becomes `user`; started as anyone else it keeps its
+/// ids and still gives up whatever capabilities it has.
+pub fn demote(user: Option<&User>) -> Result<Demoted, DemoteError> {
+    let was_root = Uid::effective().is_root();
+    // 1. Empty the bounding set while CAP_SETPCAP is still held, so no later exec (there is
+    //    none, but defence in depth) could regain a capability.
+    if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
+        step("dropping the capability bounding set", caps::clear(None, CapSet::Bounding))?;
+    }
+    // 2-4. Supplementary groups, then gid, then uid: each needs the privileges the next one drops.
+    let (name, uid, gid) = match (was_root, user) {
+        (true, Some(u)) => {
+            step("setgroups", setgroups(&[]))?;
+            step("setresgid", setresgid(u.gid, u.gid, u.gid))?;
+            step("setresuid", setresuid(u.uid, u.uid, u.uid))?;
+            (u.name.clone(), u.uid.as_raw(), u.gid.as_raw())
+        }
+        _ => (String::from("(unchanged)"), Uid::current().as_raw(), Gid::current().as_raw()),
+    };
+    // 5. Every capability set empty (setuid already cleared permitted and effective for a
+    //    former root; inheritable and ambient need clearing explicitly).
+    step("clearing ambient capabilities", caps::clear(None, CapSet::Ambient))?;
+    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+        step("clearing capabilities", caps::set(None, set, &CapsHashSet::new()))?;
+    }
+    // 6. no_new_privs: nothing executed from here on could gain privileges.
+    step("setting no_new_privs", nix::sys::prctl::set_no_new_privs())?;
+    // 7. No new processes (the front never forks after start-up) and no core dumps, which
+    //    could hold request data.
+    step("limiting processes", setrlimit(Resource::RLIMIT_NPROC, 0, 0))?;
+    step("disabling core dumps", setrlimit(Resource::RLIMIT_CORE, 0, 0))?;
+    // 8. Check the result rather than trust it.
+    if was_root && user.is_some() && (Uid::current().is_root() || Uid::effective().is_root()) {
+        return Err(DemoteError::StillPrivileged("still uid 0"));
+    }
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        if !caps::read(None, set).map(|s| s.is_empty()).unwrap_or(false) {
+            return Err(DemoteError::StillPrivileged("a capability set is not empty"));
+        }
+    }
+    Ok(Demoted { user: name, uid, gid })
+}

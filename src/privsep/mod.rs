@@ -1,0 +1,6 @@
+//! Privilege separation: starting the privileged helper, the link to it, and the front's
+//! demotion to an unprivileged user.
+
+pub mod demote;
+pub mod link;
+pub mod spawn;

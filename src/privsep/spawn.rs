@@ -1,0 +1,65 @@
+//! Starts the privileged helper: a separate small binary, executed with an empty environment
+//! and exactly the descriptors it needs — /dev/null on 0 and 1, a log pipe on 2 and its end of
+//! the request socketpair on 3.
+
+use qga_helper::{HELPER_BINARY, REQUEST_FD};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Where the helper is installed when it is not beside the front.
+const LIBEXEC_HELPER: &str = "/usr/libexec/qemu-ga-rs/qemu-ga-rs-helper";
+
+/// A running helper.
+pub struct Helper {
+    pub child: Child,
+    /// The front's end of the request socketpair.
+    pub socket: UnixStream,
+    /// Read end of the helper's log pipe (its stderr).
+    pub log: File,
+}
+
+/// The helper binary: beside the running `qemu-ga-rs`, else the libexec location.
+pub fn helper_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(HELPER_BINARY)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(LIBEXEC_HELPER))
+}
+
+/// Starts the helper with `args`.
+pub fn spawn(path: &Path, args: &[OsString]) -> io::Result<Helper> {
+    let (front, helper_end) = UnixStream::pair()?;
+    let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let helper_fd = helper_end.as_raw_fd();
+    let mut cmd = Command::new(path);
+    cmd.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(OwnedFd::from(log_write)));
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // system calls (dup2, fcntl) on descriptor numbers; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc;
+            let ok = if helper_fd == REQUEST_FD {
+                // dup2 onto itself would keep close-on-exec: clear the flag instead.
+                libc::fcntl(REQUEST_FD, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(helper_fd, REQUEST_FD) == REQUEST_FD
+            };
+            if !ok {
+                return Err(io::Error::last_os_error());
+            }
+            // Every other descriptor of the front is close-on-exec (inherited ones were
+            // closed at start-up), so the helper starts with exactly 0-3.
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(helper_end);
+    Ok(Helper { child, socket: front, log: File::from(log_read) })
+}

@@ -1,0 +1,230 @@
+//! Checks a request's `arguments` against the command table's argument schema, as QEMU's QMP
+//! input visitor does: members in schema order (missing, then wrong type), then anything left
+//! over is unexpected. Produces typed arguments, so handlers never see raw JSON.
+
+use super::error::AgentError;
+use crate::json::{Dict, Value};
+use qga_policy::{Arg, ArgType};
+
+/// `guest-file-seek`'s whence as given: an integer code (validated by the handler, as 7.2
+/// does) or a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whence {
+    Code(i64),
+    Set,
+    Cur,
+    End,
+}
+
+/// One checked `GuestLogicalProcessor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vcpu {
+    pub logical_id: i64,
+    pub online: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Checked {
+    Int(i64),
+    Str(Vec<u8>),
+    Whence(Whence),
+    Vcpus(Vec<Vcpu>),
+}
+
+/// A command's checked arguments.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Args {
+    values: Vec<(&'static str, Checked)>,
+}
+
+impl Args {
+    fn get(&self, name: &str) -> Option<&Checked> {
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// An optional integer argument.
+    pub fn opt_int(&self, name: &str) -> Option<i64> {
+        match self.get(name) {
+            Some(Checked::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A required integer argument (the schema check guarantees it).
+    pub fn int(&self, name: &'static str) -> Result<i64, AgentError> {
+        self.opt_int(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
+    }
+
+    pub fn opt_str(&self, name: &str) -> Option<&[u8]> {
+        match self.get(name) {
+            Some(Checked::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self, name: &'static str) -> Result<&[u8], AgentError> {
+        self.opt_str(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
+    }
+
+    pub fn whence(&self, name: &'static str) -> Result<Whence, AgentError> {
+        match self.get(name) {
+            Some(Checked::Whence(w)) => Ok(*w),
+            _ => Err(AgentError::MissingParameter(name.into())),
+        }
+    }
+
+    pub fn vcpus(&self, name: &'static str) -> Result<&[Vcpu], AgentError> {
+        match self.get(name) {
+            Some(Checked::Vcpus(v)) => Ok(v),
+            _ => Err(AgentError::MissingParameter(name.into())),
+        }
+    }
+}
+
+/// Checks `arguments` (absent means `{}`) against `schema`.
+pub fn check(schema: &[Arg], arguments: Option<&Dict>) -> Result<Args, AgentError> {
+    let empty = Dict::new();
+    let arguments = arguments.unwrap_or(&empty);
+    let mut args = Args::default();
+    for arg in schema {
+        match arguments.get(arg.name) {
+            None if arg.optional => {}
+            None => return Err(AgentError::MissingParameter(arg.name.into())),
+            Some(v) => args.values.push((arg.name, check_one(arg, v)?)),
+        }
+    }
+    if let Some((key, _)) = arguments.iter().find(|(k, _)| !schema.iter().any(|a| a.name.as_bytes() == *k)) {
+        return Err(AgentError::UnexpectedParameter(key.to_vec()));
+    }
+    Ok(args)
+}
+
+fn wrong_type(path: &[u8], expected: &'static str) -> AgentError {
+    AgentError::InvalidParameterType { path: path.to_vec(), expected }
+}
+
+fn int_at(path: &[u8], v: &Value) -> Result<i64, AgentError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        _ => Err(wrong_type(path, "integer")),
+    }
+}
+
+fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
+    let name = arg.name.as_bytes();
+    match arg.ty {
+        ArgType::Int => int_at(name, v).map(Checked::Int),
+        ArgType::Str => match v {
+            Value::Str(s) => Ok(Checked::Str(s.clone())),
+            _ => Err(wrong_type(name, "string")),
+        },
+        ArgType::Whence => match v {
+            Value::Int(_) | Value::UInt(_) | Value::Float(_) => int_at(name, v).map(|i| Checked::Whence(Whence::Code(i))),
+            Value::Str(s) => match s.as_slice() {
+                b"set" => Ok(Checked::Whence(Whence::Set)),
+                b"cur" => Ok(Checked::Whence(Whence::Cur)),
+                b"end" => Ok(Checked::Whence(Whence::End)),
+                _ => Err(AgentError::InvalidEnumValue { name: arg.name, value: s.clone() }),
+            },
+            _ => Err(wrong_type(name, "GuestFileWhence")),
+        },
+        ArgType::VcpuList => {
+            let Value::List(items) = v else { return Err(wrong_type(name, "array")) };
+            items.iter().enumerate().map(|(i, item)| vcpu(arg.name, i, item)).collect::<Result<_, _>>().map(Checked::Vcpus)
+        }
+    }
+}
+
+/// One `GuestLogicalProcessor`: logical-id (int), online (bool), optional can-offline (bool,
+/// accepted and ignored as 7.2 does).
+fn vcpu(list: &str, index: usize, v: &Value) -> Result<Vcpu, AgentError> {
+    let at = |member: &str| format!("{list}[{index}]{}{member}", if member.is_empty() { "" } else { "." }).into_bytes();
+    let Value::Dict(d) = v else { return Err(wrong_type(&at(""), "object")) };
+    let logical_id = match d.get("logical-id") {
+        None => return Err(AgentError::MissingParameter(at("logical-id"))),
+        Some(v) => int_at(&at("logical-id"), v)?,
+    };
+    let bool_at = |member: &str, v: &Value| match v {
+        Value::Bool(b) => Ok(*b),
+        _ => Err(wrong_type(&at(member), "boolean")),
+    };
+    let online = match d.get("online") {
+        None => return Err(AgentError::MissingParameter(at("online"))),
+        Some(v) => bool_at("online", v)?,
+    };
+    if let Some(v) = d.get("can-offline") {
+        bool_at("can-offline", v)?;
+    }
+    if let Some((key, _)) = d.iter().find(|(k, _)| !matches!(*k, b"logical-id" | b"online" | b"can-offline")) {
+        let mut path = at("");
+        path.push(b'.');
+        path.extend_from_slice(key);
+        return Err(AgentError::UnexpectedParameter(path));
+    }
+    Ok(Vcpu { logical_id, online })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qga_policy::Command;
+
+    fn dict(pairs: &[(&str, Value)]) -> Dict {
+        let mut d = Dict::new();
+        for (k, v) in pairs {
+            d.insert(k.as_bytes(), v.clone());
+        }
+        d
+    }
+
+    fn desc(e: AgentError) -> String {
+        String::from_utf8(e.desc()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_missing_required_argument_is_named() {
+        let e = check(Command::Sync.spec().args, None).unwrap_err();
+        assert_eq!(desc(e), "Parameter 'id' is missing");
+    }
+
+    #[test]
+    fn a_float_or_huge_integer_is_the_wrong_type() {
+        for v in [Value::Float(1.0), Value::UInt(1 << 63), Value::Bool(true), Value::Null, Value::str("1")] {
+            let e = check(Command::Sync.spec().args, Some(&dict(&[("id", v)]))).unwrap_err();
+            assert_eq!(desc(e), "Invalid parameter type for 'id', expected: integer");
+        }
+    }
+
+    #[test]
+    fn an_unknown_argument_is_unexpected_after_the_known_ones_pass() {
+        let e = check(Command::Ping.spec().args, Some(&dict(&[("x", Value::Int(1))]))).unwrap_err();
+        assert_eq!(desc(e), "Parameter 'x' is unexpected");
+    }
+
+    #[test]
+    fn whence_takes_an_integer_or_a_name() {
+        let spec = Command::FileSeek.spec().args;
+        let base = [("handle", Value::Int(1000)), ("offset", Value::Int(0))];
+        let with = |w: Value| {
+            let mut p = base.to_vec();
+            p.push(("whence", w));
+            check(spec, Some(&dict(&p)))
+        };
+        assert_eq!(with(Value::Int(7)).unwrap().whence("whence").unwrap(), Whence::Code(7));
+        assert_eq!(with(Value::str("end")).unwrap().whence("whence").unwrap(), Whence::End);
+        assert_eq!(desc(with(Value::str("x")).unwrap_err()), "Parameter 'whence' does not accept value 'x'");
+        assert_eq!(desc(with(Value::Bool(true)).unwrap_err()), "Invalid parameter type for 'whence', expected: GuestFileWhence");
+    }
+
+    #[test]
+    fn vcpu_list_errors_carry_the_element_path() {
+        let spec = Command::SetVcpus.spec().args;
+        let run = |v: Value| desc(check(spec, Some(&dict(&[("vcpus", v)]))).unwrap_err());
+        assert_eq!(run(Value::Int(1)), "Invalid parameter type for 'vcpus', expected: array");
+        assert_eq!(run(Value::List(vec![Value::Int(1)])), "Invalid parameter type for 'vcpus[0]', expected: object");
+        let missing = Value::Dict(dict(&[("logical-id", Value::Int(1))]));
+        assert_eq!(run(Value::List(vec![missing])), "Parameter 'vcpus[0].online' is missing");
+        let extra = Value::Dict(dict(&[("logical-id", Value::Int(1)), ("online", Value::Bool(true)), ("x", Value::Null)]));
+        assert_eq!(run(Value::List(vec![extra])), "Parameter 'vcpus[0].x' is unexpected");
+    }
+}

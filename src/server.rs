@@ -1,0 +1,375 @@
+//! The front's single-threaded poll loop: reads the channel, feeds the JSON stream, dispatches
+//! each message, writes replies with bounded buffering, relays the helper's log, watches the
+//! helper and handles termination signals.
+
+use crate::channel::{self, Channel};
+use crate::commands::Agent;
+use crate::json::MessageParser;
+use crate::qmp::dispatch;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use polling::{Event, Events, PollMode, Poller};
+use qga_helper::protocol::{Reply, Request};
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::Child;
+
+/// Bytes read from the channel at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Stop reading requests while more than this many reply bytes wait to be sent...
+const OUTPUT_HIGH_WATER: usize = 4 << 20;
+/// ...and start again once they drained below this.
+const OUTPUT_LOW_WATER: usize = 1 << 20;
+
+const KEY_CONN: usize = 0;
+const KEY_LISTENER: usize = 1;
+const KEY_HELPER: usize = 2;
+const KEY_HELPER_LOG: usize = 3;
+const KEY_SIGNAL: usize = 4;
+
+/// The connection requests arrive on.
+enum Conn {
+    /// A device, always open. virtio-serial is watched edge-triggered: with no host attached it
+    /// polls ready forever, so only transitions may wake the agent.
+    Device { file: File, virtio: bool },
+    /// A listening socket and its current client, if any.
+    Socket { listener: OwnedFd, client: Option<File> },
+}
+
+pub struct Server {
+    poller: Poller,
+    conn: Conn,
+    parser: MessageParser,
+    out: Vec<u8>,
+    out_pos: usize,
+    reading_paused: bool,
+    agent: Agent,
+    helper_child: Child,
+    helper_log: File,
+    helper_log_buf: Vec<u8>,
+    signals: SignalFd,
+}
+
+/// How the loop ended.
+pub enum Exit {
+    /// A termination signal: the helper thawed (if needed) and quit.
+    Signal,
+    /// The helper is gone; the agent must not keep running without it.
+    HelperLost(String),
+    /// An unrecoverable channel or poll error.
+    Error(String),
+}
+
+fn register(poller: &Poller, fd: BorrowedFd, ev: Event, mode: PollMode) -> io::Result<()> {
+    // SAFETY: every registered descriptor is owned by the Server, which deletes it from the
+    // poller before closing it (clients) or outlives the poller (the rest).
+    unsafe { poller.add_with_mode(&fd, ev, mode) }
+}
+
+impl Server {
+    pub fn new(channel: Channel, agent: Agent, helper_child: Child, helper_log: File, signals: SignalFd) -> io::Result<Server> {
+        let poller = Poller::new()?;
+        let conn = match channel {
+            Channel::Device { file, virtio } => {
+                let mode = if virtio { PollMode::Edge } else { PollMode::Level };
+                register(&poller, file.as_fd(), Event::readable(KEY_CONN), mode)?;
+                Conn::Device { file, virtio }
+            }
+            Channel::Listener { socket } => {
+                register(&poller, socket.as_fd(), Event::readable(KEY_LISTENER), PollMode::Level)?;
+                Conn::Socket { listener: socket, client: None }
+            }
+        };
+        register(&poller, agent.helper.socket().as_fd(), Event::readable(KEY_HELPER), PollMode::Level)?;
+        nix::fcntl::fcntl(&helper_log, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+        register(&poller, helper_log.as_fd(), Event::readable(KEY_HELPER_LOG), PollMode::Level)?;
+        register(&poller, signals.as_fd(), Event::readable(KEY_SIGNAL), PollMode::Level)?;
+        Ok(Server {
+            poller,
+            conn,
+            parser: MessageParser::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            reading_paused: false,
+            agent,
+            helper_child,
+            helper_log,
+            helper_log_buf: Vec::new(),
+            signals,
+        })
+    }
+
+    pub fn run(&mut self) -> Exit {
+        let mut events = Events::new();
+        loop {
+            events.clear();
+            if let Err(e) = self.poller.wait(&mut events, None) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Exit::Error(format!("poll failed: {e}"));
+            }
+            let keys: Vec<usize> = events.iter().map(|e| e.key).collect();
+            for key in keys {
+                let result = match key {
+                    KEY_CONN => self.service_conn(),
+                    KEY_LISTENER => self.accept_client(),
+                    KEY_HELPER => Err(self.helper_gone("its socket closed")),
+                    KEY_HELPER_LOG => {
+                        self.relay_helper_log();
+                        Ok(())
+                    }
+                    KEY_SIGNAL => self.take_signal(),
+                    _ => Ok(()),
+                };
+                if let Err(exit) = result {
+                    return exit;
+                }
+            }
+        }
+    }
+
+    // ---- the connection ----
+
+    fn conn_file(&self) -> Option<&File> {
+        match &self.conn {
+            Conn::Device { file, .. } => Some(file),
+            Conn::Socket { client, .. } => client.as_ref(),
+        }
+    }
+
+    fn service_conn(&mut self) -> Result<(), Exit> {
+        self.flush_output()?;
+        self.read_requests()?;
+        self.flush_output()?;
+        self.update_interest()
+    }
+
+    /// Reads and dispatches until the channel has nothing more or output backs up.
+    fn read_requests(&mut self) -> Result<(), Exit> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        while !self.reading_paused {
+            let Some(mut file) = self.conn_file() else { return Ok(()) };
+            match file.read(&mut buf) {
+                Ok(0) => {
+                    self.peer_gone();
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.process(&buf[..n]);
+                    if let Some(why) = self.agent.helper.lost() {
+                        return Err(Exit::HelperLost(why.to_string()));
+                    }
+                    self.flush_output()?;
+                    if self.pending_output() > OUTPUT_HIGH_WATER {
+                        self.reading_paused = true;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crate::warning!("error reading channel: {e}");
+                    return self.channel_error(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, bytes: &[u8]) {
+        let agent = &mut self.agent;
+        let out = &mut self.out;
+        self.parser.feed(bytes, &mut |message| {
+            if let Some(line) = dispatch::handle(agent, message) {
+                out.extend_from_slice(&line);
+            }
+        });
+    }
+
+    fn pending_output(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    fn flush_output(&mut self) -> Result<(), Exit> {
+        while self.pending_output() > 0 {
+            let Some(mut file) = self.conn_file() else {
+                self.discard_output();
+                return Ok(());
+            };
+            match file.write(&self.out[self.out_pos..]) {
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crate::warning!("error writing channel: {e}");
+                    return self.channel_error(e);
+                }
+            }
+        }
+        if self.pending_output() == 0 {
+            self.discard_output();
+        } else if self.out_pos > (1 << 20) {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        if self.reading_paused && self.pending_output() < OUTPUT_LOW_WATER {
+            self.reading_paused = false;
+            // An edge-triggered device will not report data that was already waiting.
+            if matches!(self.conn, Conn::Device { .. }) {
+                self.read_requests()?;
+                return self.flush_output();
+            }
+        }
+        Ok(())
+    }
+
+    fn discard_output(&mut self) {
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > (1 << 20) {
+            self.out.shrink_to(1 << 16);
+        }
+    }
+
+    /// What to wait for on the connection: input unless paused, output while some waits.
+    fn update_interest(&mut self) -> Result<(), Exit> {
+        let want_write = self.pending_output() > 0;
+        let want_read = !self.reading_paused;
+        let result = match &self.conn {
+            // Edge-triggered: ask for both always; edges are rare.
+            Conn::Device { file, virtio: true } => {
+                self.poller.modify_with_mode(file, Event::all(KEY_CONN), PollMode::Edge)
+            }
+            Conn::Device { file, virtio: false } => self.poller.modify_with_mode(file, interest(want_read, want_write), PollMode::Level),
+            Conn::Socket { client: Some(c), .. } => self.poller.modify_with_mode(c, interest(want_read, want_write), PollMode::Level),
+            Conn::Socket { client: None, .. } => Ok(()),
+        };
+        result.map_err(|e| Exit::Error(format!("poll registration failed: {e}")))
+    }
+
+    /// The peer went away: a socket client closed, or no host holds the virtio port.
+    fn peer_gone(&mut self) {
+        self.parser = MessageParser::new();
+        self.discard_output();
+        self.reading_paused = false;
+        match &mut self.conn {
+            Conn::Device { .. } => {}
+            Conn::Socket { listener, client } => {
+                if let Some(c) = client.take() {
+                    let _ = self.poller.delete(&c);
+                }
+                let _ = self.poller.modify_with_mode(&*listener, Event::readable(KEY_LISTENER), PollMode::Level);
+            }
+        }
+    }
+
+    /// A read or write error: a socket client is dropped and the next one served; a device
+    /// error that means the device is gone ends the agent (its service manager restarts it
+    /// and start-up waits for the device).
+    fn channel_error(&mut self, e: io::Error) -> Result<(), Exit> {
+        match self.conn {
+            Conn::Socket { .. } => {
+                self.peer_gone();
+                Ok(())
+            }
+            Conn::Device { .. } if e.raw_os_error() == Some(nix::libc::ENODEV) => Err(Exit::Error(format!("channel device gone: {e}"))),
+            Conn::Device { .. } => {
+                self.peer_gone();
+                Ok(())
+            }
+        }
+    }
+
+    fn accept_client(&mut self) -> Result<(), Exit> {
+        let Conn::Socket { listener, client } = &mut self.conn else { return Ok(()) };
+        if client.is_some() {
+            return Ok(());
+        }
+        match channel::accept(listener) {
+            Ok(Some(fd)) => {
+                let file = File::from(fd);
+                register(&self.poller, file.as_fd(), Event::readable(KEY_CONN), PollMode::Level)
+                    .map_err(|e| Exit::Error(format!("poll registration failed: {e}")))?;
+                // One client at a time: stop accepting until this one leaves.
+                let _ = self.poller.modify_with_mode(&*listener, Event::none(KEY_LISTENER), PollMode::Level);
+                *client = Some(file);
+                // Each connection starts with a clean parser.
+                self.parser = MessageParser::new();
+                self.discard_output();
+                self.reading_paused = false;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                crate::warning!("error accepting connection: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    // ---- the helper ----
+
+    fn helper_gone(&mut self, why: &str) -> Exit {
+        self.relay_helper_log();
+        let status = match self.helper_child.try_wait() {
+            Ok(Some(s)) => format!(" ({s})"),
+            _ => String::new(),
+        };
+        let why = format!("privileged helper exited: {why}{status}");
+        self.agent.helper.mark_lost(why.clone());
+        Exit::HelperLost(why)
+    }
+
+    fn relay_helper_log(&mut self) {
+        let mut buf = [0u8; 4096];
+        let mut eof = false;
+        loop {
+            match (&self.helper_log).read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => self.helper_log_buf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        while let Some(end) = self.helper_log_buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.helper_log_buf.drain(..=end).collect();
+            crate::warning!("{}", String::from_utf8_lossy(&line[..line.len() - 1]));
+        }
+        if self.helper_log_buf.len() > 64 * 1024 {
+            self.helper_log_buf.clear();
+        }
+        if eof {
+            // A closed pipe polls readable forever: stop watching it.
+            let _ = self.poller.delete(&self.helper_log);
+        }
+    }
+
+    // ---- signals ----
+
+    fn take_signal(&mut self) -> Result<(), Exit> {
+        let Ok(Some(info)) = self.signals.read_signal() else { return Ok(()) };
+        let signal = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
+        crate::warning!("received {signal}, exiting{}", if self.agent.frozen { " after thawing filesystems" } else { "" });
+        match self.agent.helper.call(&Request::Quit) {
+            Ok(Reply::Done) => {}
+            Ok(other) => crate::error!("unexpected reply to quit from the helper: {other:?}"),
+            Err(_) => crate::error!("the helper did not confirm quitting"),
+        }
+        self.relay_helper_log();
+        let _ = self.helper_child.wait();
+        Err(Exit::Signal)
+    }
+}
+
+fn interest(read: bool, write: bool) -> Event {
+    match (read, write) {
+        (true, true) => Event::all(KEY_CONN),
+        (true, false) => Event::readable(KEY_CONN),
+        (false, true) => Event::writable(KEY_CONN),
+        (false, false) => Event::none(KEY_CONN),
+    }
+}

@@ -1,0 +1,238 @@
+//! Start-up, in order: policy (fail closed), state, log, channel, daemon, helper, demotion,
+//! signals — and only then the first byte from the host is read.
+
+use crate::channel;
+use crate::commands::{file::Handles, Agent};
+use crate::config::{Config, NamedRpc};
+use crate::privsep::{demote, link::HelperLink, spawn};
+use crate::server::{Exit, Server};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use qga_policy::{Effective, ListEntry, Policy, PolicyError, Process};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Exit status when start-up fails (7.2 uses 1 throughout).
+pub const EXIT_FAILURE: i32 = 1;
+
+fn entries(list: &[NamedRpc]) -> Vec<ListEntry> {
+    list.iter().map(|r| ListEntry::new(r.name.clone(), r.source.clone())).collect()
+}
+
+/// The effective policy: the policy file (or the shipped default) merged with the block and
+/// allow lists. Anything not fully understood is an error.
+pub fn effective_policy(config: &Config, file: Option<&Path>) -> Result<Effective, PolicyError> {
+    let policy_file = qga_policy::load_configured(file.or(config.policy.as_deref()))?;
+    qga_policy::merge(&policy_file, &entries(&config.block_rpcs), &entries(&config.allow_rpcs))
+}
+
+fn isfrozen_path(config: &Config) -> PathBuf {
+    config.statedir.join("qga.state.isfrozen")
+}
+
+/// Opens a file that start-up needs before giving up root. While frozen nothing may be
+/// created (creating on a frozen filesystem blocks), so only an existing file is opened.
+fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).read(!append).append(append).mode(mode).custom_flags(nix::libc::O_CLOEXEC);
+    if !frozen {
+        o.create(true);
+    }
+    o.open(path)
+}
+
+/// Runs the agent; returns the process exit status.
+pub fn run(config: Config) -> i32 {
+    // 1. The policy, before anything else: never start with one not fully understood.
+    let effective = match effective_policy(&config, None) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("qemu-ga-rs: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let policy = effective.policy().clone();
+
+    // 2. Restart while frozen: come up frozen (7.2's check_is_frozen).
+    let frozen = isfrozen_path(&config).exists();
+
+    // 3. The log.
+    let logfile = match &config.logfile {
+        Some(p) => match open_for_writing(p, true, frozen, 0o640) {
+            Ok(f) => Some(f),
+            Err(e) if frozen => {
+                eprintln!("qemu-ga-rs: log file {} not opened while frozen ({e}); logging to stderr", p.display());
+                None
+            }
+            Err(e) => {
+                eprintln!("qemu-ga-rs: unable to open specified log file {}: {e}", p.display());
+                return EXIT_FAILURE;
+            }
+        },
+        None => None,
+    };
+    crate::log::init(logfile, true, config.verbose);
+    for w in effective.warnings() {
+        crate::warning!("{w}");
+    }
+    if frozen {
+        crate::warning!(
+            "previous instance appears to have exited with frozen filesystems. deferring logging/pidfile creation and \
+             disabling non-fsfreeze-safe commands until guest-fsfreeze-thaw is issued, or filesystems are manually \
+             unfrozen and the file {} is removed",
+            isfrozen_path(&config).display()
+        );
+        crate::log::set_frozen(true);
+    }
+
+    // 4. The channel (a missing device is waited for).
+    let channel = match channel::open(config.method, config.path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::error!("failed to open channel: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+
+    // 5. Daemonize after the channel opened, then the pidfile (deferred while frozen).
+    let mut pidfile_on_thaw = None;
+    if config.daemonize {
+        if let Err(e) = daemonize() {
+            crate::error!("failed to daemonize: {e}");
+            return EXIT_FAILURE;
+        }
+        match open_for_writing(&config.pidfile, false, frozen, 0o644) {
+            Ok(mut f) if !frozen => {
+                let _ = f.set_len(0);
+                let _ = f.write_all(format!("{}\n", std::process::id()).as_bytes());
+            }
+            Ok(f) => pidfile_on_thaw = Some(f),
+            Err(e) => crate::warning!("pidfile {} not written: {e}", config.pidfile.display()),
+        }
+    }
+
+    // 6. Persistent state (handle counter).
+    let state = match open_for_writing(&config.statedir.join("qga.state"), false, frozen, 0o600) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            crate::warning!("unable to open state file in {}: {e}; file handles are not persisted", config.statedir.display());
+            None
+        }
+    };
+
+    // 7. The privileged helper, with the policy it re-checks every request against.
+    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy)) {
+        Ok(h) => h,
+        Err(e) => {
+            crate::error!("failed to start the privileged helper: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+
+    // 8. Demotion.
+    let running_as_root = nix::unistd::Uid::effective().is_root();
+    let user = if running_as_root {
+        match demote::resolve_user(config.user.as_deref()) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                crate::error!("{e}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        crate::warning!("not started as root: the front keeps uid {}; privileged commands will fail", nix::unistd::Uid::current());
+        None
+    };
+    match demote::demote(user.as_ref()) {
+        Ok(d) => crate::debug!("front demoted to {} (uid {}, gid {})", d.user, d.uid, d.gid),
+        Err(e) => {
+            crate::error!("failed to drop privileges: {e}");
+            return EXIT_FAILURE;
+        }
+    }
+    clear_environment();
+
+    // 9. Signals arrive through a descriptor in the poll loop.
+    let signals = match termination_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("failed to set up signal handling: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+
+    // 10. Serve.
+    let agent = Agent {
+        policy,
+        frozen,
+        files: Handles::new(state),
+        helper: HelperLink::new(helper.socket),
+        pidfile_on_thaw,
+    };
+    let mut server = match Server::new(channel, agent, helper.child, helper.log, signals) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("failed to set up the poll loop: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    match server.run() {
+        Exit::Signal => 0,
+        Exit::HelperLost(why) | Exit::Error(why) => {
+            crate::log::set_frozen(false);
+            crate::error!("{why}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn helper_args(config: &Config, policy: &Policy) -> Vec<OsString> {
+    let enabled: Vec<&str> =
+        policy.enabled_commands().filter(|c| c.spec().process == Process::Helper).map(|c| c.name()).collect();
+    let mut args: Vec<OsString> = vec!["--statedir".into(), config.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
+    if let Some(hook) = &config.fsfreeze_hook {
+        args.push("--fsfreeze-hook".into());
+        args.push(hook.clone().into());
+    }
+    args
+}
+
+/// The front keeps nothing from its environment.
+fn clear_environment() {
+    for (key, _) in std::env::vars_os() {
+        std::env::remove_var(key);
+    }
+}
+
+fn termination_signals() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// 7.2's become_daemon: fork (the parent exits), new session, / as cwd, stdio on /dev/null.
+fn daemonize() -> nix::Result<()> {
+    use nix::unistd::{fork, setsid, ForkResult};
+    // SAFETY: single-threaded at this point; the child continues normally and the parent
+    // exits at once without running any more of the program.
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {}
+    }
+    setsid()?;
+    nix::unistd::chdir("/")?;
+    let null = OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|_| nix::errno::Errno::EIO)?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which this process owns.
+        unsafe {
+            nix::libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+        }
+    }
+    Ok(())
+}
