@@ -9,7 +9,7 @@ use crate::qmp::dispatch;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use polling::{Event, Events, PollMode, Poller};
-use qga_helper::protocol::{Reply, Request};
+use qga_helper::protocol::Reply;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -21,6 +21,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const OUTPUT_HIGH_WATER: usize = 4 << 20;
 /// ...and start again once they drained below this.
 const OUTPUT_LOW_WATER: usize = 1 << 20;
+
+/// How long the helper may take to thaw and confirm quitting on SIGTERM.
+const QUIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const KEY_CONN: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -354,7 +357,7 @@ impl Server {
         let Ok(Some(info)) = self.signals.read_signal() else { return Ok(()) };
         let signal = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
         crate::warning!("received {signal}, exiting{}", if self.agent.frozen { " after thawing filesystems" } else { "" });
-        match self.agent.helper.call(&Request::Quit) {
+        match self.agent.helper.quit(QUIT_LIMIT) {
             Ok(Reply::Done) => {}
             Ok(other) => crate::error!("unexpected reply to quit from the helper: {other:?}"),
             Err(_) => crate::error!("the helper did not confirm quitting"),

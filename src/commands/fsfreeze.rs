@@ -34,7 +34,14 @@ pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
     let count = expect(reply, |r| match r {
         Reply::FreezeCount { count, .. } => Some(count),
         _ => None,
-    })?;
+    });
+    if count.is_err() {
+        // A failed thaw hook still leaves the filesystems thawed: follow the helper's state.
+        if let Ok(Reply::FreezeState { frozen }) = agent.helper.call(&Request::FreezeStatus) {
+            agent.set_frozen(frozen);
+        }
+    }
+    let count = count?;
     agent.set_frozen(false);
     if let Some(mut pidfile) = agent.pidfile_on_thaw.take() {
         let _ = pidfile.write_all(format!("{}\n", std::process::id()).as_bytes());

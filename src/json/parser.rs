@@ -197,7 +197,7 @@ fn string(tok: &[u8]) -> Result<Vec<u8>> {
         if (0xD800..=0xDBFF).contains(&cp) && body.get(i) == Some(&b'\\') && body.get(i + 1) == Some(&b'u') {
             match hex4(&body[(i + 2).min(body.len())..]) {
                 Some(t) if (0xDC00..=0xDFFF).contains(&t) => {
-                    cp = 0x10000 + ((cp & 0x3FF) << 10) | (t as i64 & 0x3FF);
+                    cp = (0x10000 + ((cp & 0x3FF) << 10)) | (t as i64 & 0x3FF);
                     i += 6;
                 }
                 _ => cp = -1,

@@ -35,6 +35,13 @@ impl HelperLink {
         }
     }
 
+    /// Asks the helper to thaw (if frozen) and exit, waiting at most `limit` for its answer so
+    /// that a wedged helper cannot keep the agent from stopping.
+    pub fn quit(&mut self, limit: std::time::Duration) -> Result<Reply, AgentError> {
+        let _ = self.socket.set_read_timeout(Some(limit));
+        self.call(&Request::Quit)
+    }
+
     /// Why the helper is gone, if it is.
     pub fn lost(&self) -> Option<&str> {
         self.lost.as_deref()

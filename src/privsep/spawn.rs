@@ -39,7 +39,7 @@ pub fn spawn(path: &Path, args: &[OsString]) -> io::Result<Helper> {
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let helper_fd = helper_end.as_raw_fd();
     let mut cmd = Command::new(path);
-    cmd.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(OwnedFd::from(log_write)));
+    cmd.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log_write));
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // system calls (dup2, fcntl) on descriptor numbers; it allocates nothing.
     unsafe {
