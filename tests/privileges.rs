@@ -1,0 +1,107 @@
+//! Privilege separation of the running agent, started as root: the front is an unprivileged
+//! user with no capabilities and no_new_privs; the privileged work is a separate helper binary
+//! holding exactly CAP_SYS_ADMIN, CAP_SYS_TIME and CAP_DAC_READ_SEARCH.
+//!
+//! CI runs these as root. Run as anyone else they fail (never pass vacuously).
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+
+const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+const CAP_SYS_TIME: u64 = 1 << 25;
+
+fn field<'a>(status: &'a HashMap<String, String>, name: &str) -> &'a str {
+    status.get(name).unwrap_or_else(|| panic!("/proc/PID/status has no {name}: {status:?}"))
+}
+
+fn caps(status: &HashMap<String, String>, name: &str) -> u64 {
+    u64::from_str_radix(field(status, name), 16).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn ids(status: &HashMap<String, String>, name: &str) -> Vec<u32> {
+    field(status, name).split_whitespace().map(|v| v.parse().unwrap()).collect()
+}
+
+fn agent() -> Agent {
+    require_root();
+    Agent::start(&["--policy", shipped_policy("allow-all").to_str().unwrap()])
+}
+
+#[test]
+fn the_front_runs_unprivileged_with_no_capabilities_and_no_new_privs() {
+    let agent = agent();
+    let st = proc_status(agent.front_pid).expect("front status");
+    let uids = ids(&st, "Uid");
+    let gids = ids(&st, "Gid");
+    assert_eq!(uids.len(), 4, "real, effective, saved, filesystem uid");
+    assert!(uids.iter().all(|&u| u != 0), "front uids: {uids:?}");
+    assert_eq!(gids.len(), 4);
+    assert!(gids.iter().all(|&g| g != 0), "front gids: {gids:?}");
+    let groups = field(&st, "Groups");
+    assert!(groups.split_whitespace().all(|g| g != "0"), "supplementary groups: {groups}");
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(caps(&st, set), 0, "front {set}");
+    }
+    assert_eq!(field(&st, "NoNewPrivs"), "1");
+    assert!(exe_of(agent.front_pid).unwrap().ends_with("qemu-ga-rs"));
+}
+
+#[test]
+fn the_helper_is_a_separate_binary_with_exactly_three_capabilities_and_no_new_privs() {
+    let agent = agent();
+    assert_ne!(agent.helper_pid, agent.front_pid);
+    let exe = exe_of(agent.helper_pid).expect("helper exe");
+    assert_eq!(exe.file_name().unwrap(), HELPER_NAME, "helper exe {}", exe.display());
+    assert_eq!(exe.parent(), std::path::Path::new(FRONT).parent(), "the helper is taken from the front's directory");
+    let st = proc_status(agent.helper_pid).expect("helper status");
+    let expected = CAP_SYS_ADMIN | CAP_SYS_TIME | CAP_DAC_READ_SEARCH;
+    assert_eq!(expected, 0x2200004);
+    assert_eq!(caps(&st, "CapEff"), expected, "helper CapEff {:#x}", caps(&st, "CapEff"));
+    assert_eq!(caps(&st, "CapPrm") & !expected, 0, "helper CapPrm holds nothing more");
+    assert_eq!(caps(&st, "CapAmb"), 0, "helper CapAmb");
+    assert_eq!(field(&st, "NoNewPrivs"), "1");
+    // The helper is the front's child, not the other way round.
+    let front = proc_status(agent.front_pid).unwrap();
+    assert_eq!(field(&st, "PPid"), agent.front_pid.to_string());
+    assert_ne!(field(&front, "PPid"), agent.helper_pid.to_string());
+}
+
+#[test]
+fn guest_file_open_runs_as_the_unprivileged_front() {
+    let agent = agent();
+    let mut c = agent.connect();
+    // Readable by root, not by the front's user: refused, with 7.2's text.
+    let r = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/etc/shadow"}}"#);
+    assert_error(&r, "GenericError", "failed to open file '/etc/shadow' (mode: 'r'): Permission denied");
+    // Not even creatable in a root-only directory (the statedir is 0755 root).
+    let p = agent.path("created-by-front");
+    let r = c.cmd(&serde_json::json!({"execute": "guest-file-open", "arguments": {"path": p.to_str().unwrap(), "mode": "w"}}).to_string());
+    assert_eq!(r["error"]["class"], "GenericError", "{r}");
+    assert!(r["error"]["desc"].as_str().unwrap().ends_with("Permission denied"), "{r}");
+    assert!(!p.exists());
+}
+
+#[test]
+fn an_unknown_user_refuses_to_start() {
+    require_root();
+    let dir = TempDir::new();
+    let sock = dir.path().join("qga.sock");
+    let out = run_to_exit(&[
+        "-m",
+        "unix-listen",
+        "-p",
+        sock.to_str().unwrap(),
+        "-t",
+        dir.path().to_str().unwrap(),
+        "--policy",
+        shipped_policy("allow-all").to_str().unwrap(),
+        "--user",
+        "qga-it-no-such-user",
+    ]);
+    assert!(!out.status.success(), "started with an unknown --user");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown user 'qga-it-no-such-user'"), "stderr: {stderr}");
+}
