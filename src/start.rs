@@ -123,16 +123,7 @@ pub fn run(config: Config) -> i32 {
         }
     };
 
-    // 7. The privileged helper, with the policy it re-checks every request against.
-    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy)) {
-        Ok(h) => h,
-        Err(e) => {
-            crate::error!("failed to start the privileged helper: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-
-    // 8. Demotion.
+    // 7. Who the front becomes (checked before anything is started).
     let running_as_root = nix::unistd::Uid::effective().is_root();
     let user = if running_as_root {
         match demote::resolve_user(config.user.as_deref()) {
@@ -146,6 +137,16 @@ pub fn run(config: Config) -> i32 {
         crate::warning!("not started as root: the front keeps uid {}; privileged commands will fail", nix::unistd::Uid::current());
         None
     };
+    // 8. The privileged helper, with the policy it re-checks every request against.
+    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy)) {
+        Ok(h) => h,
+        Err(e) => {
+            crate::error!("failed to start the privileged helper: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+
+    // 9. Demotion.
     match demote::demote(user.as_ref()) {
         Ok(d) => crate::debug!("front demoted to {} (uid {}, gid {})", d.user, d.uid, d.gid),
         Err(e) => {
@@ -155,7 +156,7 @@ pub fn run(config: Config) -> i32 {
     }
     clear_environment();
 
-    // 9. Signals arrive through a descriptor in the poll loop.
+    // 10. Signals arrive through a descriptor in the poll loop.
     let signals = match termination_signals() {
         Ok(s) => s,
         Err(e) => {
@@ -164,7 +165,7 @@ pub fn run(config: Config) -> i32 {
         }
     };
 
-    // 10. Serve.
+    // 11. Serve.
     let agent = Agent {
         policy,
         frozen,
