@@ -363,7 +363,13 @@ impl Server {
             Err(_) => crate::error!("the helper did not confirm quitting"),
         }
         self.relay_helper_log();
-        let _ = self.helper_child.wait();
+        // The helper exits right after confirming; reap it, but never wait on it unbounded.
+        for _ in 0..50 {
+            if !matches!(self.helper_child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         Err(Exit::Signal)
     }
 }

@@ -45,7 +45,14 @@ fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> std::
 }
 
 /// Runs the agent; returns the process exit status.
-pub fn run(config: Config) -> i32 {
+pub fn run(mut config: Config) -> i32 {
+    // The helper takes absolute paths only; resolve relative ones against the start directory
+    // (before a daemon changes it).
+    for path in [Some(&mut config.statedir), config.fsfreeze_hook.as_mut()].into_iter().flatten() {
+        if let Ok(abs) = std::path::absolute(&*path) {
+            *path = abs;
+        }
+    }
     // 1. The policy, before anything else: never start with one not fully understood.
     let effective = match effective_policy(&config, None) {
         Ok(e) => e,
@@ -180,10 +187,13 @@ pub fn run(config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    match server.run() {
+    let status = server.run();
+    // Filesystems are thawed (the helper thaws before it confirms quitting or exits): write
+    // what the log held.
+    crate::log::set_frozen(false);
+    match status {
         Exit::Signal => 0,
         Exit::HelperLost(why) | Exit::Error(why) => {
-            crate::log::set_frozen(false);
             crate::error!("{why}");
             EXIT_FAILURE
         }
@@ -227,6 +237,7 @@ fn daemonize() -> nix::Result<()> {
         ForkResult::Child => {}
     }
     setsid()?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     nix::unistd::chdir("/")?;
     let null = OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|_| nix::errno::Errno::EIO)?;
     for fd in 0..3 {

@@ -24,8 +24,12 @@ pub fn freeze(agent: &mut Agent) -> Result<Value, AgentError> {
         Ok(other) => (expect(other, |_| None::<i64>), false),
         Err(e) => (Err(e), false),
     };
-    crate::log::set_frozen(false);
-    agent.set_frozen(frozen);
+    if frozen {
+        agent.set_frozen(true);
+    } else {
+        // Nothing froze: release the held records again.
+        crate::log::set_frozen(agent.frozen);
+    }
     count.map(Value::Int)
 }
 
@@ -44,6 +48,7 @@ pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
     let count = count?;
     agent.set_frozen(false);
     if let Some(mut pidfile) = agent.pidfile_on_thaw.take() {
+        let _ = pidfile.set_len(0);
         let _ = pidfile.write_all(format!("{}\n", std::process::id()).as_bytes());
     }
     crate::slog!("guest-fsfreeze-thaw called, {count} filesystem(s) thawed");

@@ -4,6 +4,7 @@ network interfaces, guest-file-* on the data disk, the agent's own processes."""
 import base64
 import os
 import re
+import time
 
 from .harness import NotApplicable, check
 from .vm import GUEST_IPV4, GUEST_MAC
@@ -120,3 +121,39 @@ def privilege_separation_front_unprivileged_helper_separate(ctx):
     helpers = re.findall(r"^helper\.pid: (\d+)$", report, re.M)
     ctx.expect(helpers, f"no qemu-ga-rs-helper process in the guest:\n{report}")
     ctx.expect(front.get("pid") not in helpers, f"front and helper are the same process:\n{report}")
+
+
+WAKEUPS_REPORT = r"""
+. /usr/libexec/qga-test/lib.sh
+total=0
+for pid in $(process_tree $(agent_pid)); do
+    for task in /proc/$pid/task/*; do
+        n=$(sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' $task/status 2>/dev/null)
+        total=$((total + ${n:-0}))
+    done
+done
+echo $total
+"""
+
+
+@check(boot="pvh")
+def idle_agent_sleeps_while_no_host_is_connected(ctx):
+    """With no host program on the chardev the guest's virtio port polls readable/HUP; the
+    agent must sleep rather than wake ~10 times a second as 7.2 does. Measured as the
+    voluntary context switches of all the agent's processes and threads over 10 s."""
+    agent = ctx.guest.agent
+    agent.close()            # the host side goes away, as when libvirtd stops
+    try:
+        time.sleep(1.0)
+        first = int(ctx.guest_sh(WAKEUPS_REPORT))
+        time.sleep(10.0)
+        wakeups = int(ctx.guest_sh(WAKEUPS_REPORT)) - first
+    finally:
+        agent.connect()
+        agent.handshake(timeout=60)
+    ctx.expect(ctx.call("guest-ping") == {}, "the agent does not answer after the host reconnected")
+    if ctx.agent_spec.is_reference:
+        raise NotApplicable(f"not applicable to the reference: qemu-ga 7.2 polls every 100 ms by design "
+                            f"({wakeups} wake-ups in 10 s)")
+    ctx.note(f"{wakeups} wake-ups in 10 s")
+    ctx.expect(wakeups <= 10, f"the idle agent woke {wakeups} times in 10 s with no host connected")

@@ -22,6 +22,10 @@ class CheckNotRun(Exception):
     """The check could not run on this host; never counted as passed."""
 
 
+class GuestUnavailable(Exception):
+    """The guest this check needs could not be booted."""
+
+
 class NotApplicable(Exception):
     """The property does not exist in the agent under test (e.g. privilege separation in
     the reference qemu-ga); only allowed where the check says so."""
@@ -115,6 +119,8 @@ class GuestPool:
         self.guests = {}
         self.counter = 0
         self.boot_seconds = []
+        self.broken = {}          # boot kind -> the check during which it failed to come up
+        self.current_check = None
 
     def _kernel(self, kind):
         if kind == "pvh":
@@ -131,6 +137,9 @@ class GuestPool:
             return False
 
     def get(self, kind):
+        if kind in self.broken:
+            raise GuestUnavailable(f"the {kind} guest did not come up earlier (see {self.broken[kind]}); "
+                                   "not booting it again")
         guest = self.guests.get(kind)
         if guest and self.healthy(guest):
             return guest
@@ -140,9 +149,15 @@ class GuestPool:
         guest = Guest(self.workroot / f"{self.counter:02d}-{kind}", self._kernel(kind), self.initrd,
                       kind, kind, accel=self.accel)
         started = time.monotonic()
-        guest.start()
-        self.guests[kind] = guest
-        guest.wait_until_up(timeout=150)
+        self.guests[kind] = guest   # registered first, so a failed start still gets reported
+        try:
+            guest.start()
+            guest.wait_until_up(timeout=90)
+        except Exception:
+            # One boot that never comes up is enough evidence; booting again for every
+            # remaining check would only blow the time budget.
+            self.broken[kind] = self.current_check
+            raise
         self.boot_seconds.append((kind, time.monotonic() - started))
         return guest
 
@@ -154,6 +169,24 @@ class GuestPool:
     def stop_all(self):
         for kind in list(self.guests):
             self.discard(kind)
+
+
+def _agent_logs(guest):
+    """The agent's own stderr and log file, read through the control port if it still works."""
+    if not guest.running() or guest.control is None or guest.control.sock is None:
+        return []
+    saved = guest.control.last   # keep the failing command for the report
+    try:
+        rc, output = guest.control.run(
+            "for f in /tmp/agent.stdio /tmp/qga.log; do [ -s $f ] && echo \"== $f\" && tail -n 12 $f; done; true",
+            timeout=5)
+    except Exception:
+        return []
+    finally:
+        guest.control.last = saved
+    if not output.strip():
+        return []
+    return ["  agent stderr/log in the guest:"] + ["    | " + line for line in output.splitlines()]
 
 
 def failure_report(ctx, guest):
@@ -169,6 +202,7 @@ def failure_report(ctx, guest):
             script, rc, output = guest.control.last
             lines.append(f"  last control command: {script!r} -> exit {rc}")
             lines += ["    | " + line for line in output.splitlines()[-10:]]
+        lines += _agent_logs(guest)
         lines.append("  guest console (last 40 lines):")
         lines += ["    | " + line for line in guest.console_tail(40)]
         if guest.qmp:
@@ -186,6 +220,7 @@ def run_check(chk, pool, agent_spec):
     started = time.monotonic()
     guest = None
     ctx = None
+    pool.current_check = chk.name
     try:
         if chk.boot != "none":
             guest = pool.get(chk.boot)
@@ -196,6 +231,8 @@ def run_check(chk, pool, agent_spec):
         return NOT_RUN, str(reason), time.monotonic() - started
     except NotApplicable as reason:
         return NOT_APPLICABLE, str(reason), time.monotonic() - started
+    except GuestUnavailable as err:
+        return FAIL, f"GuestUnavailable: {err}", time.monotonic() - started
     except (CheckFailed, AgentError, ControlError, QmpError, OSError) as err:
         guest = guest or pool.guests.get(chk.boot)   # a boot that failed to come up
         detail = f"{type(err).__name__}: {err}\n" + failure_report(ctx, guest)

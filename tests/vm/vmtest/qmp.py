@@ -12,7 +12,7 @@ class QmpError(Exception):
 
 
 class QmpClient:
-    def __init__(self, path, connect_timeout=30.0):
+    def __init__(self, path, connect_timeout=30.0, alive=lambda: True):
         self.events = []            # [(host monotonic time, event dict)]
         self._events_cond = threading.Condition()
         self._replies = queue.Queue()
@@ -25,6 +25,8 @@ class QmpClient:
                 break
             except OSError:
                 self.sock.close()
+                if not alive():
+                    raise QmpError("QEMU exited before its QMP socket came up (see QEMU stderr)")
                 if time.monotonic() > deadline:
                     raise QmpError(f"cannot connect to QMP socket {path}")
                 time.sleep(0.1)

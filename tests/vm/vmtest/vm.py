@@ -88,7 +88,7 @@ class Guest:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         self.started_at = time.monotonic()
-        self.qmp = QmpClient(self.sock("qmp"))
+        self.qmp = QmpClient(self.sock("qmp"), alive=self.running)
         self.agent = AgentClient(self.sock("qga"), "virtio-serial agent")
         self.agent.connect()
         self.control = ControlClient(self.sock("ctl"))
