@@ -53,7 +53,8 @@ def parse_args():
     parser.add_argument("--flavour", choices=["auto", "rs", "reference"], default="auto",
                         help="how to start the agent; auto: qemu-ga-rs if the binary is named so, else reference")
     parser.add_argument("--only", metavar="REGEX", help="run only the checks whose name matches")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (console logs, images)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (console logs, images); it is always kept when a check fails")
     parser.add_argument("--accel", default="tcg", help="QEMU accelerator (default tcg; KVM is unusable on the CI hosts)")
     parser.add_argument("--strict", action="store_true", help="count NOT RUN checks as failures")
     parser.add_argument("--budget", type=float, default=570,
@@ -131,8 +132,8 @@ def main():
           f"{counts[NOT_APPLICABLE]} not applicable to {agent.label}; {total:.0f} s total; boots: {boots}")
     if counts[NOT_RUN]:
         banner(f"{counts[NOT_RUN]} check(s) NOT RUN on this host: they are not passes")
-    if args.keep:
-        print(f"  work directory kept: {workroot}")
+    if args.keep or counts[FAIL]:
+        print(f"  work directory kept (console.log, qemu.log, data.img per guest): {workroot}")
     else:
         shutil.rmtree(workroot, ignore_errors=True)
     failed = counts[FAIL] + (counts[NOT_RUN] if args.strict else 0)
