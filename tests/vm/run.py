@@ -6,7 +6,6 @@ effect from outside the agent. See tests/vm/README.md.
 """
 
 import argparse
-import os
 import re
 import shutil
 import sys

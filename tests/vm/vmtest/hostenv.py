@@ -6,7 +6,6 @@ Everything here is read-only towards the host except the cache directory under t
 import hashlib
 import lzma
 import os
-import platform
 import shutil
 import zlib
 from pathlib import Path
@@ -108,10 +107,6 @@ def vmlinux_path(release):
         tmp.write_bytes(elf)
         tmp.rename(cached)
     return cached
-
-
-def host_arch_ok():
-    return platform.machine() in ("x86_64", "amd64")
 
 
 def vhost_vsock_available():

@@ -5,7 +5,6 @@ the dynamic loader finds them in the guest exactly as on the host.
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
