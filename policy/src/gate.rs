@@ -54,16 +54,6 @@ impl Policy {
     }
 }
 
-/// The `CommandNotFound` description for a command the gate refuses, in 7.2's words; `None`
-/// for [`Decision::Enabled`].
-pub fn refusal_message(cmd: Command, decision: Decision) -> Option<String> {
-    match decision {
-        Decision::Enabled => None,
-        Decision::Disabled => Some(format!("Command {} has been disabled", cmd.name())),
-        Decision::Frozen => Some(format!("Command {} has been disabled: the agent is in frozen state", cmd.name())),
-    }
-}
-
 /// What the gate says about one command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -110,19 +100,6 @@ mod tests {
         assert_eq!(Policy::from_bits(p.to_bits()), Some(p));
         assert_eq!(Policy::from_bits(Policy::allow_all().to_bits()), Some(Policy::allow_all()));
         assert_eq!(Policy::from_bits(1 << COUNT), None);
-    }
-
-    #[test]
-    fn refusal_messages_are_7_2s_texts() {
-        assert_eq!(refusal_message(Command::Ping, Decision::Enabled), None);
-        assert_eq!(
-            refusal_message(Command::FileOpen, Decision::Disabled).as_deref(),
-            Some("Command guest-file-open has been disabled")
-        );
-        assert_eq!(
-            refusal_message(Command::FileOpen, Decision::Frozen).as_deref(),
-            Some("Command guest-file-open has been disabled: the agent is in frozen state")
-        );
     }
 
     #[test]

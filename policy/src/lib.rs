@@ -19,6 +19,6 @@ pub use file::{
     builtin_default, load_configured, load_file, load_or_builtin, parse, Action, FileDecider, FileVerdict,
     PolicyFile, Rule, BUILTIN_ORIGIN, DEFAULT_PATH, DEFAULT_POLICY_TEXT, MAX_FILE_SIZE, SHIPPED,
 };
-pub use gate::{decide, refusal_message, Decision, Policy};
+pub use gate::{decide, Decision, Policy};
 pub use merge::{merge, split_list, AllowListVerdict, Effective, Explanation, ListEntry};
 pub use names::nearest_command;
