@@ -178,3 +178,24 @@ fn block_rpcs_beats_allow_rpcs() {
     let r = c.cmd(r#"{"execute":"guest-get-time"}"#);
     assert_error(&r, "CommandNotFound", "Command guest-get-time has been disabled");
 }
+
+#[test]
+fn check_policy_accepts_every_shipped_file_and_tables_its_effective_state() {
+    for (name, _) in qga_policy::SHIPPED {
+        let stem = name.trim_end_matches(".policy");
+        let file = policy_arg(stem);
+        let out = run_to_exit(&["--check-policy", &file]);
+        assert!(out.status.success(), "--check-policy {file} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let expected = qga_policy::load_file(std::path::Path::new(&file)).unwrap().policy();
+        for cmd in qga_policy::Command::all() {
+            let line = stdout
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(cmd.name()))
+                .unwrap_or_else(|| panic!("{} missing from the table of {file}:\n{stdout}", cmd.name()));
+            let state = line.split_whitespace().nth(1).unwrap();
+            let want = if expected.is_enabled(cmd) { "enabled" } else { "disabled" };
+            assert_eq!(state, want, "{file}: {line}");
+        }
+    }
+}
