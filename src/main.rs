@@ -1,18 +1,7 @@
 //! qemu-ga-rs: a hardened, privilege-separated QEMU guest agent.
 
-mod channel;
-mod cli;
-mod commands;
-mod config;
-mod json;
-#[macro_use]
-mod log;
-mod privsep;
-mod qmp;
-mod server;
-mod start;
-
-use config::Action;
+use qemu_ga_rs::config::{self, Action};
+use qemu_ga_rs::{cli, start};
 use std::process::exit;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
