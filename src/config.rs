@@ -65,7 +65,12 @@ pub struct Config {
     /// The policy file; `None` means the default location (`/etc/qemu-ga-rs/policy`), whose
     /// absence means the shipped default policy.
     pub policy: Option<PathBuf>,
+    /// The seccomp sandbox of both processes: enforced unless a debugging or profiling switch
+    /// says otherwise (command line only, never from the config file).
+    pub sandbox: SandboxMode,
 }
+
+pub use crate::privsep::seccomp::SandboxMode;
 
 /// Default hook path of `-F` without an argument.
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
@@ -90,6 +95,7 @@ impl Default for Config {
             allow_rpcs: Vec::new(),
             user: None,
             policy: None,
+            sandbox: SandboxMode::Enforce,
         }
     }
 }

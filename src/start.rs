@@ -4,11 +4,12 @@
 use crate::channel;
 use crate::commands::{file::Handles, Agent};
 use crate::config::{Config, NamedRpc};
-use crate::privsep::{demote, link::HelperLink, spawn};
+use crate::privsep::{demote, link::HelperLink, seccomp, spawn};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use qga_policy::{Effective, ListEntry, Policy, PolicyError, Process};
+use crate::config::SandboxMode;
+use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -62,6 +63,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
     let policy = effective.policy().clone();
+    let file_access = Command::all().any(|c| c.name().starts_with("guest-file-") && policy.is_enabled(c));
 
     // 2. Restart while frozen: come up frozen (7.2's check_is_frozen).
     let frozen = isfrozen_path(&config).exists();
@@ -187,6 +189,11 @@ pub fn run(mut config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
+    // 12. The front's seccomp filter, last: everything it had to set up is set up.
+    if let Err(e) = seccomp::apply(file_access, config.sandbox) {
+        crate::error!("{e}");
+        return EXIT_FAILURE;
+    }
     let status = server.run();
     // Filesystems are thawed (the helper thaws before it confirms quitting or exits): write
     // what the log held.
@@ -207,6 +214,11 @@ fn helper_args(config: &Config, policy: &Policy) -> Vec<OsString> {
     if let Some(hook) = &config.fsfreeze_hook {
         args.push("--fsfreeze-hook".into());
         args.push(hook.clone().into());
+    }
+    match config.sandbox {
+        SandboxMode::Enforce => {}
+        SandboxMode::Log => args.push("--seccomp=log".into()),
+        SandboxMode::Off => args.push("--no-sandbox".into()),
     }
     args
 }

@@ -46,7 +46,14 @@ fn the_front_runs_unprivileged_with_no_capabilities_and_no_new_privs() {
         assert_eq!(caps(&st, set), 0, "front {set}");
     }
     assert_eq!(field(&st, "NoNewPrivs"), "1");
+    assert_eq!(field(&st, "Seccomp"), "2", "the front runs under its seccomp filter");
     assert!(exe_of(agent.front_pid).unwrap().ends_with("qemu-ga-rs"));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.front_pid)).expect("front limits");
+    for name in ["Max processes", "Max core file size"] {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing"));
+        let values: Vec<&str> = line[name.len()..].split_whitespace().take(2).collect();
+        assert_eq!(values, ["0", "0"], "front {name}: {line}");
+    }
 }
 
 #[test]

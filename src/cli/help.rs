@@ -62,6 +62,11 @@ qemu-ga-rs {version}, a privilege-separated QEMU Guest Agent
                     check a policy file (FILE, or the one configured; also
                     accepted as a separate word not starting with '-'),
                     print which RPCs are enabled and why, and exit
+      --seccomp-log debugging only: system calls outside the sandbox's
+                    allowlists are logged by the kernel instead of
+                    killing the agent
+      --no-sandbox  profiling only (e.g. under valgrind): no seccomp
+                    filters at all; never use it in production
   -h, --help        display this help and exit
 
 The config file is a key file with a [general] group and the keys daemon,

@@ -319,6 +319,8 @@ impl Builder {
             Opt::User => self.config.user = Some(utf8(value(), "--user")?),
             Opt::Policy => self.config.policy = Some(value().into()),
             Opt::CheckPolicy => self.check_policy = Some(arg.map(PathBuf::from)),
+            Opt::SeccompLog => self.config.sandbox = crate::config::SandboxMode::Log,
+            Opt::NoSandbox => self.config.sandbox = crate::config::SandboxMode::Off,
         }
         Ok(None)
     }
@@ -633,6 +635,7 @@ policy=/etc/qga.policy
                 allow_rpcs: vec![rpc("guest-ping", "config allow-rpcs")],
                 user: Some("qga".to_string()),
                 policy: Some("/etc/qga.policy".into()),
+                sandbox: crate::config::SandboxMode::Enforce,
             }
         );
     }
@@ -751,6 +754,14 @@ policy=/etc/qga.policy
     fn blacklist_option_and_key_warn_once_each() {
         let p = with_conf(&["--blacklist", "a", "--blacklist=b"], "[general]\nblacklist=c\n");
         assert_eq!(p.map(|p| p.warnings), Ok(vec![WARN_BLACKLIST_KEY.to_string(), WARN_BLACKLIST_OPTION.to_string()]));
+    }
+
+    #[test]
+    fn the_sandbox_is_enforced_unless_a_debug_or_profiling_switch_says_otherwise() {
+        use crate::config::SandboxMode;
+        assert_eq!(config(run(&[])).sandbox, SandboxMode::Enforce);
+        assert_eq!(config(run(&["--seccomp-log"])).sandbox, SandboxMode::Log);
+        assert_eq!(config(run(&["--no-sandbox"])).sandbox, SandboxMode::Off);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum Opt {
     User,
     Policy,
     CheckPolicy,
+    SeccompLog,
+    NoSandbox,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,8 @@ const LONG: &[Long] = &[
     Long { name: "user", has_arg: HasArg::Required, opt: Opt::User },
     Long { name: "policy", has_arg: HasArg::Required, opt: Opt::Policy },
     Long { name: "check-policy", has_arg: HasArg::OptionalOrNext, opt: Opt::CheckPolicy },
+    Long { name: "seccomp-log", has_arg: HasArg::No, opt: Opt::SeccompLog },
+    Long { name: "no-sandbox", has_arg: HasArg::No, opt: Opt::NoSandbox },
 ];
 
 /// The short options (`"hVvdc:m:p:l:f:F::b:a:t:Dr"`).

@@ -4,3 +4,4 @@
 pub mod demote;
 pub mod link;
 pub mod spawn;
+pub mod seccomp;
