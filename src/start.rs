@@ -4,7 +4,7 @@
 use crate::channel;
 use crate::commands::{file::Handles, Agent};
 use crate::config::{Config, NamedRpc};
-use crate::privsep::{demote, link::HelperLink, seccomp, spawn};
+use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -155,7 +155,15 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
 
-    // 9. Demotion.
+    // 9. Without file commands the front needs no filesystem: give it an empty one.
+    if running_as_root && !file_access && config.sandbox != SandboxMode::Off {
+        if let Err(e) = view::enter_empty_view(&config.statedir) {
+            crate::error!("{e}");
+            return EXIT_FAILURE;
+        }
+    }
+
+    // 10. Demotion.
     match demote::demote(user.as_ref()) {
         Ok(d) => crate::debug!("front demoted to {} (uid {}, gid {})", d.user, d.uid, d.gid),
         Err(e) => {
@@ -165,7 +173,7 @@ pub fn run(mut config: Config) -> i32 {
     }
     clear_environment();
 
-    // 10. Signals arrive through a descriptor in the poll loop.
+    // 11. Signals arrive through a descriptor in the poll loop.
     let signals = match termination_signals() {
         Ok(s) => s,
         Err(e) => {
@@ -174,7 +182,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
 
-    // 11. Serve.
+    // 12. Serve.
     let agent = Agent {
         policy,
         frozen,
@@ -189,7 +197,7 @@ pub fn run(mut config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    // 12. The front's seccomp filter, last: everything it had to set up is set up.
+    // 13. The front's seccomp filter, last: everything it had to set up is set up.
     if let Err(e) = seccomp::apply(file_access, config.sandbox) {
         crate::error!("{e}");
         return EXIT_FAILURE;

@@ -112,3 +112,32 @@ fn an_unknown_user_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown user 'qga-it-no-such-user'"), "stderr: {stderr}");
 }
+
+#[test]
+fn without_file_commands_the_front_sees_only_read_only_proc_and_sys() {
+    require_root();
+    let agent = Agent::start(&["--policy", shipped_policy("default").to_str().unwrap()]);
+    let root = format!("/proc/{}/root", agent.front_pid);
+    let mut entries: Vec<String> =
+        std::fs::read_dir(&root).expect("front root").map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    entries.sort();
+    assert_eq!(entries, ["proc", "sys"], "the front's filesystem view");
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", agent.front_pid)).expect("front mountinfo");
+    for line in mounts.lines() {
+        let options = line.split_whitespace().nth(5).unwrap_or("");
+        let mount_point = line.split_whitespace().nth(4).unwrap_or("");
+        if mount_point == "/" || mount_point == "/proc" || mount_point == "/sys" {
+            assert!(options.split(',').any(|o| o == "ro"), "{mount_point} is not read-only: {line}");
+        }
+    }
+    // The guest's own mount table is untouched.
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host.contains(agent.dir.path().to_str().unwrap()), "the front's mounts leaked into the guest");
+}
+
+#[test]
+fn with_file_commands_the_front_keeps_the_real_filesystem() {
+    require_root();
+    let agent = agent();
+    assert!(std::path::Path::new(&format!("/proc/{}/root/etc", agent.front_pid)).is_dir());
+}

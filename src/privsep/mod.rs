@@ -5,3 +5,4 @@ pub mod demote;
 pub mod link;
 pub mod spawn;
 pub mod seccomp;
+pub mod view;
