@@ -2,13 +2,18 @@
 //! unexpected is a bug or an attack and the helper refuses to start.
 //!
 //! `qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH]
-//! [--hook-timeout SECS]`
+//! [--hook-timeout SECS] [--seccomp=log | --no-sandbox]`
+//!
+//! `--seccomp=log` (debugging) and `--no-sandbox` (profiling, e.g. under valgrind) weaken the
+//! seccomp filter; see [`crate::seccomp`]. They are exact words, not `--seccomp VALUE`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use qga_policy::{Command, Policy, Process};
+
+use crate::seccomp::Sandbox;
 
 /// How long the fsfreeze hook may run when `--hook-timeout` is not given.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,7 +28,13 @@ pub struct Args {
     pub enabled: Policy,
     pub hook: Option<PathBuf>,
     pub hook_timeout: Duration,
+    /// The seccomp filter: enforced unless `--seccomp=log` or `--no-sandbox` is given.
+    pub sandbox: Sandbox,
 }
+
+/// The switches that weaken the sandbox, as the front passes them.
+pub const SECCOMP_LOG: &str = "--seccomp=log";
+pub const NO_SANDBOX: &str = "--no-sandbox";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ArgsError {
@@ -67,6 +78,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut enabled: Option<Policy> = None;
     let mut hook: Option<PathBuf> = None;
     let mut timeout: Option<Duration> = None;
+    let mut sandbox: Option<Sandbox> = None;
 
     let mut it = args.into_iter();
     while let Some(opt) = it.next() {
@@ -88,6 +100,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
                 let v = value(&mut it, "--hook-timeout")?.into_string().map_err(|_| ArgsError::NotUtf8("--hook-timeout"))?;
                 set_once(&mut timeout, parse_timeout(&v)?, "--hook-timeout")?;
             }
+            SECCOMP_LOG => set_once(&mut sandbox, Sandbox::Log, "--seccomp=log/--no-sandbox")?,
+            NO_SANDBOX => set_once(&mut sandbox, Sandbox::Off, "--seccomp=log/--no-sandbox")?,
             _ => return Err(ArgsError::UnknownOption(opt)),
         }
     }
@@ -97,6 +111,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
         enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?,
         hook,
         hook_timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
+        sandbox: sandbox.unwrap_or(Sandbox::Enforce),
     })
 }
 
@@ -167,6 +182,20 @@ mod tests {
         assert_eq!(a.hook, None);
         assert_eq!(a.hook_timeout, DEFAULT_HOOK_TIMEOUT);
         assert_eq!(a.enabled.enabled_commands().count(), 0);
+        assert_eq!(a.sandbox, Sandbox::Enforce);
+    }
+
+    #[test]
+    fn the_sandbox_switches_are_exact_words_and_exclusive() {
+        let base = ["--statedir", "/run", "--enabled", ""];
+        let with = |extra: &[&str]| p(&[&base[..], extra].concat());
+        assert_eq!(with(&["--seccomp=log"]).unwrap().sandbox, Sandbox::Log);
+        assert_eq!(with(&["--no-sandbox"]).unwrap().sandbox, Sandbox::Off);
+        assert!(matches!(with(&["--seccomp=log", "--no-sandbox"]), Err(ArgsError::Duplicate(_))));
+        assert!(matches!(with(&["--no-sandbox", "--no-sandbox"]), Err(ArgsError::Duplicate(_))));
+        for bad in [&["--seccomp", "log"][..], &["--seccomp=kill"], &["--seccomp=LOG"], &["--seccomp"]] {
+            assert!(matches!(with(bad), Err(ArgsError::UnknownOption(_))), "{bad:?}");
+        }
     }
 
     #[test]

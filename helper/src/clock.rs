@@ -39,8 +39,14 @@ pub struct RtcTime {
     pub tm_isdst: libc::c_int,
 }
 
-nix::ioctl_read!(rtc_rd_time, b'p', 0x09, RtcTime);
-nix::ioctl_write_ptr!(rtc_set_time, b'p', 0x0a, RtcTime);
+/// RTC_RD_TIME of <linux/rtc.h>: `_IOR('p', 0x09, struct rtc_time)`. The seccomp filter allows
+/// exactly the two RTC request numbers defined here.
+pub const RTC_RD_TIME: u64 = nix::request_code_read!(b'p', 0x09, std::mem::size_of::<RtcTime>()) as u64;
+/// RTC_SET_TIME of <linux/rtc.h>: `_IOW('p', 0x0a, struct rtc_time)`.
+pub const RTC_SET_TIME: u64 = nix::request_code_write!(b'p', 0x0a, std::mem::size_of::<RtcTime>()) as u64;
+
+nix::ioctl_read_bad!(rtc_rd_time, RTC_RD_TIME, RtcTime);
+nix::ioctl_write_ptr_bad!(rtc_set_time, RTC_SET_TIME, RtcTime);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClockError {
@@ -212,6 +218,12 @@ mod tests {
 
     fn tm(y: i32, mon: i32, d: i32, h: i32, mi: i32, s: i32) -> RtcTime {
         RtcTime { tm_sec: s, tm_min: mi, tm_hour: h, tm_mday: d, tm_mon: mon - 1, tm_year: y - 1900, ..Default::default() }
+    }
+
+    #[test]
+    fn request_numbers_are_the_kernel_headers() {
+        assert_eq!(RTC_RD_TIME, 0x8024_7009);
+        assert_eq!(RTC_SET_TIME, 0x4024_700a);
     }
 
     #[test]

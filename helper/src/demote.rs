@@ -1,6 +1,6 @@
 //! Dropping privileges: the one ordered function that takes the helper from full root to the
 //! three capabilities its operations need, called once at start-up after the launcher has been
-//! forked and before the first request is read. A seccomp filter, when added, goes right after.
+//! forked and before the first request is read. The seccomp filter ([`crate::seccomp`]) goes right after.
 //!
 //! The helper stays uid 0: the files it writes (sysfs `online`, `/sys/power/state`, the state
 //! directory's marker, `/dev/rtc0`) are root-owned, so owner permissions suffice and no

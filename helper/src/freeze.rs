@@ -19,9 +19,14 @@ pub const MARKER_NAME: &str = "qga.state.isfrozen";
 /// answering success.
 const MAX_THAWS_PER_FS: usize = 1024;
 
-// FIFREEZE and FITHAW are _IOWR('X', 119/120, int) but take no argument.
-nix::ioctl_write_int_bad!(fifreeze, nix::request_code_readwrite!(b'X', 119, std::mem::size_of::<nix::libc::c_int>()));
-nix::ioctl_write_int_bad!(fithaw, nix::request_code_readwrite!(b'X', 120, std::mem::size_of::<nix::libc::c_int>()));
+/// FIFREEZE of <linux/fs.h>: `_IOWR('X', 119, int)`, though it takes no argument. The seccomp
+/// filter allows exactly this request number, so both use this one constant.
+pub const FIFREEZE: u64 = nix::request_code_readwrite!(b'X', 119, std::mem::size_of::<nix::libc::c_int>()) as u64;
+/// FITHAW of <linux/fs.h>: `_IOWR('X', 120, int)`, no argument.
+pub const FITHAW: u64 = nix::request_code_readwrite!(b'X', 120, std::mem::size_of::<nix::libc::c_int>()) as u64;
+
+nix::ioctl_write_int_bad!(fifreeze, FIFREEZE);
+nix::ioctl_write_int_bad!(fithaw, FITHAW);
 
 pub fn marker_path(statedir: &Path) -> PathBuf {
     statedir.join(MARKER_NAME)
@@ -116,6 +121,12 @@ pub fn thaw_mounts(mounts: &[Mount]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_numbers_are_the_kernel_headers() {
+        assert_eq!(FIFREEZE, 0xC004_5877);
+        assert_eq!(FITHAW, 0xC004_5878);
+    }
 
     #[test]
     fn freeze_error_texts_match_72() {

@@ -1,7 +1,7 @@
 //! The launcher: a tiny process, forked at start-up before the helper drops its capabilities,
 //! that keeps full root and runs the few external programs the operations need (shutdown,
 //! systemctl, pm-utils, the fsfreeze hook), so they never inherit the helper's reduced
-//! capabilities, its no_new_privs or a future seccomp filter.
+//! capabilities, its no_new_privs or its seccomp filter (filters survive fork and exec).
 //!
 //! It is closed like the front↔helper protocol: the helper names a [`Job`] (a fixed program
 //! with one of a fixed set of argument lists); there is no free-form exec. The hook path is the

@@ -14,6 +14,7 @@ pub mod log;
 pub mod mounts;
 pub mod power;
 pub mod protocol;
+pub mod seccomp;
 pub mod serve;
 pub mod system;
 pub mod trim;

@@ -1,7 +1,8 @@
 //! qemu-ga-rs-helper: the privileged half of qemu-ga-rs. The front starts it as root with
 //! stdin/stdout on /dev/null, stderr on its log pipe and fd 3 on the request socketpair.
 //! Start-up order matters: parse argv, ignore the signals the front handles, fork the launcher
-//! (full root, before anything is dropped), drop privileges, then serve.
+//! (full root, before anything is dropped), drop privileges, apply the seccomp filter, then
+//! serve. The launcher is forked before the filter so that it, and what it runs, is not under it.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -13,6 +14,7 @@ use nix::sys::stat::{fstat, SFlag};
 
 use qga_helper::demote::{demote, Demoted};
 use qga_helper::launcher::{self, Launcher};
+use qga_helper::seccomp::{self, Sandbox};
 use qga_helper::serve::{self, exit, Server};
 use qga_helper::system::System;
 use qga_helper::{args, freeze, log, REQUEST_FD};
@@ -26,7 +28,7 @@ fn start() -> i32 {
         Ok(a) => a,
         Err(e) => {
             log!("{e}");
-            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS]");
+            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--seccomp=log | --no-sandbox]");
             return exit::USAGE;
         }
     };
@@ -63,7 +65,17 @@ fn start() -> i32 {
             return exit::FAILURE;
         }
     }
-    // A seccomp filter belongs here: after demote, before the first untrusted byte.
+    // After demote (no_new_privs is set), before the first untrusted byte. From here on every
+    // system call is checked against seccomp::TABLE.
+    if let Err(e) = seccomp::apply(args.sandbox) {
+        log!("{e}");
+        return exit::FAILURE;
+    }
+    match args.sandbox {
+        Sandbox::Enforce => log!("seccomp filter applied"),
+        Sandbox::Log => log!("seccomp filter applied in log mode (--seccomp=log): violations are only logged"),
+        Sandbox::Off => log!("no seccomp filter (--no-sandbox)"),
+    }
 
     let marker = freeze::marker_path(&args.statedir);
     let frozen = freeze::marker_exists(&marker);

@@ -20,7 +20,11 @@ pub struct FstrimRange {
     pub minlen: u64,
 }
 
-nix::ioctl_readwrite!(fitrim, b'X', 121, FstrimRange);
+/// FITRIM of <linux/fs.h>: `_IOWR('X', 121, struct fstrim_range)`; the seccomp filter allows
+/// exactly this request number.
+pub const FITRIM: u64 = nix::request_code_readwrite!(b'X', 121, std::mem::size_of::<FstrimRange>()) as u64;
+
+nix::ioctl_readwrite_bad!(fitrim, FITRIM, FstrimRange);
 
 /// The range for one FITRIM: the whole filesystem, with the caller's minimum extent length
 /// (a negative minimum is passed through as 7.2 does; the kernel rejects it).
@@ -58,6 +62,11 @@ pub fn trim_mounts(mounts: &[Mount], minimum: i64) -> Vec<TrimResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_number_is_the_kernel_headers() {
+        assert_eq!(FITRIM, 0xC018_5879);
+    }
 
     #[test]
     fn the_range_covers_the_whole_filesystem() {

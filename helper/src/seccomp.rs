@@ -1,0 +1,295 @@
+//! The helper's seccomp filter: every system call the helper makes once it serves, as data, each
+//! with the operation that needs it. Anything else kills the whole process (SECCOMP_RET_KILL_PROCESS).
+//!
+//! It is applied right after [`crate::demote::demote`] (which sets no_new_privs) and before the
+//! first request is read. The launcher was forked before that, so it and the programs it runs
+//! (shutdown, systemctl, pm-utils, the fsfreeze hook) are not under this filter: filters are
+//! inherited across fork and exec, which is why the helper itself may neither fork nor exec.
+//!
+//! What the table deliberately leaves out: execve/execveat, fork/vfork/clone/clone3 (the
+//! launcher runs programs), socket/connect/bind and every other socket set-up call (the
+//! request socket and the launcher's socketpair exist before the filter), ptrace, mount and
+//! the other namespace calls, bpf, kexec, module loading, reboot, open_by_handle_at (which
+//! CAP_DAC_READ_SEARCH would otherwise turn into a way around every path check), prctl and
+//! seccomp (the filter cannot be changed), setuid and friends, kill, and every ioctl request
+//! but the five the operations use.
+//!
+//! Switches on the helper's command line, never the default:
+//! - `--seccomp=log`: debugging only. A call outside the table is allowed and logged by the
+//!   kernel (SECCOMP_RET_LOG, audit records of type 1326 naming the syscall number), so a
+//!   missing entry is found without a crash. The front passes it when its own `--seccomp-log`
+//!   is given.
+//! - `--no-sandbox`: profiling only (e.g. under valgrind, which makes calls the table does not
+//!   hold): no filter at all. The front passes it when its own `--no-sandbox` is given.
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("the helper's seccomp filter is written for x86_64 and aarch64 only; add the architecture's table first");
+
+use std::collections::BTreeMap;
+
+use nix::libc;
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
+
+use crate::clock::{RTC_RD_TIME, RTC_SET_TIME};
+use crate::freeze::{FIFREEZE, FITHAW};
+use crate::trim::FITRIM;
+
+/// How the filter is applied (`--seccomp=log` and `--no-sandbox` on the helper's command line).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sandbox {
+    /// The default: a call outside the table kills the process.
+    #[default]
+    Enforce,
+    /// `--seccomp=log`, debugging only: calls outside the table are allowed and logged.
+    Log,
+    /// `--no-sandbox`, profiling only: no filter.
+    Off,
+}
+
+/// One argument test: `(arg & mask) == value`, on the low 32 bits only when `dword` (for
+/// arguments the kernel itself reads as `int`/`unsigned int`, such as the ioctl request).
+#[derive(Clone, Copy, Debug)]
+pub struct ArgIs {
+    pub index: u8,
+    pub dword: bool,
+    pub mask: u64,
+    pub value: u64,
+}
+
+const fn eq(index: u8, value: u64) -> ArgIs {
+    ArgIs { index, dword: false, mask: u64::MAX, value }
+}
+
+const fn eq32(index: u8, value: u64) -> ArgIs {
+    ArgIs { index, dword: true, mask: u32::MAX as u64, value }
+}
+
+const fn clear(index: u8, bits: u64) -> ArgIs {
+    ArgIs { index, dword: false, mask: bits, value: 0 }
+}
+
+/// One allowed call: the syscall, the argument tests that must all hold (none: any arguments)
+/// and who needs it. Several entries for one syscall allow any one of them.
+#[derive(Clone, Copy, Debug)]
+pub struct Allowed {
+    pub nr: libc::c_long,
+    pub name: &'static str,
+    pub args: &'static [ArgIs],
+    pub why: &'static str,
+}
+
+macro_rules! allow {
+    ($sys:ident, $why:literal) => {
+        Allowed { nr: libc::$sys, name: stringify!($sys), args: &[], why: $why }
+    };
+    ($sys:ident, [$($arg:expr),+ $(,)?], $why:literal) => {
+        Allowed { nr: libc::$sys, name: stringify!($sys), args: &[$($arg),+], why: $why }
+    };
+}
+
+const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+
+/// The table. Measured with `strace -f` on the helper serving every request in the real-guest
+/// suite, plus the few calls of paths that suite cannot reach (marked as such).
+pub const TABLE: &[Allowed] = &[
+    // The request socket, the launcher socket and stderr.
+    allow!(SYS_recvfrom, [eq(4, 0)], "reading requests and launcher answers (recv: no source address)"),
+    allow!(SYS_sendto, [eq(4, 0)], "writing replies and launcher jobs (send: no destination address)"),
+    allow!(SYS_read, "mountinfo, /sys/power/state"),
+    allow!(SYS_write, "log records on stderr; /sys/power/state (suspend's kernel fallback)"),
+    allow!(SYS_close, "every descriptor the operations open"),
+    // Files: mountinfo, mount points, the marker, sysfs cpu and power files, /dev/rtc0.
+    allow!(
+        SYS_openat,
+        [clear(2, libc::O_TRUNC as u64)],
+        "mountinfo, mount points, the marker, cpuN/online, /sys/power/state, /dev/rtc0; never truncating"
+    ),
+    allow!(SYS_lseek, "std's read-to-end asks the position for its size hint (mountinfo)"),
+    allow!(SYS_pread64, "set-vcpus: reading cpuN/online"),
+    allow!(SYS_pwrite64, "set-vcpus: writing cpuN/online"),
+    allow!(SYS_statx, "the marker's existence; std's size hint when reading mountinfo"),
+    allow!(SYS_newfstatat, "btrfs: whether a mount's source is a block device (stat)"),
+    allow!(SYS_fstat, "metadata of an open file (C libraries without newfstatat for it)"),
+    #[cfg(target_arch = "x86_64")]
+    allow!(SYS_unlink, "thaw: removing the marker (std's remove_file)"),
+    allow!(SYS_unlinkat, [eq(2, 0)], "thaw: removing the marker where there is no unlink; never a directory"),
+    allow!(
+        SYS_fcntl,
+        [eq(1, libc::F_GETFD as u64)],
+        "debug builds: std checks that a descriptor is open before closing it"
+    ),
+    // The five ioctl requests the operations use; any other request number kills.
+    allow!(SYS_ioctl, [eq32(1, FIFREEZE)], "freeze: FIFREEZE on each mount point"),
+    allow!(SYS_ioctl, [eq32(1, FITHAW)], "thaw: FITHAW on each mount point"),
+    allow!(SYS_ioctl, [eq32(1, FITRIM)], "fstrim: FITRIM on each mount point"),
+    allow!(SYS_ioctl, [eq32(1, RTC_RD_TIME)], "set-time without a time: reading /dev/rtc0"),
+    allow!(SYS_ioctl, [eq32(1, RTC_SET_TIME)], "set-time: writing /dev/rtc0"),
+    // The system clock: the realtime clock only, never the timezone.
+    allow!(
+        SYS_clock_settime,
+        [eq(0, libc::CLOCK_REALTIME as u64)],
+        "set-time: glibc's settimeofday is clock_settime(CLOCK_REALTIME)"
+    ),
+    allow!(SYS_settimeofday, [eq(1, 0)], "set-time: C libraries that call settimeofday itself; no timezone"),
+    // Memory, never executable.
+    allow!(SYS_brk, "allocator"),
+    allow!(SYS_mmap, [clear(2, PROT_EXEC)], "allocator: large blocks (frames up to 1 MiB); never executable"),
+    allow!(SYS_mremap, "allocator: growing a large block"),
+    allow!(SYS_munmap, "allocator; std frees the main thread's signal stack at exit"),
+    allow!(SYS_mprotect, [clear(2, PROT_EXEC)], "allocator: glibc sets up heap memory with it; never executable"),
+    allow!(SYS_madvise, [eq(2, libc::MADV_DONTNEED as u64)], "allocator: glibc returning heap memory"),
+    // Signals and the end.
+    allow!(SYS_sigaltstack, "std disables the main thread's signal stack at exit"),
+    allow!(SYS_rt_sigreturn, "returning from std's stack-overflow handler (so an overflow is a SIGSEGV)"),
+    allow!(SYS_restart_syscall, "a call interrupted by SIGSTOP/SIGCONT resumes"),
+    allow!(SYS_exit_group, "exiting (std::process::exit)"),
+];
+
+#[derive(Debug)]
+pub struct SandboxError(String);
+
+impl std::fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SandboxError {}
+
+fn target_arch() -> seccompiler::TargetArch {
+    #[cfg(target_arch = "x86_64")]
+    return seccompiler::TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    return seccompiler::TargetArch::aarch64;
+}
+
+fn condition(a: &ArgIs) -> Result<SeccompCondition, SandboxError> {
+    let (len, full) = if a.dword { (SeccompCmpArgLen::Dword, u32::MAX as u64) } else { (SeccompCmpArgLen::Qword, u64::MAX) };
+    let op = if a.mask == full { SeccompCmpOp::Eq } else { SeccompCmpOp::MaskedEq(a.mask) };
+    SeccompCondition::new(a.index, len, op, a.value).map_err(|e| SandboxError(format!("seccomp condition: {e}")))
+}
+
+/// Compiles the table. In [`Sandbox::Log`] mode calls outside it are logged instead of killing;
+/// [`Sandbox::Off`] compiles like [`Sandbox::Enforce`] (it is [`apply`] that skips the filter).
+pub fn filter(mode: Sandbox) -> Result<BpfProgram, SandboxError> {
+    let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+    for entry in TABLE {
+        let slot = rules.entry(entry.nr as i64).or_insert_with(|| Some(vec![]));
+        if entry.args.is_empty() {
+            // Unconditional: an empty rule list matches any arguments.
+            *slot = None;
+            continue;
+        }
+        let conditions = entry.args.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+        let rule = SeccompRule::new(conditions).map_err(|e| SandboxError(format!("seccomp rule: {e}")))?;
+        if let Some(list) = slot {
+            list.push(rule);
+        }
+    }
+    let rules = rules.into_iter().map(|(nr, list)| (nr, list.unwrap_or_default())).collect();
+    let mismatch = match mode {
+        Sandbox::Log => SeccompAction::Log,
+        Sandbox::Enforce | Sandbox::Off => SeccompAction::KillProcess,
+    };
+    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, target_arch())
+        .map_err(|e| SandboxError(format!("seccomp filter: {e}")))?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| SandboxError(format!("seccomp compile: {e}")))
+}
+
+/// Applies the filter to the calling thread (the helper is single-threaded). Sets no_new_privs
+/// again (demote already did), as the kernel requires it of a process without CAP_SYS_ADMIN.
+pub fn apply(mode: Sandbox) -> Result<(), SandboxError> {
+    if mode == Sandbox::Off {
+        return Ok(());
+    }
+    let program = filter(mode)?;
+    seccompiler::apply_filter(&program).map_err(|e| SandboxError(format!("applying the seccomp filter: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_compiles_in_every_mode() {
+        for mode in [Sandbox::Enforce, Sandbox::Log, Sandbox::Off] {
+            assert!(!filter(mode).unwrap().is_empty(), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn every_entry_says_who_needs_it() {
+        for e in TABLE {
+            assert!(e.why.len() > 8, "{} has no reason", e.name);
+        }
+    }
+
+    #[test]
+    fn dangerous_calls_are_not_in_the_table() {
+        #[cfg(target_arch = "x86_64")]
+        let arch_specific = [libc::SYS_fork, libc::SYS_vfork, libc::SYS_open, libc::SYS_kexec_load];
+        #[cfg(target_arch = "aarch64")]
+        let arch_specific = [libc::SYS_kexec_load; 1];
+        let forbidden = [
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_ptrace,
+            libc::SYS_socket,
+            libc::SYS_socketpair,
+            libc::SYS_connect,
+            libc::SYS_bind,
+            libc::SYS_mount,
+            libc::SYS_umount2,
+            libc::SYS_unshare,
+            libc::SYS_setns,
+            libc::SYS_bpf,
+            libc::SYS_init_module,
+            libc::SYS_finit_module,
+            libc::SYS_kexec_file_load,
+            libc::SYS_reboot,
+            libc::SYS_open_by_handle_at,
+            libc::SYS_name_to_handle_at,
+            libc::SYS_prctl,
+            libc::SYS_seccomp,
+            libc::SYS_setuid,
+            libc::SYS_setresuid,
+            libc::SYS_capset,
+            libc::SYS_kill,
+            libc::SYS_tgkill,
+            libc::SYS_process_vm_writev,
+            libc::SYS_memfd_create,
+            libc::SYS_io_uring_setup,
+            libc::SYS_adjtimex,
+            libc::SYS_clock_adjtime,
+        ];
+        for e in TABLE {
+            assert!(!forbidden.contains(&e.nr) && !arch_specific.contains(&e.nr), "{} must not be allowed", e.name);
+        }
+    }
+
+    #[test]
+    fn ioctl_is_allowed_only_for_the_five_request_numbers() {
+        let ioctls: Vec<&Allowed> = TABLE.iter().filter(|e| e.nr == libc::SYS_ioctl).collect();
+        let mut requests: Vec<u64> = ioctls
+            .iter()
+            .map(|e| {
+                let [a] = e.args else { panic!("an ioctl entry without exactly one argument test") };
+                assert!(a.index == 1 && a.dword && a.mask == u32::MAX as u64);
+                a.value
+            })
+            .collect();
+        requests.sort_unstable();
+        let mut expected = vec![FIFREEZE, FITHAW, FITRIM, RTC_RD_TIME, RTC_SET_TIME];
+        expected.sort_unstable();
+        assert_eq!(requests, expected);
+    }
+
+    #[test]
+    fn memory_is_never_mapped_executable() {
+        for e in TABLE.iter().filter(|e| e.nr == libc::SYS_mmap || e.nr == libc::SYS_mprotect) {
+            assert!(e.args.iter().any(|a| a.index == 2 && a.mask & PROT_EXEC != 0 && a.value & PROT_EXEC == 0), "{}", e.name);
+        }
+    }
+}
