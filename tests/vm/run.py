@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
-from vmtest import checks_guest_view, checks_storage, checks_system, checks_transport  # noqa: E402,F401
+from vmtest import checks_guest_view, checks_storage, checks_faults, checks_system, checks_transport  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -32,6 +32,8 @@ ORDER = [
     "isa_serial_transport_handshake_and_commands",
     "fsfreeze_blocks_writer_until_thaw",
     "fsfreeze_survives_agent_crash_and_restart",
+    "front_killed_while_frozen_is_thawed_by_the_helper",
+    "sigterm_while_frozen_thaws_then_exits_0",
     "set_vcpus_takes_cpu1_offline_and_back",
     "set_vcpus_refuses_to_offline_cpu0",
     "set_time_moves_guest_clock_and_rtc",
