@@ -1,0 +1,264 @@
+//! The helper's real seccomp filter, applied in a forked child that then makes one system call:
+//! a forbidden call must kill the child with SIGSYS, an allowed call must return (with an error
+//! where its arguments are harmless on purpose, e.g. a bad descriptor).
+//!
+//! Nothing here acts on the machine: every allowed call is made with arguments that fail
+//! before any effect (fd -1, NULL pointers, a path that does not exist), and every forbidden
+//! call is stopped by the filter before the kernel looks at its arguments.
+
+use nix::libc;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use seccompiler::BpfProgram;
+
+use qga_helper::clock::{RTC_RD_TIME, RTC_SET_TIME};
+use qga_helper::freeze::{FIFREEZE, FITHAW};
+use qga_helper::seccomp::{filter, Sandbox};
+use qga_helper::trim::FITRIM;
+
+/// How the child ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The call returned; its result and errno.
+    Returned(i64, i32),
+    Killed(Signal),
+}
+
+/// The call's result and errno, packed into the child's exit status.
+fn encode(ret: i64, errno: i32) -> i32 {
+    if ret < 0 {
+        1 + (errno & 0x7f)
+    } else {
+        0
+    }
+}
+
+/// Runs `call` in a forked child under the filter compiled for `mode`.
+fn under_filter(mode: Sandbox, call: fn() -> i64) -> End {
+    // Compiled before the fork: the child must not allocate (the test harness has threads).
+    let program: BpfProgram = filter(mode).expect("the filter compiles");
+    // SAFETY: after fork the child only installs the prepared program (prctl and seccomp
+    // syscalls on memory that already exists), makes raw system calls on its stack and _exits;
+    // it allocates nothing and takes no lock, so the test threads missing in the child do not
+    // matter.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            if seccompiler::apply_filter(&program).is_err() {
+                // SAFETY: _exit ends the child at once, running nothing of the parent's.
+                unsafe { libc::_exit(120) }
+            }
+            let ret = call();
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            // SAFETY: as above.
+            unsafe { libc::_exit(encode(ret, errno)) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
+            WaitStatus::Exited(_, 120) => panic!("the filter could not be applied"),
+            WaitStatus::Exited(_, 0) => End::Returned(0, 0),
+            WaitStatus::Exited(_, code) => End::Returned(-1, code - 1),
+            WaitStatus::Signaled(_, sig, _) => End::Killed(sig),
+            other => panic!("unexpected wait status {other:?}"),
+        },
+    }
+}
+
+fn enforced(call: fn() -> i64) -> End {
+    under_filter(Sandbox::Enforce, call)
+}
+
+fn assert_killed(name: &str, call: fn() -> i64) {
+    assert_eq!(enforced(call), End::Killed(Signal::SIGSYS), "{name} must kill the process");
+}
+
+fn assert_fails_with(name: &str, errno: i32, call: fn() -> i64) {
+    assert_eq!(enforced(call), End::Returned(-1, errno), "{name} must be allowed and fail with errno {errno}");
+}
+
+// The `sys*` helpers are only called with integer arguments, NULL, pointers to static
+// NUL-terminated strings or to a live buffer of the given length.
+fn sys1(nr: libc::c_long, a: u64) -> i64 {
+    // SAFETY: see above; the kernel reads or writes no memory the arguments do not describe.
+    unsafe { libc::syscall(nr, a) as i64 }
+}
+fn sys2(nr: libc::c_long, a: u64, b: u64) -> i64 {
+    // SAFETY: as for sys1.
+    unsafe { libc::syscall(nr, a, b) as i64 }
+}
+fn sys3(nr: libc::c_long, a: u64, b: u64, c: u64) -> i64 {
+    // SAFETY: as for sys1.
+    unsafe { libc::syscall(nr, a, b, c) as i64 }
+}
+fn sys5(nr: libc::c_long, a: u64, b: u64, c: u64, d: u64, e: u64) -> i64 {
+    // SAFETY: as for sys1.
+    unsafe { libc::syscall(nr, a, b, c, d, e) as i64 }
+}
+fn sys6(nr: libc::c_long, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64 {
+    // SAFETY: as for sys1.
+    unsafe { libc::syscall(nr, a, b, c, d, e, f) as i64 }
+}
+
+const BAD_FD: u64 = -1i64 as u64;
+const TRUE: &[u8] = b"/bin/true\0";
+const MISSING: &[u8] = b"/nonexistent-qga-seccomp-canary\0";
+
+fn ptr(s: &'static [u8]) -> u64 {
+    s.as_ptr() as u64
+}
+
+#[test]
+fn execve_and_execveat_kill_the_helper() {
+    assert_killed("execve", || sys3(libc::SYS_execve, ptr(TRUE), 0, 0));
+    assert_killed("execveat", || sys5(libc::SYS_execveat, libc::AT_FDCWD as u64, ptr(TRUE), 0, 0, 0));
+}
+
+#[test]
+fn fork_and_every_clone_kill_the_helper() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_killed("fork", || sys1(libc::SYS_fork, 0));
+        assert_killed("vfork", || sys1(libc::SYS_vfork, 0));
+    }
+    assert_killed("clone", || sys5(libc::SYS_clone, libc::SIGCHLD as u64, 0, 0, 0, 0));
+    assert_killed("clone3", || sys2(libc::SYS_clone3, 0, 0));
+}
+
+#[test]
+fn opening_any_socket_kills_the_helper() {
+    assert_killed("socket(AF_INET)", || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
+    assert_killed("socket(AF_INET6)", || sys3(libc::SYS_socket, libc::AF_INET6 as u64, libc::SOCK_DGRAM as u64, 0));
+    assert_killed("socket(AF_UNIX)", || sys3(libc::SYS_socket, libc::AF_UNIX as u64, libc::SOCK_STREAM as u64, 0));
+    assert_killed("socket(AF_NETLINK)", || sys3(libc::SYS_socket, libc::AF_NETLINK as u64, libc::SOCK_RAW as u64, 0));
+    assert_killed("connect", || sys3(libc::SYS_connect, BAD_FD, 0, 0));
+}
+
+#[test]
+fn ptrace_mount_bpf_and_kernel_loading_kill_the_helper() {
+    assert_killed("ptrace", || sys1(libc::SYS_ptrace, libc::PTRACE_TRACEME as u64));
+    assert_killed("mount", || sys5(libc::SYS_mount, 0, 0, 0, 0, 0));
+    assert_killed("umount2", || sys2(libc::SYS_umount2, ptr(MISSING), 0));
+    assert_killed("bpf", || sys3(libc::SYS_bpf, 0, 0, 0));
+    assert_killed("kexec_file_load", || sys5(libc::SYS_kexec_file_load, BAD_FD, BAD_FD, 0, 0, 0));
+    assert_killed("init_module", || sys3(libc::SYS_init_module, 0, 0, 0));
+    assert_killed("finit_module", || sys3(libc::SYS_finit_module, BAD_FD, 0, 0));
+    assert_killed("reboot", || sys2(libc::SYS_reboot, 0, 0));
+    assert_killed("unshare", || sys1(libc::SYS_unshare, 0));
+    assert_killed("setns", || sys2(libc::SYS_setns, BAD_FD, 0));
+}
+
+#[test]
+fn the_filter_and_the_process_state_cannot_be_changed() {
+    assert_killed("prctl", || sys2(libc::SYS_prctl, libc::PR_SET_DUMPABLE as u64, 1));
+    assert_killed("seccomp", || sys3(libc::SYS_seccomp, 0, 0, 0));
+    assert_killed("setuid", || sys1(libc::SYS_setuid, 0));
+    assert_killed("capset", || sys2(libc::SYS_capset, 0, 0));
+    assert_killed("kill", || sys2(libc::SYS_kill, 0, 0));
+}
+
+#[test]
+fn open_by_handle_at_kills_the_helper() {
+    // With CAP_DAC_READ_SEARCH it would open any inode of a filesystem, bypassing all paths.
+    assert_killed("open_by_handle_at", || sys3(libc::SYS_open_by_handle_at, BAD_FD, 0, 0));
+    assert_killed("name_to_handle_at", || sys5(libc::SYS_name_to_handle_at, BAD_FD, 0, 0, 0, 0));
+}
+
+#[test]
+fn an_ioctl_with_a_request_number_outside_the_five_kills_the_helper() {
+    assert_killed("ioctl(TIOCSTI)", || sys3(libc::SYS_ioctl, BAD_FD, libc::TIOCSTI as u64, 0));
+    assert_killed("ioctl(FIONREAD)", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONREAD as u64, 0));
+    assert_killed("ioctl(FIONBIO)", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONBIO as u64, 0));
+    assert_killed("ioctl(TCGETS)", || sys3(libc::SYS_ioctl, BAD_FD, libc::TCGETS as u64, 0));
+    // FS_IOC_GETFLAGS: a filesystem ioctl next to the allowed ones.
+    assert_killed("ioctl(FS_IOC_GETFLAGS)", || sys3(libc::SYS_ioctl, BAD_FD, 0x8008_6601, 0));
+    // RTC_SET_TIME's neighbours (RTC_ALM_SET, RTC_WKALM_SET).
+    assert_killed("ioctl(RTC_ALM_SET)", || sys3(libc::SYS_ioctl, BAD_FD, 0x4024_7007, 0));
+    assert_killed("ioctl(RTC_WKALM_SET)", || sys3(libc::SYS_ioctl, BAD_FD, 0x4028_700f, 0));
+}
+
+#[test]
+fn the_five_ioctls_are_allowed_and_fail_on_a_bad_descriptor() {
+    assert_fails_with("ioctl(FIFREEZE)", libc::EBADF, || sys3(libc::SYS_ioctl, BAD_FD, FIFREEZE, 0));
+    assert_fails_with("ioctl(FITHAW)", libc::EBADF, || sys3(libc::SYS_ioctl, BAD_FD, FITHAW, 0));
+    assert_fails_with("ioctl(FITRIM)", libc::EBADF, || sys3(libc::SYS_ioctl, BAD_FD, FITRIM, 0));
+    assert_fails_with("ioctl(RTC_RD_TIME)", libc::EBADF, || sys3(libc::SYS_ioctl, BAD_FD, RTC_RD_TIME, 0));
+    assert_fails_with("ioctl(RTC_SET_TIME)", libc::EBADF, || sys3(libc::SYS_ioctl, BAD_FD, RTC_SET_TIME, 0));
+}
+
+#[test]
+fn executable_memory_kills_the_helper_but_plain_memory_works() {
+    const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    const RX: u64 = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    assert_killed("mmap(PROT_EXEC)", || sys6(libc::SYS_mmap, 0, 4096, RX, ANON, BAD_FD, 0));
+    assert_killed("mprotect(PROT_EXEC)", || sys3(libc::SYS_mprotect, 0, 4096, RX));
+    let map_unmap = || {
+        let p = sys6(libc::SYS_mmap, 0, 4096, RW, ANON, BAD_FD, 0);
+        if p < 0 {
+            return p;
+        }
+        sys2(libc::SYS_munmap, p as u64, 4096)
+    };
+    assert_eq!(enforced(map_unmap), End::Returned(0, 0));
+}
+
+#[test]
+fn the_clock_calls_are_limited_to_the_realtime_clock_without_timezone() {
+    // NULL time pointers: the kernel answers EFAULT before anything is set.
+    assert_fails_with("clock_settime(CLOCK_REALTIME)", libc::EFAULT, || {
+        sys2(libc::SYS_clock_settime, libc::CLOCK_REALTIME as u64, 0)
+    });
+    assert_killed("clock_settime(CLOCK_TAI)", || sys2(libc::SYS_clock_settime, libc::CLOCK_TAI as u64, 0));
+    assert_killed("settimeofday with a timezone", || sys2(libc::SYS_settimeofday, 0, 8));
+    assert_killed("adjtimex", || sys1(libc::SYS_adjtimex, 0));
+    assert_killed("clock_adjtime", || sys2(libc::SYS_clock_adjtime, libc::CLOCK_REALTIME as u64, 0));
+}
+
+#[test]
+fn files_can_be_opened_but_never_truncated_and_no_directory_removed() {
+    assert_fails_with("openat", libc::ENOENT, || sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MISSING), libc::O_RDONLY as u64));
+    assert_killed("openat(O_TRUNC)", || {
+        sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MISSING), (libc::O_WRONLY | libc::O_TRUNC) as u64)
+    });
+    assert_fails_with("unlinkat", libc::ENOENT, || sys3(libc::SYS_unlinkat, libc::AT_FDCWD as u64, ptr(MISSING), 0));
+    assert_killed("unlinkat(AT_REMOVEDIR)", || {
+        sys3(libc::SYS_unlinkat, libc::AT_FDCWD as u64, ptr(MISSING), libc::AT_REMOVEDIR as u64)
+    });
+}
+
+#[test]
+fn the_calls_of_the_request_loop_are_allowed() {
+    assert_fails_with("read", libc::EBADF, || sys3(libc::SYS_read, BAD_FD, 0, 0));
+    assert_fails_with("write", libc::EBADF, || sys3(libc::SYS_write, BAD_FD, 0, 0));
+    assert_fails_with("recvfrom", libc::EBADF, || sys6(libc::SYS_recvfrom, BAD_FD, 0, 0, 0, 0, 0));
+    assert_fails_with("sendto", libc::EBADF, || sys6(libc::SYS_sendto, BAD_FD, 0, 0, 0, 0, 0));
+    assert_killed("sendto with an address", || sys6(libc::SYS_sendto, BAD_FD, 0, 0, 0, 8, 16));
+    assert_fails_with("close", libc::EBADF, || sys1(libc::SYS_close, BAD_FD));
+    assert_fails_with("pread64", libc::EBADF, || sys5(libc::SYS_pread64, BAD_FD, 0, 0, 0, 0));
+    assert_fails_with("pwrite64", libc::EBADF, || sys5(libc::SYS_pwrite64, BAD_FD, 0, 0, 0, 0));
+    // What reading the mount table takes: open, the size hint (statx, lseek), read, close.
+    let read_mountinfo = || {
+        static MOUNTINFO: &[u8] = b"/proc/self/mountinfo\0";
+        static EMPTY: &[u8] = b"\0";
+        let fd = sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MOUNTINFO), (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
+        if fd < 0 {
+            return fd;
+        }
+        let mut stx = [0u8; 256]; // larger than struct statx
+        let mut buf = [0u8; 512];
+        let steps = [
+            sys5(libc::SYS_statx, fd as u64, ptr(EMPTY), libc::AT_EMPTY_PATH as u64, libc::STATX_ALL as u64, stx.as_mut_ptr() as u64),
+            sys3(libc::SYS_lseek, fd as u64, 0, libc::SEEK_CUR as u64),
+            sys3(libc::SYS_read, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64),
+            sys1(libc::SYS_close, fd as u64),
+        ];
+        steps.into_iter().find(|&r| r < 0).unwrap_or(0)
+    };
+    assert_eq!(enforced(read_mountinfo), End::Returned(0, 0));
+}
+
+#[test]
+fn log_mode_lets_a_forbidden_call_through() {
+    // --seccomp=log: the same socket(AF_INET) that kills above returns a descriptor.
+    let end = under_filter(Sandbox::Log, || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
+    assert_eq!(end, End::Returned(0, 0));
+}
