@@ -233,8 +233,20 @@ fn helper_args(config: &Config, policy: &Policy) -> Vec<OsString> {
 
 /// The front keeps nothing from its environment.
 fn clear_environment() {
-    for (key, _) in std::env::vars_os() {
-        std::env::remove_var(key);
+    // SAFETY: single-threaded at this point, and nothing holds a reference into the
+    // environment. Each string is overwritten in place (so its bytes are gone from memory and
+    // from /proc/PID/environ), then clearenv drops the table itself.
+    unsafe {
+        extern "C" {
+            static mut environ: *mut *mut nix::libc::c_char;
+        }
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let text = *entry;
+            std::ptr::write_bytes(text, 0, nix::libc::strlen(text));
+            entry = entry.add(1);
+        }
+        nix::libc::clearenv();
     }
 }
 

@@ -47,6 +47,8 @@ fn the_front_runs_unprivileged_with_no_capabilities_and_no_new_privs() {
     }
     assert_eq!(field(&st, "NoNewPrivs"), "1");
     assert_eq!(field(&st, "Seccomp"), "2", "the front runs under its seccomp filter");
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.front_pid)).expect("front environ");
+    assert!(environ.iter().all(|&b| b == 0), "the front's environment was not cleared: {:?}", String::from_utf8_lossy(&environ));
     assert!(exe_of(agent.front_pid).unwrap().ends_with("qemu-ga-rs"));
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.front_pid)).expect("front limits");
     for name in ["Max processes", "Max core file size"] {
