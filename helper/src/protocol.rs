@@ -424,6 +424,26 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
     Ok(payload)
 }
 
+impl Request {
+    /// The schema command this request carries out, for the policy re-check; `None` for the
+    /// protocol's own requests, which every policy permits.
+    pub fn command(&self) -> Option<qga_policy::Command> {
+        use qga_policy::Command as C;
+        match self {
+            Request::FreezeStatus | Request::Quit => None,
+            Request::Freeze => Some(C::FsfreezeFreeze),
+            Request::Thaw => Some(C::FsfreezeThaw),
+            Request::Trim { .. } => Some(C::Fstrim),
+            Request::Shutdown { .. } => Some(C::Shutdown),
+            Request::Suspend { mode: SuspendMode::Disk } => Some(C::SuspendDisk),
+            Request::Suspend { mode: SuspendMode::Ram } => Some(C::SuspendRam),
+            Request::Suspend { mode: SuspendMode::Hybrid } => Some(C::SuspendHybrid),
+            Request::SetVcpus { .. } => Some(C::SetVcpus),
+            Request::SetTime { .. } => Some(C::SetTime),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,25 +534,5 @@ mod tests {
         assert!(matches!(read_frame(&mut &[][..]), Err(FrameError::Closed)));
         assert!(matches!(read_frame(&mut &[1, 0][..]), Err(FrameError::Truncated)));
         assert!(matches!(read_frame(&mut &[2, 0, 0, 0, 1][..]), Err(FrameError::Truncated)));
-    }
-}
-
-impl Request {
-    /// The schema command this request carries out, for the policy re-check; `None` for the
-    /// protocol's own requests, which every policy permits.
-    pub fn command(&self) -> Option<qga_policy::Command> {
-        use qga_policy::Command as C;
-        match self {
-            Request::FreezeStatus | Request::Quit => None,
-            Request::Freeze => Some(C::FsfreezeFreeze),
-            Request::Thaw => Some(C::FsfreezeThaw),
-            Request::Trim { .. } => Some(C::Fstrim),
-            Request::Shutdown { .. } => Some(C::Shutdown),
-            Request::Suspend { mode: SuspendMode::Disk } => Some(C::SuspendDisk),
-            Request::Suspend { mode: SuspendMode::Ram } => Some(C::SuspendRam),
-            Request::Suspend { mode: SuspendMode::Hybrid } => Some(C::SuspendHybrid),
-            Request::SetVcpus { .. } => Some(C::SetVcpus),
-            Request::SetTime { .. } => Some(C::SetTime),
-        }
     }
 }

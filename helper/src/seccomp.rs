@@ -174,7 +174,7 @@ fn condition(a: &ArgIs) -> Result<SeccompCondition, SandboxError> {
 pub fn filter(mode: Sandbox) -> Result<BpfProgram, SandboxError> {
     let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
     for entry in TABLE {
-        let slot = rules.entry(entry.nr as i64).or_insert_with(|| Some(vec![]));
+        let slot = rules.entry(entry.nr).or_insert_with(|| Some(vec![]));
         if entry.args.is_empty() {
             // Unconditional: an empty rule list matches any arguments.
             *slot = None;

@@ -1,130 +1,17 @@
-//! The real helper binary against hostile or odd input on its request socket.
-//!
-//! These tests run the binary on the machine that runs the tests, possibly as root, so they
-//! only ever send requests that must be refused before acting (malformed frames, commands the
-//! policy disables) or that have no effect (FreezeStatus, Quit, EOF). Never send Freeze, Thaw,
-//! Trim, Shutdown, Suspend, SetVcpus or SetTime with valid arguments to an enabled helper here.
+//! The real helper binary against hostile or odd input on its request socket: garbage,
+//! oversized, truncated, disabled and out-of-state frames end it without an answer and without
+//! acting. See `common` for what may and may not be sent here.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod common;
+
+use std::io::Read;
+use std::process::Command;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::*;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use qga_helper::protocol::{read_frame, write_frame, Reply, Request, ShutdownMode, MAX_FRAME};
-
-const HELPER: &str = env!("CARGO_BIN_EXE_qemu-ga-rs-helper");
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Helper {
-    child: Child,
-    chan: UnixStream,
-    statedir: PathBuf,
-}
-
-fn statedir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("qga-helper-frames-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Starts the helper the way the front does: empty environment, stdin/stdout on /dev/null,
-/// stderr piped, and the helper's end of a socketpair on fd 3.
-fn spawn(tag: &str, enabled: &str) -> Helper {
-    let dir = statedir(tag);
-    let (ours, theirs) =
-        socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).expect("socketpair");
-    let child = spawn_with_fd3(&theirs, &["--statedir", dir.to_str().unwrap(), "--enabled", enabled]);
-    drop(theirs);
-    let chan = UnixStream::from(ours);
-    chan.set_read_timeout(Some(DEADLINE)).unwrap();
-    Helper { child, chan, statedir: dir }
-}
-
-fn spawn_with_fd3(fd3: &OwnedFd, args: &[&str]) -> Child {
-    let raw = fd3.as_raw_fd();
-    let mut cmd = Command::new(HELPER);
-    cmd.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    // SAFETY: between fork and exec the closure only calls async-signal-safe dup2/fcntl on
-    // descriptors this process owns; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if raw == 3 {
-                // dup2 onto itself keeps FD_CLOEXEC: clear it instead.
-                if nix::libc::fcntl(3, nix::libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if nix::libc::dup2(raw, 3) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn().expect("spawn helper")
-}
-
-fn wait(child: &mut Child) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("helper did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-impl Helper {
-    fn send_raw(&mut self, bytes: &[u8]) {
-        // The helper may already have gone after a refusal; a failed write is fine then.
-        let _ = self.chan.write_all(bytes);
-    }
-
-    fn send(&mut self, req: &Request) {
-        write_frame(&mut self.chan, &req.encode()).unwrap();
-    }
-
-    fn reply(&mut self) -> Reply {
-        Reply::decode(&read_frame(&mut self.chan).expect("a reply frame")).expect("a valid reply")
-    }
-
-    /// Waits for the exit and checks that not one reply byte was written.
-    fn exits_silently(mut self) -> (ExitStatus, String) {
-        let status = wait(&mut self.child);
-        let mut rest = vec![];
-        let _ = self.chan.read_to_end(&mut rest);
-        assert!(rest.is_empty(), "the helper answered: {rest:?}");
-        (status, self.stderr())
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.statedir);
-    }
-}
-
-fn assert_refused(status: ExitStatus, log: &str) {
-    assert!(!status.success(), "exit status {status:?}, log:\n{log}");
-    assert!(log.contains("refusing request"), "log:\n{log}");
-}
+use qga_helper::protocol::{Reply, Request, ShutdownMode, MAX_FRAME};
 
 #[test]
 fn garbage_bytes_end_the_helper_without_an_answer() {
@@ -284,4 +171,34 @@ fn a_datagram_socket_on_fd_3_exits_2() {
     let (_ours, theirs) = socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC).unwrap();
     let mut child = spawn_with_fd3(&theirs, &["--statedir", "/tmp", "--enabled", ""]);
     assert_eq!(wait(&mut child).code(), Some(2));
+}
+
+#[test]
+fn an_out_of_state_freeze_while_frozen_ends_the_helper_without_an_answer_after_thawing() {
+    // Unprivileged (nobody): the thaw it does before exiting cannot touch this machine.
+    let opts = Opts { as_nobody: true, start_frozen: true, ..Opts::default() };
+    let mut h = spawn_opts("outofstate-freeze", "guest-fsfreeze-freeze,guest-fsfreeze-thaw", opts);
+    h.send(&Request::FreezeStatus);
+    assert_eq!(h.reply(), Reply::FreezeState { frozen: true }, "the marker makes it start frozen");
+    h.send(&Request::Freeze);
+    let marker = qga_helper::freeze::marker_path(&h.statedir);
+    let (status, log) = h.exits_silently();
+    assert_refused(status, &log);
+    assert_eq!(status.code(), Some(3), "log:\n{log}");
+    assert!(log.contains("guest-fsfreeze-freeze is not allowed while frozen"), "log:\n{log}");
+    assert!(log.contains("before exiting"), "it thaws before exiting; log:\n{log}");
+    assert!(!marker.exists(), "the thaw removed the marker");
+}
+
+#[test]
+fn an_out_of_state_acting_request_while_frozen_is_refused_and_never_runs() {
+    // Shutdown would go to the launcher: the refusal must come first. The hook records that it
+    // ran for the thaw only.
+    let opts = Opts { as_nobody: true, start_frozen: true, ..Opts::default() };
+    let mut h = spawn_opts("outofstate-shutdown", "guest-shutdown,guest-fsfreeze-thaw", opts);
+    h.send(&Request::Shutdown { mode: ShutdownMode::Powerdown });
+    let (status, log) = h.exits_silently();
+    assert_refused(status, &log);
+    assert!(log.contains("guest-shutdown is not allowed while frozen"), "log:\n{log}");
+    assert!(!log.contains("Shutdown"), "the launcher must not have been asked: {log}");
 }

@@ -164,10 +164,10 @@ fn open_by_handle_at_kills_the_helper() {
 
 #[test]
 fn an_ioctl_with_a_request_number_outside_the_five_kills_the_helper() {
-    assert_killed("ioctl(TIOCSTI)", || sys3(libc::SYS_ioctl, BAD_FD, libc::TIOCSTI as u64, 0));
-    assert_killed("ioctl(FIONREAD)", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONREAD as u64, 0));
-    assert_killed("ioctl(FIONBIO)", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONBIO as u64, 0));
-    assert_killed("ioctl(TCGETS)", || sys3(libc::SYS_ioctl, BAD_FD, libc::TCGETS as u64, 0));
+    assert_killed("ioctl(TIOCSTI)", || sys3(libc::SYS_ioctl, BAD_FD, libc::TIOCSTI, 0));
+    assert_killed("ioctl(FIONREAD)", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONREAD, 0));
+    assert_killed("ioctl(FIONBIO)", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONBIO, 0));
+    assert_killed("ioctl(TCGETS)", || sys3(libc::SYS_ioctl, BAD_FD, libc::TCGETS, 0));
     // FS_IOC_GETFLAGS: a filesystem ioctl next to the allowed ones.
     assert_killed("ioctl(FS_IOC_GETFLAGS)", || sys3(libc::SYS_ioctl, BAD_FD, 0x8008_6601, 0));
     // RTC_SET_TIME's neighbours (RTC_ALM_SET, RTC_WKALM_SET).

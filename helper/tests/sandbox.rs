@@ -1,0 +1,102 @@
+//! The running helper's sandbox, read from `/proc/PID/status`: the serving helper is under its
+//! seccomp filter (`Seccomp: 2`) with exactly the documented capabilities, while the launcher
+//! forked before the filter, and the programs it runs, are not (`Seccomp: 0`). Also the two
+//! documented switches, `--seccomp=log` and `--no-sandbox`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use qga_helper::protocol::{Reply, Request};
+
+/// CapEff/CapPrm/CapBnd of the serving helper: CAP_DAC_READ_SEARCH (2), CAP_SYS_ADMIN (21) and
+/// CAP_SYS_TIME (25), the set `demote::KEEP` documents.
+const HELPER_CAPS: &str = "0000000002200004";
+
+/// Starts the helper, waits until it serves (one FreezeStatus answered) and returns it with
+/// its launcher's pid.
+fn serving(tag: &str, extra: &'static [&'static str]) -> (Helper, u32) {
+    let mut h = spawn_opts(tag, "", Opts { extra, ..Opts::default() });
+    h.send(&Request::FreezeStatus);
+    assert_eq!(h.reply(), Reply::FreezeState { frozen: false });
+    let launchers = children_of(h.child.id());
+    assert_eq!(launchers.len(), 1, "the helper has exactly one child, its launcher: {launchers:?}");
+    (h, launchers[0])
+}
+
+fn quit(mut h: Helper) -> String {
+    h.send(&Request::Quit);
+    assert_eq!(h.reply(), Reply::Done);
+    assert_eq!(wait(&mut h.child).code(), Some(0));
+    h.stderr()
+}
+
+#[test]
+fn the_serving_helper_is_under_seccomp_and_its_launcher_is_not() {
+    let (h, launcher) = serving("status", &[]);
+    let helper = h.child.id();
+    assert_eq!(status_field(helper, "Seccomp"), "2", "the helper runs under a seccomp filter");
+    assert_eq!(status_field(helper, "NoNewPrivs"), "1");
+    assert_eq!(status_field(launcher, "Seccomp"), "0", "the launcher was forked before the filter");
+    if nix::unistd::geteuid().is_root() {
+        for field in ["CapEff", "CapPrm", "CapBnd"] {
+            assert_eq!(status_field(helper, field), HELPER_CAPS, "helper {field}");
+        }
+        assert_eq!(status_field(helper, "CapInh"), "0000000000000000");
+        assert_eq!(status_field(helper, "CapAmb"), "0000000000000000");
+        // The launcher keeps full root for the programs it runs.
+        assert_eq!(status_field(launcher, "NoNewPrivs"), "0");
+        assert_ne!(status_field(launcher, "CapEff"), HELPER_CAPS);
+    }
+    let log = quit(h);
+    assert!(log.contains("seccomp filter applied"), "log:\n{log}");
+}
+
+#[test]
+fn seccomp_log_switch_keeps_a_filter_in_log_mode() {
+    let (h, launcher) = serving("log", &["--seccomp=log"]);
+    assert_eq!(status_field(h.child.id(), "Seccomp"), "2");
+    assert_eq!(status_field(launcher, "Seccomp"), "0");
+    let log = quit(h);
+    assert!(log.contains("log mode (--seccomp=log)"), "log:\n{log}");
+}
+
+#[test]
+fn no_sandbox_switch_leaves_the_helper_without_a_filter() {
+    let (h, _) = serving("nosandbox", &["--no-sandbox"]);
+    assert_eq!(status_field(h.child.id(), "Seccomp"), "0");
+    let log = quit(h);
+    assert!(log.contains("no seccomp filter (--no-sandbox)"), "log:\n{log}");
+}
+
+#[test]
+fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
+    // Unprivileged (nobody) and started frozen: a refused request makes it thaw before exiting,
+    // which runs the hook through the launcher; FITHAW cannot act without CAP_SYS_ADMIN. The
+    // hook records its own status: it must have run, and not under the helper's filter.
+    let dir = std::env::temp_dir().join(format!("qga-helper-sandbox-hook-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let hook = dir.join("hook");
+    let out = dir.join("seen");
+    std::fs::write(&hook, format!("#!/bin/sh\n{{ echo \"arg=$1\"; grep -E '^(Seccomp|NoNewPrivs):' /proc/$$/status; }} > {}\n", out.display()))
+        .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook_arg = hook.to_str().unwrap().to_owned();
+    let extra: Vec<&str> = vec!["--fsfreeze-hook", &hook_arg];
+    let opts = Opts { extra: &extra, as_nobody: true, start_frozen: true };
+    let mut h = spawn_opts("hook", "guest-fsfreeze-thaw", opts);
+    h.send(&Request::FreezeStatus);
+    assert_eq!(h.reply(), Reply::FreezeState { frozen: true });
+    assert_eq!(status_field(h.child.id(), "Seccomp"), "2");
+    // Out of protocol: refused, thawed (hook included), exit.
+    h.send_raw(&[1, 0, 0, 0, 200]);
+    let (status, log) = h.exits_silently();
+    assert_eq!(status.code(), Some(3), "log:\n{log}");
+    let seen = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("the hook did not run ({e}); log:\n{log}"));
+    assert!(seen.contains("arg=thaw"), "{seen}");
+    assert!(seen.contains("Seccomp:\t0"), "the hook ran under a seccomp filter:\n{seen}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
