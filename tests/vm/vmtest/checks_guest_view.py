@@ -89,16 +89,22 @@ echo "front.exe: $(readlink /proc/$front/exe)"
 grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs|Seccomp):' /proc/$front/status | sed 's/^/front./'
 for helper in $(pids_by_exe qemu-ga-rs-helper); do
     echo "helper.pid: $helper"
-    grep -E '^(PPid|Uid):' /proc/$helper/status | sed 's/^/helper./'
+    grep -E '^(PPid|Uid|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$helper/status | sed "s/^/helper.$helper./"
 done
 """
+
+# The serving helper's capabilities: CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, CAP_SYS_TIME (the set
+# helper/src/demote.rs documents), nothing else.
+HELPER_CAPS = "0000000002200004"
 
 
 @check(boot="pvh")
 def privilege_separation_front_unprivileged_helper_separate(ctx):
     """Inside the guest the front (the process the service manager started) runs as the
-    unprivileged qemu-ga-rs user with no capabilities and no_new_privs, and the privileged
-    helper is a separate process running qemu-ga-rs-helper."""
+    unprivileged qemu-ga-rs user with no capabilities, no_new_privs and its seccomp filter, and
+    the privileged helper is a separate process running qemu-ga-rs-helper with exactly
+    CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN and CAP_SYS_TIME, no_new_privs and its seccomp filter;
+    the helper's launcher (which runs shutdown, systemctl, pm-utils) is not under a filter."""
     if ctx.agent_spec.is_reference:
         report = ctx.guest_sh(PROCESS_REPORT)
         front = _status_fields(report, "front.")
@@ -118,9 +124,29 @@ def privilege_separation_front_unprivileged_helper_separate(ctx):
     for cap in ("CapEff", "CapPrm", "CapAmb"):
         ctx.expect(int(front.get(cap, "1"), 16) == 0, f"front has {cap} {front.get(cap)}:\n{report}")
     ctx.expect(front.get("NoNewPrivs") == "1", f"front lacks no_new_privs:\n{report}")
+    ctx.expect(front.get("Seccomp") == "2", f"front is not under a seccomp filter (Seccomp {front.get('Seccomp')}):\n{report}")
     helpers = re.findall(r"^helper\.pid: (\d+)$", report, re.M)
     ctx.expect(helpers, f"no qemu-ga-rs-helper process in the guest:\n{report}")
     ctx.expect(front.get("pid") not in helpers, f"front and helper are the same process:\n{report}")
+    # Two processes run qemu-ga-rs-helper: the helper (child of the front) and its launcher
+    # (child of the helper, forked before the helper drops privileges and applies its filter).
+    by_pid = {pid: _status_fields(report, f"helper.{pid}.") for pid in helpers}
+    serving = [pid for pid, f in by_pid.items() if f.get("PPid") == front.get("pid")]
+    ctx.expect(len(serving) == 1, f"expected one helper whose parent is the front:\n{report}")
+    if len(serving) != 1:
+        return
+    helper = by_pid[serving[0]]
+    ctx.note(f"helper CapEff {helper.get('CapEff')} Seccomp {helper.get('Seccomp')}")
+    ctx.expect(helper.get("Seccomp") == "2", f"helper is not under a seccomp filter (Seccomp {helper.get('Seccomp')}):\n{report}")
+    for cap in ("CapEff", "CapPrm", "CapBnd"):
+        ctx.expect(helper.get(cap) == HELPER_CAPS, f"helper {cap} {helper.get(cap)} != {HELPER_CAPS}:\n{report}")
+    ctx.expect(int(helper.get("CapAmb", "1"), 16) == 0, f"helper has CapAmb {helper.get('CapAmb')}:\n{report}")
+    ctx.expect(helper.get("NoNewPrivs") == "1", f"helper lacks no_new_privs:\n{report}")
+    launchers = [pid for pid, f in by_pid.items() if f.get("PPid") == serving[0]]
+    ctx.expect(len(launchers) == 1, f"expected one launcher whose parent is the helper:\n{report}")
+    for pid in launchers:
+        ctx.expect(by_pid[pid].get("Seccomp") == "0",
+                   f"the launcher runs under a seccomp filter, so would what it starts:\n{report}")
 
 
 WAKEUPS_REPORT = r"""
