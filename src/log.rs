@@ -88,28 +88,36 @@ pub fn set_frozen(frozen: bool) {
             let held: Vec<_> = l.held.drain(..).collect();
             let dropped = std::mem::take(&mut l.dropped);
             if dropped > 0 {
-                let stamp = timestamp();
-                l.emit(Level::Warning, &stamp, &format!("{dropped} log record(s) dropped while frozen"));
+                l.emit(Level::Warning, None, &format!("{dropped} log record(s) dropped while frozen"));
             }
             for (level, stamp, msg) in held {
-                l.emit(level, &stamp, &msg);
+                l.emit(level, Some(&stamp), &msg);
             }
         }
     });
 }
 
+/// Whether a record of this level goes anywhere (or is held while frozen). The macros ask
+/// first, so a record nobody reads is never formatted.
+pub fn wanted(level: Level) -> bool {
+    LOGGER.with(|l| {
+        let l = l.borrow();
+        l.frozen || level <= Level::Warning || l.verbose || (level == Level::Info && l.syslog.is_some())
+    })
+}
+
 pub fn log(level: Level, msg: &str) {
     LOGGER.with(|l| {
         let mut l = l.borrow_mut();
-        let stamp = timestamp();
         if l.frozen {
             if l.held.len() == FROZEN_BUFFER_RECORDS {
                 l.held.pop_front();
                 l.dropped += 1;
             }
+            let stamp = timestamp();
             l.held.push_back((level, stamp, msg.to_string()));
         } else {
-            l.emit(level, &stamp, msg);
+            l.emit(level, None, msg);
         }
     });
 }
@@ -120,9 +128,13 @@ fn timestamp() -> String {
 }
 
 impl Logger {
-    fn emit(&mut self, level: Level, stamp: &str, msg: &str) {
+    /// Writes a record; `stamp` is the time it was made, if not now.
+    fn emit(&mut self, level: Level, stamp: Option<&str>, msg: &str) {
         if level <= Level::Warning || self.verbose {
-            let line = format!("{stamp}: {}: {msg}\n", level.name());
+            let line = match stamp {
+                Some(stamp) => format!("{stamp}: {}: {msg}\n", level.name()),
+                None => format!("{}: {}: {msg}\n", timestamp(), level.name()),
+            };
             match &mut self.file {
                 Some(f) => {
                     let _ = f.write_all(line.as_bytes());
@@ -133,7 +145,7 @@ impl Logger {
             }
         }
         if let Some(s) = &mut self.syslog {
-            let text = format!("{}: {msg}", level.name());
+            let text = format_args!("{}: {msg}", level.name());
             let _ = match level {
                 Level::Error => s.err(text),
                 Level::Warning => s.warning(text),
@@ -151,6 +163,6 @@ macro_rules! error { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Error
 macro_rules! warning { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Warning, &format!($($t)*)) } }
 /// qemu-ga's `slog()`.
 #[macro_export]
-macro_rules! slog { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Info, &format!($($t)*)) } }
+macro_rules! slog { ($($t:tt)*) => { if $crate::log::wanted($crate::log::Level::Info) { $crate::log::log($crate::log::Level::Info, &format!($($t)*)) } } }
 #[macro_export]
 macro_rules! debug { ($($t:tt)*) => { if $crate::log::is_verbose() { $crate::log::log($crate::log::Level::Debug, &format!($($t)*)) } } }

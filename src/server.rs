@@ -6,13 +6,13 @@ use crate::channel::{self, Channel};
 use crate::commands::Agent;
 use crate::json::MessageParser;
 use crate::qmp::dispatch;
+use nix::libc;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use polling::{Event, Events, PollMode, Poller};
 use qga_helper::protocol::Reply;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::Child;
 
 /// Bytes read from the channel at a time.
@@ -31,6 +31,61 @@ const KEY_HELPER: usize = 2;
 const KEY_HELPER_LOG: usize = 3;
 const KEY_SIGNAL: usize = 4;
 
+/// Interest in readability and writability, as epoll event bits.
+const READ: u32 = libc::EPOLLIN as u32;
+const WRITE: u32 = libc::EPOLLOUT as u32;
+const EDGE: u32 = libc::EPOLLET as u32;
+/// Events taken from the kernel per wait.
+const MAX_EVENTS: usize = 16;
+
+/// A plain epoll instance: one `epoll_pwait` per loop iteration and an `epoll_ctl` only when
+/// interest really changes, so a request costs a wait, a read and a write.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
+        // owned from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn ctl(&self, op: i32, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: key as u64 };
+        // SAFETY: `ev` outlives the call; the kernel copies it.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn add(&self, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, key)
+    }
+
+    fn modify(&self, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, key)
+    }
+
+    fn delete(&self, fd: BorrowedFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// Waits without a timeout; returns how many entries of `events` were filled.
+    fn wait(&self, events: &mut [libc::epoll_event; MAX_EVENTS]) -> io::Result<usize> {
+        // SAFETY: the kernel writes at most MAX_EVENTS entries into `events`.
+        let n = unsafe { libc::epoll_pwait(self.0.as_raw_fd(), events.as_mut_ptr(), MAX_EVENTS as i32, -1, std::ptr::null()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
 /// The connection requests arrive on.
 enum Conn {
     /// A device, always open. virtio-serial is watched edge-triggered: with no host attached it
@@ -41,8 +96,12 @@ enum Conn {
 }
 
 pub struct Server {
-    poller: Poller,
+    poller: Epoll,
     conn: Conn,
+    /// The interest the connection is registered with (level-triggered connections).
+    conn_interest: u32,
+    /// Where channel reads land; allocated once.
+    read_buf: Box<[u8]>,
     parser: MessageParser,
     out: Vec<u8>,
     out_pos: usize,
@@ -64,33 +123,34 @@ pub enum Exit {
     Error(String),
 }
 
-fn register(poller: &Poller, fd: BorrowedFd, ev: Event, mode: PollMode) -> io::Result<()> {
-    // SAFETY: every registered descriptor is owned by the Server, which deletes it from the
-    // poller before closing it (clients) or outlives the poller (the rest).
-    unsafe { poller.add_with_mode(&fd, ev, mode) }
+/// Every registered descriptor is owned by the Server, which deletes it from the poller before
+/// closing it (clients) or outlives the poller (the rest).
+fn register(poller: &Epoll, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
+    poller.add(fd, events, key)
 }
 
 impl Server {
     pub fn new(channel: Channel, agent: Agent, helper_child: Child, helper_log: File, signals: SignalFd) -> io::Result<Server> {
-        let poller = Poller::new()?;
+        let poller = Epoll::new()?;
         let conn = match channel {
             Channel::Device { file, virtio } => {
-                let mode = if virtio { PollMode::Edge } else { PollMode::Level };
-                register(&poller, file.as_fd(), Event::readable(KEY_CONN), mode)?;
+                register(&poller, file.as_fd(), if virtio { READ | EDGE } else { READ }, KEY_CONN)?;
                 Conn::Device { file, virtio }
             }
             Channel::Listener { socket } => {
-                register(&poller, socket.as_fd(), Event::readable(KEY_LISTENER), PollMode::Level)?;
+                register(&poller, socket.as_fd(), READ, KEY_LISTENER)?;
                 Conn::Socket { listener: socket, client: None }
             }
         };
-        register(&poller, agent.helper.socket().as_fd(), Event::readable(KEY_HELPER), PollMode::Level)?;
+        register(&poller, agent.helper.socket().as_fd(), READ, KEY_HELPER)?;
         nix::fcntl::fcntl(&helper_log, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
-        register(&poller, helper_log.as_fd(), Event::readable(KEY_HELPER_LOG), PollMode::Level)?;
-        register(&poller, signals.as_fd(), Event::readable(KEY_SIGNAL), PollMode::Level)?;
+        register(&poller, helper_log.as_fd(), READ, KEY_HELPER_LOG)?;
+        register(&poller, signals.as_fd(), READ, KEY_SIGNAL)?;
         Ok(Server {
             poller,
             conn,
+            conn_interest: READ,
+            read_buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             parser: MessageParser::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -104,17 +164,15 @@ impl Server {
     }
 
     pub fn run(&mut self) -> Exit {
-        let mut events = Events::new();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         loop {
-            events.clear();
-            if let Err(e) = self.poller.wait(&mut events, None) {
-                if e.kind() == ErrorKind::Interrupted {
-                    continue;
-                }
-                return Exit::Error(format!("poll failed: {e}"));
-            }
-            let keys: Vec<usize> = events.iter().map(|e| e.key).collect();
-            for key in keys {
+            let n = match self.poller.wait(&mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Exit::Error(format!("poll failed: {e}")),
+            };
+            for ev in &events[..n] {
+                let key = ev.u64 as usize;
                 let result = match key {
                     KEY_CONN => self.service_conn(),
                     KEY_LISTENER => self.accept_client(),
@@ -151,10 +209,25 @@ impl Server {
 
     /// Reads and dispatches until the channel has nothing more or output backs up.
     fn read_requests(&mut self) -> Result<(), Exit> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        if self.read_buf.is_empty() {
+            // Called again from within a read (flush_output resuming a device): the buffer is
+            // in use below, so this rare nested read gets its own.
+            return self.read_requests_into(&mut vec![0u8; READ_CHUNK]);
+        }
+        let mut buf = std::mem::take(&mut self.read_buf);
+        let result = self.read_requests_into(&mut buf);
+        self.read_buf = buf;
+        result
+    }
+
+    fn read_requests_into(&mut self, buf: &mut [u8]) -> Result<(), Exit> {
+        // An edge-triggered device must be read until it would block; a level-triggered
+        // descriptor that filled less than the buffer is drained for now (the poller reports
+        // it again if more arrived), which saves a read that would only say so.
+        let level = !matches!(self.conn, Conn::Device { virtio: true, .. });
         while !self.reading_paused {
             let Some(mut file) = self.conn_file() else { return Ok(()) };
-            match file.read(&mut buf) {
+            match file.read(buf) {
                 Ok(0) => {
                     self.peer_gone();
                     return Ok(());
@@ -167,6 +240,9 @@ impl Server {
                     self.flush_output()?;
                     if self.pending_output() > OUTPUT_HIGH_WATER {
                         self.reading_paused = true;
+                    }
+                    if level && n < buf.len() {
+                        return Ok(());
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -239,15 +315,17 @@ impl Server {
     fn update_interest(&mut self) -> Result<(), Exit> {
         let want_write = self.pending_output() > 0;
         let want_read = !self.reading_paused;
+        let wanted = interest(want_read, want_write);
         let result = match &self.conn {
             // Edge-triggered: ask for both always; edges are rare.
-            Conn::Device { file, virtio: true } => {
-                self.poller.modify_with_mode(file, Event::all(KEY_CONN), PollMode::Edge)
-            }
-            Conn::Device { file, virtio: false } => self.poller.modify_with_mode(file, interest(want_read, want_write), PollMode::Level),
-            Conn::Socket { client: Some(c), .. } => self.poller.modify_with_mode(c, interest(want_read, want_write), PollMode::Level),
-            Conn::Socket { client: None, .. } => Ok(()),
+            Conn::Device { file, virtio: true } => self.poller.modify(file.as_fd(), READ | WRITE | EDGE, KEY_CONN),
+            // Level-triggered: only a change of interest needs the kernel.
+            _ if wanted == self.conn_interest => Ok(()),
+            Conn::Device { file, virtio: false } => self.poller.modify(file.as_fd(), wanted, KEY_CONN),
+            Conn::Socket { client: Some(c), .. } => self.poller.modify(c.as_fd(), wanted, KEY_CONN),
+            Conn::Socket { client: None, .. } => return Ok(()),
         };
+        self.conn_interest = wanted;
         result.map_err(|e| Exit::Error(format!("poll registration failed: {e}")))
     }
 
@@ -260,9 +338,9 @@ impl Server {
             Conn::Device { .. } => {}
             Conn::Socket { listener, client } => {
                 if let Some(c) = client.take() {
-                    let _ = self.poller.delete(&c);
+                    let _ = self.poller.delete(c.as_fd());
                 }
-                let _ = self.poller.modify_with_mode(&*listener, Event::readable(KEY_LISTENER), PollMode::Level);
+                let _ = self.poller.modify(listener.as_fd(), READ, KEY_LISTENER);
             }
         }
     }
@@ -292,10 +370,11 @@ impl Server {
         match channel::accept(listener) {
             Ok(Some(fd)) => {
                 let file = File::from(fd);
-                register(&self.poller, file.as_fd(), Event::readable(KEY_CONN), PollMode::Level)
+                register(&self.poller, file.as_fd(), READ, KEY_CONN)
                     .map_err(|e| Exit::Error(format!("poll registration failed: {e}")))?;
+                self.conn_interest = READ;
                 // One client at a time: stop accepting until this one leaves.
-                let _ = self.poller.modify_with_mode(&*listener, Event::none(KEY_LISTENER), PollMode::Level);
+                let _ = self.poller.modify(listener.as_fd(), 0, KEY_LISTENER);
                 *client = Some(file);
                 // Each connection starts with a clean parser.
                 self.parser = MessageParser::new();
@@ -347,7 +426,7 @@ impl Server {
         }
         if eof {
             // A closed pipe polls readable forever: stop watching it.
-            let _ = self.poller.delete(&self.helper_log);
+            let _ = self.poller.delete(self.helper_log.as_fd());
         }
     }
 
@@ -374,11 +453,6 @@ impl Server {
     }
 }
 
-fn interest(read: bool, write: bool) -> Event {
-    match (read, write) {
-        (true, true) => Event::all(KEY_CONN),
-        (true, false) => Event::readable(KEY_CONN),
-        (false, true) => Event::writable(KEY_CONN),
-        (false, false) => Event::none(KEY_CONN),
-    }
+fn interest(read: bool, write: bool) -> u32 {
+    (if read { READ } else { 0 }) | (if write { WRITE } else { 0 })
 }
