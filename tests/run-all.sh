@@ -13,4 +13,5 @@ fi
 
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked
+tests/fuzz/run.sh 20
 python3 tests/vm/run.py --agent target/release/qemu-ga-rs
