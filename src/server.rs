@@ -260,9 +260,7 @@ impl Server {
         let agent = &mut self.agent;
         let out = &mut self.out;
         self.parser.feed(bytes, &mut |message| {
-            if let Some(line) = dispatch::handle(agent, message) {
-                out.extend_from_slice(&line);
-            }
+            dispatch::handle_into(agent, message, out);
         });
     }
 

@@ -181,10 +181,16 @@ impl Lexer {
                 let quote = if self.state == State::DqString { b'"' } else { b'\'' };
                 let room = MAX_TOKEN_SIZE + 1 - self.token.len().min(MAX_TOKEN_SIZE + 1);
                 let rest = &bytes[i..bytes.len().min(i + room)];
-                let n = rest
-                    .iter()
-                    .position(|&b| b == quote || b == b'\\' || !is_string_byte(b))
-                    .unwrap_or(rest.len());
+                // Stops at the quote, a backslash, a control byte or 0xFE/0xFF; the word test
+                // also stops at any byte >= 0x80 and the byte loop sorts those out.
+                let n = super::plain_run(
+                    rest,
+                    |x| {
+                        use super::swar::*;
+                        has_less(x, 0x20) || has_high(x) || has_byte(x, quote) || has_byte(x, b'\\')
+                    },
+                    |b| b == quote || b == b'\\' || !is_string_byte(b),
+                );
                 if n > 0 {
                     self.token.extend_from_slice(&rest[..n]);
                     i += n;

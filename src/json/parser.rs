@@ -156,7 +156,11 @@ fn string(tok: &[u8]) -> Result<Vec<u8>> {
     let mut i = 0;
     while i < body.len() {
         // Copy runs of plain ASCII at once.
-        let run = body[i..].iter().position(|&b| b == b'\\' || b >= 0x80).unwrap_or(body.len() - i);
+        let run = super::plain_run(
+            &body[i..],
+            |x| super::swar::has_high(x) || super::swar::has_byte(x, b'\\'),
+            |b| b == b'\\' || b >= 0x80,
+        );
         out.extend_from_slice(&body[i..i + run]);
         i += run;
         if i >= body.len() {

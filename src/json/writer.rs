@@ -3,6 +3,7 @@
 //! input), `%.17g` floats, and object members in QEMU's QDict hash order.
 
 use super::mutf8;
+use super::swar;
 use super::value::{Dict, Value};
 
 /// Appends the JSON text of `v` to `out`.
@@ -68,7 +69,11 @@ fn write_str(s: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < s.len() {
         // Plain printable ASCII needs no escaping: copy runs of it at once.
-        let run = s[i..].iter().position(|&b| !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\').unwrap_or(s.len() - i);
+        let run = super::plain_run(
+            &s[i..],
+            |x| swar::has_less(x, 0x20) || swar::has_high(x) || swar::has_byte(x, 0x7F) || swar::has_byte(x, b'"') || swar::has_byte(x, b'\\'),
+            |b| !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\',
+        );
         out.extend_from_slice(&s[i..i + run]);
         i += run;
         if i >= s.len() {

@@ -13,6 +13,12 @@ use qga_policy::{decide, Command, Decision};
 /// The bytes to send for one message: nothing (a silent success), or one reply line, prefixed
 /// by 0xFF for guest-sync-delimited.
 pub fn handle(agent: &mut Agent, message: Message) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    handle_into(agent, message, &mut line).then_some(line)
+}
+
+/// [`handle`], appending the reply line (if any) to `out` without a copy; true if it did.
+pub fn handle_into(agent: &mut Agent, message: Message, out: &mut Vec<u8>) -> bool {
     let (id, result) = match message {
         Err(text) => (None, Err(AgentError::Json(text))),
         Ok(Value::Dict(request)) => {
@@ -22,7 +28,7 @@ pub fn handle(agent: &mut Agent, message: Message) -> Option<Vec<u8>> {
         Ok(_) => (None, Err(AgentError::InputNotObject)),
     };
     let (reply, delimit) = match result {
-        Ok(Outcome::Silent) => return None,
+        Ok(Outcome::Silent) => return false,
         Ok(Outcome::Return { value, delimit }) => (Dict::new().with("return", value), delimit),
         Err(e) => {
             let error = Dict::new().with("class", Value::str(e.class().name())).with("desc", Value::Str(e.desc()));
@@ -33,13 +39,12 @@ pub fn handle(agent: &mut Agent, message: Message) -> Option<Vec<u8>> {
         Some(id) => reply.with("id", id),
         None => reply,
     };
-    let mut line = Vec::with_capacity(64);
     if delimit {
-        line.push(0xFF);
+        out.push(0xFF);
     }
-    writer::write(&Value::Dict(reply), &mut line);
-    line.push(b'\n');
-    Some(line)
+    writer::write(&Value::Dict(reply), out);
+    out.push(b'\n');
+    true
 }
 
 /// A successful command's result.

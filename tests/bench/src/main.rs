@@ -342,7 +342,12 @@ fn show(b: &[u8]) -> String {
 
 /// The integer after `"key": ` in a reply (replies are written `"key": value`).
 fn int_after(line: &[u8], key: &[u8]) -> Option<i64> {
-    let at = find(line, key)? + key.len();
+    // A file-read reply is mostly base64: look only at its ends.
+    let tail = line.len().saturating_sub(100);
+    let at = match find(&line[..line.len().min(100)], key) {
+        Some(i) => i,
+        None => tail + find(&line[tail..], key)?,
+    } + key.len();
     let digits: Vec<u8> = line[at..].iter().skip_while(|&&b| b == b':' || b == b' ').take_while(|b| b.is_ascii_digit()).copied().collect();
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
