@@ -27,19 +27,8 @@ pub const MAX_OPEN_HANDLES: usize = 1024;
 /// The first handle of a fresh state file.
 const FIRST_HANDLE: i64 = 1000;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Idle,
-    Reading,
-    Writing,
-}
-
 struct Handle {
     file: File,
-    /// stdio's end-of-file indicator: set by a read that hit the end, cleared by a seek and
-    /// by switching from reading to writing.
-    eof: bool,
-    direction: Direction,
 }
 
 /// The open handles and the persisted handle counter.
@@ -51,8 +40,10 @@ pub struct Handles {
 }
 
 impl Handles {
-    /// Loads the counter from the state file (a missing or unreadable value means 1000).
+    /// Loads the counter from the state file (a missing or unreadable value means 1000) and
+    /// makes room for [`MAX_OPEN_HANDLES`] descriptors.
     pub fn new(state: Option<File>) -> Handles {
+        reserve_descriptors();
         let mut text = String::new();
         let next = match &state {
             Some(f) => {
@@ -77,6 +68,24 @@ impl Handles {
 
     fn find(&mut self, handle: i64) -> Result<&mut Handle, AgentError> {
         self.open.get_mut(&handle).ok_or_else(|| AgentError::command(format!("handle '{handle}' has not been found")))
+    }
+}
+
+/// Descriptors the front needs besides the handles: channel, helper link and log, poll,
+/// signals, state file, and a margin for what a command opens briefly.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the soft RLIMIT_NOFILE (up to the hard limit) so that the handle limit, not the
+/// descriptor limit, is what a client runs into: with the common soft limit of 1024 the front
+/// would otherwise fail opens with EMFILE below 1024 handles and, worse, could no longer
+/// accept the next client. Raising the soft limit needs no privilege.
+fn reserve_descriptors() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = MAX_OPEN_HANDLES as u64 + RESERVED_DESCRIPTORS;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
+        }
     }
 }
 
@@ -129,7 +138,7 @@ pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     if files.persist().is_err() {
         return Err(AgentError::command("failed to commit persistent state to disk"));
     }
-    files.open.insert(handle, Handle { file, eof: false, direction: Direction::Idle });
+    files.open.insert(handle, Handle { file });
     crate::slog!("guest-file-open, handle: {handle}");
     Ok(Value::Int(handle))
 }
@@ -186,31 +195,25 @@ pub fn read(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
             }
         }
     }
-    h.eof |= hit_eof;
-    h.direction = Direction::Reading;
+    // 7.2 reports feof() right after its fread and then calls clearerr(): `eof` says whether
+    // this read hit the end, never an earlier one (a count of 0 reads nothing: false).
     let b64 = base64::engine::general_purpose::STANDARD.encode(&buf);
     Ok(Dict::new()
         .with("count", Value::Int(buf.len() as i64))
         .with("buf-b64", Value::Str(b64.into_bytes()))
-        .with("eof", Value::Bool(h.eof))
+        .with("eof", Value::Bool(hit_eof))
         .into())
 }
 
 pub fn write(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     let handle = args.int("handle")?;
     let h = agent.files.find(handle)?;
-    if h.direction == Direction::Reading {
-        // stdio repositions (and clears end-of-file) when a stream turns from reading to writing.
-        h.eof = false;
-        h.direction = Direction::Idle;
-    }
     let data = decode_base64(args.str("buf-b64")?)?;
     let count = match args.opt_int("count") {
         None => data.len(),
         Some(c) if c >= 0 && c as u64 <= data.len() as u64 => c as usize,
         Some(c) => return Err(AgentError::InvalidValue { value: c, argument: "count" }),
     };
-    h.direction = Direction::Writing;
     let mut done = 0;
     while done < count {
         match h.file.write(&data[done..count]) {
@@ -223,7 +226,8 @@ pub fn write(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
             }
         }
     }
-    Ok(Dict::new().with("count", Value::Int(done as i64)).with("eof", Value::Bool(h.eof)).into())
+    // fwrite never sets the end-of-file indicator and 7.2 clears it after every read: false.
+    Ok(Dict::new().with("count", Value::Int(done as i64)).with("eof", Value::Bool(false)).into())
 }
 
 pub fn seek(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
@@ -239,25 +243,16 @@ pub fn seek(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     // A negative SEEK_SET offset reaches lseek as the same negative off_t: EINVAL, as fseek.
     match h.file.seek(pos) {
         Ok(position) => {
-            h.eof = false;
-            h.direction = Direction::Idle;
             Ok(Dict::new().with("position", Value::Int(position as i64)).with("eof", Value::Bool(false)).into())
         }
-        Err(e) => {
-            if e.raw_os_error() == Some(Errno::ESPIPE as i32) {
-                h.direction = Direction::Idle;
-            }
-            Err(io_error("failed to seek file", &e))
-        }
+        Err(e) => Err(io_error("failed to seek file", &e)),
     }
 }
 
 pub fn flush(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     let handle = args.int("handle")?;
-    let h = agent.files.find(handle)?;
-    // Writes go straight to the file (there is no user-space buffer to flush); what remains
-    // is the state change stdio makes on fflush.
-    h.direction = Direction::Idle;
+    agent.files.find(handle)?;
+    // Writes go straight to the file: there is no user-space buffer to flush.
     Ok(Value::empty_dict())
 }
 

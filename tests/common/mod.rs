@@ -127,6 +127,18 @@ pub fn proc_status(pid: u32) -> Option<HashMap<String, String>> {
     )
 }
 
+/// A size field of /proc/PID/status in KiB (VmRSS, VmHWM, ...); panics if the process is gone.
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = proc_status(pid).unwrap_or_else(|| panic!("process {pid} is gone"));
+    let value = status.get(field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    value.trim_end_matches("kB").trim().parse().unwrap_or_else(|_| panic!("{field}: {value}"))
+}
+
+/// How many descriptors a process has open (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}")).count()
+}
+
 /// (state, ppid) from /proc/PID/stat.
 fn proc_stat(pid: u32) -> Option<(char, u32)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -229,6 +241,7 @@ pub struct Agent {
     pub front_pid: u32,
     pub helper_pid: u32,
     extra: Vec<String>,
+    nofile: Option<u64>,
 }
 
 impl Agent {
@@ -241,7 +254,16 @@ impl Agent {
     pub fn start_in(dir: TempDir, extra: &[&str]) -> Agent {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, front_pid, helper_pid) = launch(dir.path(), &extra);
-        Agent { dir, child: Some(child), front_pid, helper_pid, extra }
+        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: None }
+    }
+
+    /// Starts an agent whose soft RLIMIT_NOFILE is `soft` at start-up (systemd's default
+    /// soft limit is 1024), the hard limit left as it is.
+    pub fn start_with_nofile(extra: &[&str], soft: u64) -> Agent {
+        let dir = TempDir::new();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, front_pid, helper_pid) = launch_with(dir.path(), &extra, Some(soft));
+        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: Some(soft) }
     }
 
     pub fn sock(&self) -> PathBuf {
@@ -279,7 +301,7 @@ impl Agent {
     pub fn restart(&mut self) {
         let status = self.terminate();
         assert!(status.success(), "agent exited with {status} on SIGTERM; stderr:\n{}", self.stderr());
-        let (child, front_pid, helper_pid) = launch(self.dir.path(), &self.extra);
+        let (child, front_pid, helper_pid) = launch_with(self.dir.path(), &self.extra, self.nofile);
         self.child = Some(child);
         self.front_pid = front_pid;
         self.helper_pid = helper_pid;
@@ -363,12 +385,17 @@ pub fn ensure_helper_built() {
 
 /// Starts the front, waits for its socket to accept and for its helper to appear.
 fn launch(dir: &Path, extra: &[String]) -> (Child, u32, u32) {
+    launch_with(dir, extra, None)
+}
+
+/// `launch`, optionally with a soft RLIMIT_NOFILE for the front.
+fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>) -> (Child, u32, u32) {
     ensure_helper_built();
     let sock = dir.join("qga.sock");
     let _ = fs::remove_file(&sock);
     let stderr = File::options().create(true).append(true).open(dir.join("stderr")).expect("stderr file");
-    let mut child = Command::new(FRONT)
-        .args(["-m", "unix-listen", "-p"])
+    let mut cmd = Command::new(FRONT);
+    cmd.args(["-m", "unix-listen", "-p"])
         .arg(&sock)
         .arg("-t")
         .arg(dir)
@@ -377,9 +404,17 @@ fn launch(dir: &Path, extra: &[String]) -> (Child, u32, u32) {
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .expect("spawn qemu-ga-rs");
+        .stderr(Stdio::from(stderr));
+    if let Some(soft) = nofile {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        use std::os::unix::process::CommandExt;
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).map_err(std::io::Error::from));
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn qemu-ga-rs");
     let pid = child.id();
     let deadline = Instant::now() + TIMEOUT;
     // The socket accepts as soon as it listens; the helper is started right after.
