@@ -6,13 +6,13 @@ use crate::channel::{self, Channel};
 use crate::commands::Agent;
 use crate::json::MessageParser;
 use crate::qmp::dispatch;
-use nix::libc;
+use polling::{Event, Events, PollMode, Poller};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use qga_helper::protocol::Reply;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Child;
 
 /// Bytes read from the channel at a time.
@@ -31,58 +31,59 @@ const KEY_HELPER: usize = 2;
 const KEY_HELPER_LOG: usize = 3;
 const KEY_SIGNAL: usize = 4;
 
-/// Interest in readability and writability, as epoll event bits.
-const READ: u32 = libc::EPOLLIN as u32;
-const WRITE: u32 = libc::EPOLLOUT as u32;
-const EDGE: u32 = libc::EPOLLET as u32;
+/// Interest in readability and writability, and edge-triggering, as a small bit set.
+const READ: u32 = 1;
+const WRITE: u32 = 2;
+const EDGE: u32 = 4;
 /// Events taken from the kernel per wait.
 const MAX_EVENTS: usize = 16;
 
-/// A plain epoll instance: one `epoll_pwait` per loop iteration and an `epoll_ctl` only when
-/// interest really changes, so a request costs a wait, a read and a write.
-struct Epoll(OwnedFd);
+/// The poll loop's poller (the `polling` crate) with interest given as [`READ`]/[`WRITE`]/[`EDGE`]
+/// bits; callers change interest only when it really changes.
+struct Epoll(Poller);
 
 impl Epoll {
     fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
-        // owned from here on.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Poller::new().map(Epoll)
     }
 
-    fn ctl(&self, op: i32, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: key as u64 };
-        // SAFETY: `ev` outlives the call; the kernel copies it.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    fn event(bits: u32, key: usize) -> (Event, PollMode) {
+        let ev = match (bits & READ != 0, bits & WRITE != 0) {
+            (true, true) => Event::all(key),
+            (true, false) => Event::readable(key),
+            (false, true) => Event::writable(key),
+            (false, false) => Event::none(key),
+        };
+        (ev, if bits & EDGE != 0 { PollMode::Edge } else { PollMode::Level })
     }
 
-    fn add(&self, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, events, key)
+    fn add(&self, fd: BorrowedFd, bits: u32, key: usize) -> io::Result<()> {
+        let (ev, mode) = Self::event(bits, key);
+        // SAFETY: every registered descriptor is owned by the Server, which deletes it from the
+        // poller before closing it (clients) or outlives the poller (the rest).
+        unsafe { self.0.add_with_mode(&fd, ev, mode) }
     }
 
-    fn modify(&self, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, events, key)
+    fn modify(&self, fd: BorrowedFd, bits: u32, key: usize) -> io::Result<()> {
+        let (ev, mode) = Self::event(bits, key);
+        self.0.modify_with_mode(fd, ev, mode)
     }
 
     fn delete(&self, fd: BorrowedFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+        self.0.delete(fd)
     }
 
-    /// Waits without a timeout; returns how many entries of `events` were filled.
-    fn wait(&self, events: &mut [libc::epoll_event; MAX_EVENTS]) -> io::Result<usize> {
-        // SAFETY: the kernel writes at most MAX_EVENTS entries into `events`.
-        let n = unsafe { libc::epoll_pwait(self.0.as_raw_fd(), events.as_mut_ptr(), MAX_EVENTS as i32, -1, std::ptr::null()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+    /// Waits without a timeout; fills `keys` with the keys of ready sources and returns how
+    /// many there are.
+    fn wait(&self, events: &mut Events, keys: &mut [usize; MAX_EVENTS]) -> io::Result<usize> {
+        events.clear();
+        self.0.wait(events, None)?;
+        let mut n = 0;
+        for ev in events.iter().take(MAX_EVENTS) {
+            keys[n] = ev.key;
+            n += 1;
         }
-        Ok(n as usize)
+        Ok(n)
     }
 }
 
@@ -164,15 +165,16 @@ impl Server {
     }
 
     pub fn run(&mut self) -> Exit {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+        let capacity = std::num::NonZeroUsize::new(MAX_EVENTS).unwrap_or(std::num::NonZeroUsize::MIN);
+        let mut events = Events::with_capacity(capacity);
+        let mut keys = [0usize; MAX_EVENTS];
         loop {
-            let n = match self.poller.wait(&mut events) {
+            let n = match self.poller.wait(&mut events, &mut keys) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Exit::Error(format!("poll failed: {e}")),
             };
-            for ev in &events[..n] {
-                let key = ev.u64 as usize;
+            for &key in &keys[..n] {
                 let result = match key {
                     KEY_CONN => self.service_conn(),
                     KEY_LISTENER => self.accept_client(),
