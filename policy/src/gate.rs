@@ -37,21 +37,6 @@ impl Policy {
     pub fn enabled_commands(&self) -> impl Iterator<Item = Command> + '_ {
         Command::all().filter(|c| self.is_enabled(*c))
     }
-
-    /// Bit `Command::index()` set for each enabled command: a fixed-size form for handing the
-    /// effective policy to the helper.
-    pub fn to_bits(&self) -> u32 {
-        self.enabled_commands().fold(0, |bits, c| bits | (1 << c.index()))
-    }
-
-    /// The inverse of [`Policy::to_bits`]. `None` if a bit beyond the last command is set: the
-    /// peer speaks a different table, and guessing would be failing open.
-    pub fn from_bits(bits: u32) -> Option<Policy> {
-        if bits >> COUNT != 0 {
-            return None;
-        }
-        Some(Policy::only(Command::all().filter(|c| bits & (1 << c.index()) != 0)))
-    }
 }
 
 /// What the gate says about one command.
@@ -91,15 +76,6 @@ mod tests {
     fn frozen_also_overrides_a_disabled_command_with_its_own_reason() {
         let p = Policy::only([Command::Ping]);
         assert_eq!(decide(&p, Command::FileOpen, true), Decision::Frozen);
-    }
-
-    #[test]
-    fn policy_bits_round_trip_and_reject_unknown_bits() {
-        let p = Policy::only([Command::SyncDelimited, Command::Ping, Command::SetVcpus]);
-        assert_eq!(p.to_bits(), 1 | (1 << 2) | (1 << 22));
-        assert_eq!(Policy::from_bits(p.to_bits()), Some(p));
-        assert_eq!(Policy::from_bits(Policy::allow_all().to_bits()), Some(Policy::allow_all()));
-        assert_eq!(Policy::from_bits(1 << COUNT), None);
     }
 
     #[test]
