@@ -56,7 +56,11 @@ fn make_raw(file: &File) -> io::Result<()> {
     t.output_flags = OutputFlags::empty();
     t.local_flags = LocalFlags::empty();
     t.control_flags |= ControlFlags::CREAD | ControlFlags::CLOCAL;
-    termios::cfsetspeed(&mut t, BaudRate::B38400)?;
+    // Both speeds at 38400, as cfsetspeed sets them: on Linux the speed is the CBAUD bits of
+    // c_cflag. Set directly because glibc's cfsetspeed is a versioned symbol that a static
+    // build cannot link.
+    t.control_flags &= !ControlFlags::CBAUD;
+    t.control_flags |= ControlFlags::from_bits_retain(BaudRate::B38400 as nix::libc::tcflag_t);
     t.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
     t.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
     termios::tcflush(file, termios::FlushArg::TCIFLUSH)?;

@@ -5,7 +5,9 @@
 
 use caps::{CapSet, CapsHashSet};
 use nix::sys::resource::{setrlimit, Resource};
-use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid, User};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+
+use super::passwd::{self, Account};
 use std::fmt;
 
 /// The user the front runs as when none is configured and this one exists.
@@ -16,7 +18,7 @@ pub const FALLBACK_USER: &str = "nobody";
 #[derive(Debug)]
 pub enum DemoteError {
     UnknownUser(String),
-    LookupFailed(String, nix::errno::Errno),
+    LookupFailed(String, std::io::Error),
     Step(&'static str, String),
     StillPrivileged(&'static str),
 }
@@ -25,7 +27,7 @@ impl fmt::Display for DemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DemoteError::UnknownUser(u) => write!(f, "unknown user '{u}'"),
-            DemoteError::LookupFailed(u, e) => write!(f, "cannot look up user '{u}': {e}"),
+            DemoteError::LookupFailed(u, e) => write!(f, "cannot look up user '{u}' in {}: {e}", passwd::PASSWD),
             DemoteError::Step(step, e) => write!(f, "{step} failed: {e}"),
             DemoteError::StillPrivileged(what) => write!(f, "demotion check failed: {what}"),
         }
@@ -39,9 +41,10 @@ pub struct Demoted {
     pub gid: u32,
 }
 
-/// Resolves the configured user, or the default choice.
-pub fn resolve_user(configured: Option<&str>) -> Result<User, DemoteError> {
-    let lookup = |name: &str| User::from_name(name).map_err(|e| DemoteError::LookupFailed(name.into(), e));
+/// Resolves the configured user, or the default choice, from `/etc/passwd` (see [`passwd`]).
+pub fn resolve_user(configured: Option<&str>) -> Result<Account, DemoteError> {
+    let path = std::path::Path::new(passwd::PASSWD);
+    let lookup = |name: &str| passwd::lookup_in(path, name).map_err(|e| DemoteError::LookupFailed(name.into(), e));
     match configured {
         Some(name) => lookup(name)?.ok_or_else(|| DemoteError::UnknownUser(name.into())),
         None => match lookup(DEDICATED_USER)? {
@@ -57,7 +60,7 @@ fn step<T, E: fmt::Display>(name: &'static str, r: Result<T, E>) -> Result<T, De
 
 /// Demotes the front. Started as root it becomes `user`; started as anyone else it keeps its
 /// ids and still gives up whatever capabilities it has.
-pub fn demote(user: Option<&User>) -> Result<Demoted, DemoteError> {
+pub fn demote(user: Option<&Account>) -> Result<Demoted, DemoteError> {
     let was_root = Uid::effective().is_root();
     // 1. Empty the bounding set while CAP_SETPCAP is still held, so no later exec (there is
     //    none, but defence in depth) could regain a capability.
@@ -68,9 +71,10 @@ pub fn demote(user: Option<&User>) -> Result<Demoted, DemoteError> {
     let (name, uid, gid) = match (was_root, user) {
         (true, Some(u)) => {
             step("setgroups", setgroups(&[]))?;
-            step("setresgid", setresgid(u.gid, u.gid, u.gid))?;
-            step("setresuid", setresuid(u.uid, u.uid, u.uid))?;
-            (u.name.clone(), u.uid.as_raw(), u.gid.as_raw())
+            let (uid, gid) = (Uid::from_raw(u.uid), Gid::from_raw(u.gid));
+            step("setresgid", setresgid(gid, gid, gid))?;
+            step("setresuid", setresuid(uid, uid, uid))?;
+            (u.name.clone(), u.uid, u.gid)
         }
         _ => (String::from("(unchanged)"), Uid::current().as_raw(), Gid::current().as_raw()),
     };

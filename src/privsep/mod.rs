@@ -3,6 +3,7 @@
 
 pub mod demote;
 pub mod link;
+pub mod passwd;
 pub mod spawn;
 pub mod seccomp;
 pub mod view;
