@@ -7,6 +7,7 @@ use crate::config::{Config, NamedRpc};
 use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
+use qga_helper::placement;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::config::SandboxMode;
 use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
@@ -147,13 +148,21 @@ pub fn run(mut config: Config) -> i32 {
         None
     };
     // 8. The privileged helper, with the policy it re-checks every request against.
-    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy)) {
+    //    Front and helper share one CPU, the one the front runs on now (see placement).
+    let cpu = placement::current_cpu();
+    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu)) {
         Ok(h) => h,
         Err(e) => {
             crate::error!("failed to start the privileged helper: {e}");
             return EXIT_FAILURE;
         }
     };
+
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin_to(cpu) {
+            crate::warning!("cannot keep to CPU {cpu} with the helper: {e}; running unpinned");
+        }
+    }
 
     // 9. Without file commands the front needs no filesystem: give it an empty one.
     if running_as_root && !file_access && config.sandbox != SandboxMode::Off {
@@ -215,13 +224,17 @@ pub fn run(mut config: Config) -> i32 {
     }
 }
 
-fn helper_args(config: &Config, policy: &Policy) -> Vec<OsString> {
+fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>) -> Vec<OsString> {
     let enabled: Vec<&str> =
         policy.enabled_commands().filter(|c| c.spec().process == Process::Helper).map(|c| c.name()).collect();
     let mut args: Vec<OsString> = vec!["--statedir".into(), config.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
     if let Some(hook) = &config.fsfreeze_hook {
         args.push("--fsfreeze-hook".into());
         args.push(hook.clone().into());
+    }
+    if let Some(cpu) = cpu {
+        args.push("--cpu".into());
+        args.push(cpu.to_string().into());
     }
     match config.sandbox {
         SandboxMode::Enforce => {}

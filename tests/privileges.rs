@@ -143,3 +143,28 @@ fn with_file_commands_the_front_keeps_the_real_filesystem() {
     let agent = agent();
     assert!(std::path::Path::new(&format!("/proc/{}/root/etc", agent.front_pid)).is_dir());
 }
+
+/// The CPUs a process may run on, from its `Cpus_allowed_list` ("0-3,6").
+fn allowed_cpus(pid: u32) -> Vec<usize> {
+    let st = proc_status(pid).unwrap_or_else(|| panic!("no status for {pid}"));
+    let mut cpus = Vec::new();
+    for part in field(&st, "Cpus_allowed_list").split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.trim().parse::<usize>().unwrap()..=b.trim().parse::<usize>().unwrap());
+    }
+    cpus
+}
+
+#[test]
+fn front_and_helper_share_one_cpu_and_the_launcher_keeps_the_original_affinity() {
+    let agent = agent();
+    let original = allowed_cpus(std::process::id());
+    assert!(original.len() >= 2, "needs a machine with at least 2 CPUs to prove anything; allowed here: {original:?}");
+    let front = allowed_cpus(agent.front_pid);
+    assert_eq!(front.len(), 1, "the front is kept to one CPU: {front:?}");
+    assert!(original.contains(&front[0]), "the front's CPU {front:?} is one it was allowed");
+    assert_eq!(allowed_cpus(agent.helper_pid), front, "the helper joins the front's CPU");
+    let launcher = children_of(agent.helper_pid);
+    assert_eq!(launcher.len(), 1, "the helper has exactly one child, its launcher: {launcher:?}");
+    assert_eq!(allowed_cpus(launcher[0]), original, "programs the launcher runs keep the agent's original affinity");
+}

@@ -30,6 +30,8 @@ pub struct Args {
     pub hook_timeout: Duration,
     /// The seccomp filter: enforced unless `--seccomp=log` or `--no-sandbox` is given.
     pub sandbox: Sandbox,
+    /// The CPU the front runs on, which the helper joins (see [`crate::placement`]).
+    pub cpu: Option<usize>,
 }
 
 /// The switches that weaken the sandbox, as the front passes them.
@@ -49,6 +51,7 @@ pub enum ArgsError {
     NotAHelperCommand(String),
     DuplicateCommand(String),
     BadTimeout(String),
+    BadCpu(String),
 }
 
 impl std::fmt::Display for ArgsError {
@@ -63,6 +66,7 @@ impl std::fmt::Display for ArgsError {
             ArgsError::UnknownCommand(c) => write!(f, "unknown command '{c}' in --enabled"),
             ArgsError::NotAHelperCommand(c) => write!(f, "command '{c}' in --enabled is not run by the helper"),
             ArgsError::DuplicateCommand(c) => write!(f, "command '{c}' appears twice in --enabled"),
+            ArgsError::BadCpu(v) => write!(f, "--cpu '{v}' is not a CPU number"),
             ArgsError::BadTimeout(v) => {
                 write!(f, "--hook-timeout '{v}' is not a number of seconds in 1..={MAX_HOOK_TIMEOUT_SECS}")
             }
@@ -79,6 +83,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut hook: Option<PathBuf> = None;
     let mut timeout: Option<Duration> = None;
     let mut sandbox: Option<Sandbox> = None;
+    let mut cpu: Option<usize> = None;
 
     let mut it = args.into_iter();
     while let Some(opt) = it.next() {
@@ -100,6 +105,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
                 let v = value(&mut it, "--hook-timeout")?.into_string().map_err(|_| ArgsError::NotUtf8("--hook-timeout"))?;
                 set_once(&mut timeout, parse_timeout(&v)?, "--hook-timeout")?;
             }
+            "--cpu" => {
+                let v = value(&mut it, "--cpu")?.into_string().map_err(|_| ArgsError::NotUtf8("--cpu"))?;
+                set_once(&mut cpu, parse_cpu(&v)?, "--cpu")?;
+            }
             SECCOMP_LOG => set_once(&mut sandbox, Sandbox::Log, "--seccomp=log/--no-sandbox")?,
             NO_SANDBOX => set_once(&mut sandbox, Sandbox::Off, "--seccomp=log/--no-sandbox")?,
             _ => return Err(ArgsError::UnknownOption(opt)),
@@ -112,7 +121,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
         hook,
         hook_timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
         sandbox: sandbox.unwrap_or(Sandbox::Enforce),
+        cpu,
     })
+}
+
+/// A CPU number: decimal digits only, below the affinity mask's size.
+fn parse_cpu(v: &str) -> Result<usize, ArgsError> {
+    let bad = || ArgsError::BadCpu(v.to_owned());
+    if v.is_empty() || v.len() > 5 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let cpu: usize = v.parse().map_err(|_| bad())?;
+    if crate::placement::is_valid_cpu(cpu) {
+        Ok(cpu)
+    } else {
+        Err(bad())
+    }
 }
 
 fn value(it: &mut impl Iterator<Item = OsString>, opt: &'static str) -> Result<OsString, ArgsError> {
@@ -173,6 +197,20 @@ mod tests {
 
     fn p(a: &[&str]) -> Result<Args, ArgsError> {
         parse(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn cpu_is_a_decimal_number_within_the_affinity_mask() {
+        let base = ["--statedir", "/run", "--enabled", ""];
+        let with = |extra: &[&str]| p(&[&base[..], extra].concat());
+        assert_eq!(with(&[]).unwrap().cpu, None);
+        assert_eq!(with(&["--cpu", "0"]).unwrap().cpu, Some(0));
+        assert_eq!(with(&["--cpu", "17"]).unwrap().cpu, Some(17));
+        for bad in ["", "-1", "+1", "1x", "0x1", " 1", "1048576", "99999999999999999999"] {
+            assert!(matches!(with(&["--cpu", bad]), Err(ArgsError::BadCpu(_))), "{bad:?}");
+        }
+        assert!(matches!(with(&["--cpu"]), Err(ArgsError::MissingValue("--cpu"))));
+        assert!(matches!(with(&["--cpu", "1", "--cpu", "1"]), Err(ArgsError::Duplicate("--cpu"))));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod hook;
 pub mod launcher;
 pub mod log;
 pub mod mounts;
+pub mod placement;
 pub mod power;
 pub mod protocol;
 pub mod seccomp;

@@ -1,8 +1,8 @@
 //! qemu-ga-rs-helper: the privileged half of qemu-ga-rs. The front starts it as root with
 //! stdin/stdout on /dev/null, stderr on its log pipe and fd 3 on the request socketpair.
 //! Start-up order matters: parse argv, ignore the signals the front handles, fork the launcher
-//! (full root, before anything is dropped), drop privileges, apply the seccomp filter, then
-//! serve. The launcher is forked before the filter so that it, and what it runs, is not under it.
+//! (full root, before anything is dropped), join the front's CPU, drop privileges, apply the
+//! seccomp filter, then serve. The launcher is forked before the filter so that it, and what it runs, is not under it.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -17,7 +17,7 @@ use qga_helper::launcher::{self, Launcher};
 use qga_helper::seccomp::{self, Sandbox};
 use qga_helper::serve::{self, exit, Server};
 use qga_helper::system::System;
-use qga_helper::{args, freeze, log, REQUEST_FD};
+use qga_helper::{args, freeze, log, placement, REQUEST_FD};
 
 fn main() {
     std::process::exit(start());
@@ -28,7 +28,7 @@ fn start() -> i32 {
         Ok(a) => a,
         Err(e) => {
             log!("{e}");
-            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--seccomp=log | --no-sandbox]");
+            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--cpu N] [--seccomp=log | --no-sandbox]");
             return exit::USAGE;
         }
     };
@@ -56,6 +56,14 @@ fn start() -> i32 {
             return exit::FAILURE;
         }
     };
+
+    // After the launcher is forked (what it runs keeps the original affinity), while the
+    // affinity can still be changed without a system call the filter would have to allow.
+    if let Some(cpu) = args.cpu {
+        if let Err(e) = placement::pin_to(cpu) {
+            log!("cannot join the front on CPU {cpu}: {}; running unpinned", e.desc());
+        }
+    }
 
     match demote() {
         Ok(Demoted::Reduced(kept)) => log!("privileges reduced to {kept:?}"),

@@ -1,4 +1,5 @@
-//! guest-fsfreeze-status (front), guest-fsfreeze-freeze/-thaw and guest-fstrim (helper).
+//! guest-fsfreeze-status (the front answers, with the helper's state), guest-fsfreeze-freeze/-thaw
+//! and guest-fstrim (helper).
 //! The front's frozen flag mirrors the helper's state after every reply; it drives the gate
 //! and keeps the log away from frozen filesystems.
 
@@ -10,8 +11,16 @@ use crate::qmp::AgentError;
 use qga_helper::protocol::{Reply, Request, TrimResult};
 use std::io::Write;
 
-pub fn status(agent: &Agent) -> Value {
-    Value::str(if agent.frozen { "frozen" } else { "thawed" })
+/// The freeze state is the helper's: it froze the filesystems and alone can thaw them. The
+/// front asks it rather than trusting its own mirror, and the mirror follows the answer.
+pub fn status(agent: &mut Agent) -> Result<Value, AgentError> {
+    let reply = agent.helper.call(&Request::FreezeStatus)?;
+    let frozen = expect(reply, |r| match r {
+        Reply::FreezeState { frozen } => Some(frozen),
+        _ => None,
+    })?;
+    agent.set_frozen(frozen);
+    Ok(Value::str(if frozen { "frozen" } else { "thawed" }))
 }
 
 pub fn freeze(agent: &mut Agent) -> Result<Value, AgentError> {

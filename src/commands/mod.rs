@@ -59,7 +59,7 @@ pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, Ag
         Command::FileWrite => file::write(agent, args),
         Command::FileSeek => file::seek(agent, args),
         Command::FileFlush => file::flush(agent, args),
-        Command::FsfreezeStatus => Ok(fsfreeze::status(agent)),
+        Command::FsfreezeStatus => fsfreeze::status(agent),
         Command::FsfreezeFreeze => fsfreeze::freeze(agent),
         Command::FsfreezeThaw => fsfreeze::thaw(agent),
         Command::Fstrim => fsfreeze::trim(agent, args),
