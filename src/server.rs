@@ -22,6 +22,9 @@ const OUTPUT_HIGH_WATER: usize = 4 << 20;
 /// ...and start again once they drained below this.
 const OUTPUT_LOW_WATER: usize = 1 << 20;
 
+/// The reply buffer's capacity kept between replies.
+const OUTPUT_KEEP: usize = 2 << 20;
+
 /// How long the helper may take to thaw and confirm quitting on SIGTERM.
 const QUIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -306,7 +309,9 @@ impl Server {
     fn discard_output(&mut self) {
         self.out.clear();
         self.out_pos = 0;
-        if self.out.capacity() > (1 << 20) {
+        // Keep room for a 1 MiB read's reply (about 1.4 MB of base64), so reading a file in
+        // such pieces reuses one buffer; let anything bigger go.
+        if self.out.capacity() > OUTPUT_KEEP {
             self.out.shrink_to(1 << 16);
         }
     }

@@ -31,9 +31,23 @@ pub fn listen_vsock(addr: &str) -> io::Result<OwnedFd> {
 /// Accepts one client, non-blocking. `Ok(None)` when there is none after all.
 pub fn accept(listener: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
-        // SAFETY: accept4 returned a new descriptor that nothing else owns.
-        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+        Ok(fd) => {
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            widen_send_buffer(&fd);
+            Ok(Some(fd))
+        }
         Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::ECONNABORTED) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What a client's send buffer is asked to hold; the kernel caps it at net.core.wmem_max.
+const CLIENT_SEND_BUFFER: usize = 4 << 20;
+
+/// A guest-file-read reply can be 64 MiB. With the default send buffer (about 200 KiB) each
+/// reply goes out in many small pieces, each costing the agent a wait for the client to
+/// read; a larger buffer cuts those round trips. Best effort: the default still works.
+fn widen_send_buffer(fd: &OwnedFd) {
+    let _ = socket::setsockopt(fd, socket::sockopt::SndBuf, &CLIENT_SEND_BUFFER);
 }

@@ -14,6 +14,10 @@ pub enum Value {
     /// A JSON number with a fraction or exponent, or an integer out of 64-bit range.
     Float(f64),
     Str(Vec<u8>),
+    /// Bytes written as a JSON string of their standard base64 encoding (guest-file-read's
+    /// `buf-b64`). Kept raw so the writer encodes straight into the reply: no intermediate
+    /// string, and nothing to escape. Never produced by the parser.
+    Base64(Vec<u8>),
     List(Vec<Value>),
     Dict(Dict),
 }

@@ -16,6 +16,7 @@ pub fn write(v: &Value, out: &mut Vec<u8>) {
         Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(format_g17(*f).as_bytes()),
         Value::Str(s) => write_str(s, out),
+        Value::Base64(b) => write_base64(b, out),
         Value::List(l) => {
             out.push(b'[');
             for (i, item) in l.iter().enumerate() {
@@ -102,6 +103,20 @@ fn write_str(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// The base64 alphabet and padding are printable ASCII other than `"` and `\\`: the encoding
+/// goes into `out` as it is.
+fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine as _;
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or(usize::MAX);
+    out.reserve(len.saturating_add(2));
+    out.push(b'"');
+    let start = out.len();
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
 fn push_u(out: &mut Vec<u8>, cp: u32) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.extend_from_slice(b"\\u");
@@ -142,6 +157,19 @@ fn strip_zeros(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_values_are_written_as_padded_standard_base64_strings() {
+        assert_eq!(text(&Value::Base64(Vec::new())), "\"\"");
+        assert_eq!(text(&Value::Base64(b"f".to_vec())), "\"Zg==\"");
+        assert_eq!(text(&Value::Base64(b"fo".to_vec())), "\"Zm8=\"");
+        assert_eq!(text(&Value::Base64(b"foo".to_vec())), "\"Zm9v\"");
+        assert_eq!(text(&Value::Base64(vec![0xFB, 0xFF, 0xBF])), "\"+/+/\"");
+        let all: Vec<u8> = (0..=255).collect();
+        let d = Dict::new().with("buf-b64", Value::Base64(all.clone()));
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &all);
+        assert_eq!(text(&d.into()), format!("{{\"buf-b64\": \"{encoded}\"}}"));
+    }
 
     fn text(v: &Value) -> String {
         let mut out = Vec::new();

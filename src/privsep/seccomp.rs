@@ -83,6 +83,11 @@ const ALWAYS: &[Allowed] = &[
         &[arg_eq(1, libc::SOL_SOCKET as u64), arg_eq(2, libc::SO_RCVTIMEO as u64)],
         "bounding the wait for the helper's answer on quit",
     ),
+    allow_if(
+        libc::SYS_setsockopt,
+        &[arg_eq(1, libc::SOL_SOCKET as u64), arg_eq(2, libc::SO_SNDBUF as u64)],
+        "unix-listen / vsock-listen: a larger send buffer on each client (bulk replies)",
+    ),
     // Memory (never executable).
     allow(libc::SYS_brk, "allocator"),
     allow_if(libc::SYS_mmap, &[arg_masked(2, NO_EXEC, 0)], "allocator (large blocks); never executable"),

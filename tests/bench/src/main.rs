@@ -165,6 +165,44 @@ fn start(cfg: &Config, kind: Kind, dir: &Path) -> (Agent, Conn, Duration) {
     (agent, conn, startup)
 }
 
+/// The hidden mode in which the bench is its own floor: a process that answers every line
+/// with guest-ping's reply and does nothing else.
+const ECHO_FLAG: &str = "--echo-floor";
+
+fn echo_server(sock: &Path) {
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind echo socket");
+    let (mut s, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 64 * KIB];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+            if s.write_all(b"{\"return\": {}}\n").is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// guest-ping-shaped exchanges with a bare echo process: what the machine's wake-ups and
+/// socket cost before any agent does any work.
+fn measure_floor(cfg: &Config, dir: &Path) -> Vec<f64> {
+    let sock = dir.join("floor.sock");
+    let _ = std::fs::remove_file(&sock);
+    let exe = std::env::current_exe().expect("own path");
+    let child = Command::new(exe).arg(ECHO_FLAG).arg(&sock).stdin(Stdio::null()).spawn().expect("start echo process");
+    let mut agent = Agent { kind: Kind::Rs, child, sock };
+    let mut conn = connect_when_ready(&mut agent, Duration::from_secs(10));
+    let ping = b"{\"execute\":\"guest-ping\"}\n";
+    timed_loop(&mut conn, ping, 200, b"\"return\"");
+    let (lat, _) = timed_loop(&mut conn, ping, cfg.cpu_pings, b"\"return\"");
+    drop(conn);
+    let _ = agent.child.wait();
+    lat
+}
+
 fn connect_when_ready(agent: &mut Agent, limit: Duration) -> Conn {
     let t0 = Instant::now();
     loop {
@@ -638,6 +676,11 @@ struct Row {
 }
 
 fn main() {
+    if let Some(pos) = std::env::args().position(|a| a == ECHO_FLAG) {
+        let sock = std::env::args().nth(pos + 1).unwrap_or_else(|| usage());
+        echo_server(Path::new(&sock));
+        return;
+    }
     let cfg = parse_args();
     assert!(cfg.agent.exists(), "{} not built (cargo build --release --workspace)", cfg.agent.display());
     let dir = std::env::temp_dir().join(format!("qga-bench-{}", std::process::id()));
@@ -663,6 +706,7 @@ fn main() {
         if cfg.quick { " (quick)" } else { "" }
     );
     let mut rounds: HashMap<Kind, Vec<Round>> = HashMap::new();
+    let mut floor: Vec<f64> = Vec::new();
     let t0 = Instant::now();
     for round in 0..if cfg.callgrind_only { 0 } else { cfg.rounds } {
         for &k in &kinds {
@@ -671,6 +715,7 @@ fn main() {
             eprintln!("  round {} {:<10} {:.1}s", round + 1, k.name(), t.elapsed().as_secs_f64());
             rounds.entry(k).or_default().push(r);
         }
+        floor.extend(measure_floor(&cfg, &dir));
     }
     let mut ir = HashMap::new();
     if cfg.callgrind {
@@ -693,10 +738,10 @@ fn main() {
         }
         return;
     }
-    report(&cfg, &kinds, &rounds, &ir);
+    report(&cfg, &kinds, &rounds, &ir, &floor);
 }
 
-fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: &HashMap<Kind, f64>) {
+fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: &HashMap<Kind, f64>, floor: &[f64]) {
     let agg = |k: Kind, f: &dyn Fn(&Round) -> f64| -> f64 {
         let mut v: Vec<f64> = rounds[&k].iter().map(f).collect();
         median(&mut v)
@@ -796,6 +841,22 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
         added * 1e6,
         if added < 20e-6 { "met" } else { "NOT met" }
     );
+    if !floor.is_empty() {
+        let f50 = pct(floor, 0.5);
+        let _ = writeln!(
+            out,
+            "machine floor: a bare echo process answering guest-ping's reply on the same kind of socket, p50 {:.1} µs{}",
+            f50 * 1e6,
+            if has_ref {
+                format!(
+                    " ({:.2} of qemu-ga's guest-ping p50: no agent can show a lower ping ratio on this machine)",
+                    f50 / pct(&pooled(Kind::Ref, "guest-ping"), 0.5)
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     let share: Vec<f64> = kinds.iter().flat_map(|&k| rounds[&k].iter().flat_map(|r| r.client_share.iter().copied())).collect();
     let max_share = share.iter().copied().fold(0.0, f64::max);
     let _ = writeln!(out, "client CPU share during throughput tests: max {:.0}% of one core", max_share * 100.0);
