@@ -2,6 +2,7 @@
 //! the poll loop and start-up. The `qemu-ga-rs` binary is a thin `main` over it; fuzz
 //! targets and benchmarks use the same code.
 
+pub mod alloc_tuning;
 pub mod channel;
 pub mod cli;
 pub mod commands;

@@ -55,6 +55,7 @@ pub fn run(mut config: Config) -> i32 {
             *path = abs;
         }
     }
+    crate::alloc_tuning::apply();
     // 1. The policy, before anything else: never start with one not fully understood.
     let effective = match effective_policy(&config, None) {
         Ok(e) => e,

@@ -1,6 +1,7 @@
 //! QEMU's JSON dialect: the byte-stream lexer, the message streamer with 7.2's limits, the
 //! parser, the value model and the writer.
 
+pub mod base64_out;
 pub mod lexer;
 pub mod mutf8;
 pub mod parser;

@@ -2,6 +2,7 @@
 //! output with uppercase `\uXXXX` escapes (surrogate pairs beyond the BMP, U+FFFD for invalid
 //! input), `%.17g` floats, and object members in QEMU's QDict hash order.
 
+use super::base64_out;
 use super::mutf8;
 use super::swar;
 use super::value::{Dict, Value};
@@ -106,14 +107,9 @@ fn write_str(s: &[u8], out: &mut Vec<u8>) {
 /// The base64 alphabet and padding are printable ASCII other than `"` and `\\`: the encoding
 /// goes into `out` as it is.
 fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
-    use base64::Engine as _;
-    let len = base64::encoded_len(bytes.len(), true).unwrap_or(usize::MAX);
-    out.reserve(len.saturating_add(2));
+    out.reserve(base64_out::encoded_len(bytes.len()).saturating_add(2));
     out.push(b'"');
-    let start = out.len();
-    out.resize(start + len, 0);
-    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
-    out.truncate(start + written);
+    base64_out::encode_into(bytes, out);
     out.push(b'"');
 }
 
