@@ -654,13 +654,16 @@ fn callgrind(cfg: &Config, kind: Kind, dir: &Path) -> Result<f64, String> {
         let ping = b"{\"execute\":\"guest-ping\"}\n";
         timed_loop(&mut conn, ping, 100 + pings, b"\"return\"");
         drop(conn);
+        // qemu-ga under valgrind loses a SIGTERM that arrives while it handles the client's
+        // disconnect (it then never exits, is killed and writes no profile): let it settle.
+        std::thread::sleep(Duration::from_secs(1));
         stop(agent);
         let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         let ir = text
             .lines()
             .find_map(|l| l.strip_prefix("summary: ").or_else(|| l.strip_prefix("totals: ")))
             .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .ok_or("no totals in the callgrind output")?;
+            .ok_or_else(|| format!("no totals in {} ({} bytes; run {i})", out.display(), text.len()))?;
         totals.push(ir);
     }
     Ok((totals[1] - totals[0]) * 10_000.0 / n as f64)
