@@ -886,7 +886,7 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
             let cpu_ref = agg(Kind::Ref, &|r| r.cpu_10k_pings);
             let _ = writeln!(
                 out,
-                "lowest ratios any agent could show on this machine (floor / qemu-ga): guest-ping p50 {:.2}, guest-info p50 {:.2}, CPU per 10,000 pings {:.2}",
+                "lowest ratios an agent that sleeps between requests could show here (floor / qemu-ga): guest-ping p50 {:.2}, guest-info p50 {:.2}, CPU per 10,000 pings {:.2}",
                 f50 / ping_ref,
                 f50 / info_ref,
                 fcpu / cpu_ref
