@@ -165,6 +165,42 @@ fn start(cfg: &Config, kind: Kind, dir: &Path) -> (Agent, Conn, Duration) {
     (agent, conn, startup)
 }
 
+/// The helper round trip without a client: the front's own spawn and link code starts the
+/// helper beside the agent binary exactly as the front does (joined on this process's CPU,
+/// sandboxed), and times FreezeStatus calls. Returns the p50 in seconds.
+fn direct_helper_round_trip(cfg: &Config, dir: &Path) -> Result<f64, String> {
+    use qemu_ga_rs::privsep::{link::HelperLink, spawn};
+    use qga_helper::{placement, protocol::Request};
+    let helper = cfg.agent.with_file_name(qga_helper::HELPER_BINARY);
+    let state = dir.join("direct-state");
+    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+    let cpu = placement::current_cpu().ok_or("no current CPU")?;
+    let args: Vec<std::ffi::OsString> =
+        vec!["--statedir".into(), state.into(), "--enabled".into(), "".into(), "--cpu".into(), cpu.to_string().into()];
+    // Pinned in a child thread only, so the bench's own placement is left alone.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            placement::pin_to(cpu).map_err(|e| e.to_string())?;
+            let h = spawn::spawn(&helper, &args).map_err(|e| e.to_string())?;
+            let mut child = h.child;
+            let mut link = HelperLink::new(h.socket);
+            let mut lat = Vec::with_capacity(10_000);
+            for i in 0..11_000 {
+                let t = Instant::now();
+                link.call(&Request::FreezeStatus).map_err(|_| "helper call failed".to_string())?;
+                if i >= 1_000 {
+                    lat.push(t.elapsed().as_secs_f64());
+                }
+            }
+            let _ = link.call(&Request::Quit);
+            let _ = child.wait();
+            Ok(pct(&lat, 0.5))
+        })
+        .join()
+        .map_err(|_| "round-trip thread panicked".to_string())?
+    })
+}
+
 /// The hidden mode in which the bench is its own floor: a process that answers every line
 /// with guest-ping's reply and does nothing else.
 const ECHO_FLAG: &str = "--echo-floor";
@@ -759,6 +795,17 @@ fn main() {
         }
         floor.push(measure_floor(&cfg, &dir));
     }
+    let direct = if cfg.callgrind_only {
+        None
+    } else {
+        match direct_helper_round_trip(&cfg, &dir) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("  direct helper round trip: {e}");
+                None
+            }
+        }
+    };
     let mut ir = HashMap::new();
     if cfg.callgrind {
         for &k in &kinds {
@@ -780,10 +827,10 @@ fn main() {
         }
         return;
     }
-    report(&cfg, &kinds, &rounds, &ir, &floor);
+    report(&cfg, &kinds, &rounds, &ir, &floor, direct);
 }
 
-fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: &HashMap<Kind, f64>, floor: &[Floor]) {
+fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: &HashMap<Kind, f64>, floor: &[Floor], direct: Option<f64>) {
     let agg = |k: Kind, f: &dyn Fn(&Round) -> f64| -> f64 {
         let mut v: Vec<f64> = rounds[&k].iter().map(f).collect();
         median(&mut v)
@@ -887,6 +934,13 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
         added * 1e6,
         if added < 20e-6 { "met" } else { "NOT met" }
     );
+    if let Some(d) = direct {
+        let _ = writeln!(
+            out,
+            "helper round trip measured directly (the front's link calling FreezeStatus 10,000 times, no client): p50 {:.1} µs",
+            d * 1e6
+        );
+    }
     if !floor.is_empty() {
         let lat: Vec<f64> = floor.iter().flat_map(|f| f.lat.iter().copied()).collect();
         let mut cpu: Vec<f64> = floor.iter().map(|f| f.cpu_10k).collect();
