@@ -125,11 +125,16 @@ impl<O: Operations> Server<O> {
                 }
             },
             Request::Thaw => {
+                let was_frozen = self.frozen;
                 let t = self.ops.thaw();
                 self.frozen = self.frozen && t.still_frozen;
                 match t.result {
                     Ok(count) => {
-                        log!("thawed {count} filesystem(s)");
+                        // The front logs every thaw call; a thaw that changed nothing adds no
+                        // line of its own.
+                        if count > 0 || was_frozen {
+                            log!("thawed {count} filesystem(s)");
+                        }
                         Reply::FreezeCount { count, frozen: self.frozen }
                     }
                     Err(e) => {
