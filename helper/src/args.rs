@@ -128,7 +128,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
 /// A CPU number: decimal digits only, below the affinity mask's size.
 fn parse_cpu(v: &str) -> Result<usize, ArgsError> {
     let bad = || ArgsError::BadCpu(v.to_owned());
-    if v.is_empty() || v.len() > 5 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     let cpu: usize = v.parse().map_err(|_| bad())?;

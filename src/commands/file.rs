@@ -305,14 +305,7 @@ mod tests {
         // Every canonical encoding of lengths 0..64, plus inputs only the exact path takes.
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for len in 0..64usize {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let bytes = crate::test_support::pseudo_random_bytes(&mut state, len);
             let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
             assert_eq!(decode_base64(text.as_bytes()).unwrap(), bytes);
             assert_eq!(decode_base64_like_glib(text.as_bytes()).unwrap(), bytes);

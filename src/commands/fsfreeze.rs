@@ -49,10 +49,9 @@ pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
         _ => None,
     });
     if count.is_err() {
-        // A failed thaw hook still leaves the filesystems thawed: follow the helper's state.
-        if let Ok(Reply::FreezeState { frozen }) = agent.helper.call(&Request::FreezeStatus) {
-            agent.set_frozen(frozen);
-        }
+        // A failed thaw hook still leaves the filesystems thawed: follow the helper's state
+        // (status updates the mirror; its answer itself is not needed here).
+        let _ = status(agent);
     }
     let count = count?;
     agent.set_frozen(false);

@@ -25,6 +25,17 @@ fn eight(x: u64) -> [u8; 8] {
     [a, b, c, d, e, f, g, h]
 }
 
+/// Four characters for a group of one to three bytes, padded with `=`.
+fn last_group(bytes: &[u8]) -> [u8; 4] {
+    let v = bytes.iter().fold(0usize, |v, &b| v << 8 | b as usize) << (8 * (3 - bytes.len()));
+    let c = |shift: usize| ALPHABET[(v >> shift) & 63];
+    match bytes.len() {
+        1 => [c(18), c(12), b'=', b'='],
+        2 => [c(18), c(12), c(6), b'='],
+        _ => [c(18), c(12), c(6), c(0)],
+    }
+}
+
 /// The encoded length of `n` bytes, padding included.
 pub fn encoded_len(n: usize) -> usize {
     n.div_ceil(3) * 4
@@ -46,37 +57,17 @@ pub fn encode_into(input: &[u8], out: &mut Vec<u8>) {
             d.write(c);
         }
     }
-    // At most five bytes remain: one whole group of three, then one or two bytes padded.
-    let mut tail_chars = [0u8; 8];
-    let (group, tail) = if rest.len() >= 3 { rest.split_at(3) } else { rest.split_at(0) };
-    let mut n = 0;
-    if let [x, y, z] = *group {
-        let v = (x as usize) << 16 | (y as usize) << 8 | z as usize;
-        let (p, q) = (PAIRS[v >> 12], PAIRS[v & 4095]);
-        tail_chars[..4].copy_from_slice(&[p[0], p[1], q[0], q[1]]);
-        n = 4;
-    }
-    match *tail {
-        [x] => {
-            let v = (x as usize) << 4;
-            tail_chars[n..n + 4].copy_from_slice(&[ALPHABET[v >> 6], ALPHABET[v & 63], b'=', b'=']);
-            n += 4;
+    // At most five bytes remain: each group of up to three becomes four characters.
+    debug_assert_eq!(rest_out.len(), rest.len().div_ceil(3) * 4);
+    for (chunk, o) in rest.chunks(3).zip(rest_out.chunks_exact_mut(4)) {
+        for (d, c) in o.iter_mut().zip(last_group(chunk)) {
+            d.write(c);
         }
-        [x, y] => {
-            let v = ((x as usize) << 8 | y as usize) << 2;
-            tail_chars[n..n + 4].copy_from_slice(&[ALPHABET[v >> 12], ALPHABET[(v >> 6) & 63], ALPHABET[v & 63], b'=']);
-            n += 4;
-        }
-        _ => {}
     }
-    for (d, &c) in rest_out.iter_mut().zip(&tail_chars[..n]) {
-        d.write(c);
-    }
-    debug_assert_eq!(rest_out.len(), n);
     // SAFETY: the loops above wrote every one of the `len` bytes after `start`: `whole`
-    // blocks of eight, then the `n` == `rest_out.len()` tail characters (rest.len() < 6
-    // input bytes encode to exactly 0, 4 or 8 characters), and `len` <= capacity - start
-    // after the reserve.
+    // blocks of eight, then four characters for each group of the remaining bytes, which is
+    // exactly `rest_out` (`len` is encoded_len of the whole input); and `len` <=
+    // capacity - start after the reserve.
     unsafe { out.set_len(start + len) };
 }
 
@@ -89,14 +80,7 @@ mod tests {
     fn matches_the_standard_padded_encoding_for_every_length_and_byte() {
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         for len in 0..200usize {
-            let input: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let input = crate::test_support::pseudo_random_bytes(&mut state, len);
             let mut out = b"prefix".to_vec();
             encode_into(&input, &mut out);
             let expected = base64::engine::general_purpose::STANDARD.encode(&input);

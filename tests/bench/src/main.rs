@@ -493,6 +493,21 @@ fn timed_loop(conn: &mut Conn, req: &[u8], n: usize, check: &[u8]) -> (Vec<f64>,
 /// Start-up samples per agent per round.
 const STARTS_PER_ROUND: usize = 5;
 
+/// `n` times a ping then `req` (whose reply must start with `expect`); the latencies of both.
+fn alternate_with_pings(conn: &mut Conn, ping: &[u8], req: &[u8], expect: &[u8], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut pings, mut reqs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        conn.call(ping);
+        pings.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let line = conn.call(req);
+        assert!(line.starts_with(expect), "{}: {}", show(req), show(line));
+        reqs.push(t.elapsed().as_secs_f64());
+    }
+    (pings, reqs)
+}
+
 fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read_file: &Path) -> Round {
     let mut r = Round::default();
     // Start-up alone, a few times (one sample per round was at the mercy of one slow exec);
@@ -567,28 +582,8 @@ fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read_file: &Pat
     let thaw = b"{\"execute\":\"guest-fsfreeze-thaw\"}\n";
     // Two separate alternations, so that the thaw's own work (FITHAW on every mount, its log
     // line) does not spill into the samples of the side-effect-free round trip.
-    let mut pings_s = Vec::new();
-    let mut statuses = Vec::new();
-    for _ in 0..cfg.thaws {
-        let t = Instant::now();
-        conn.call(ping);
-        pings_s.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let line = conn.call(status_req);
-        assert!(line.starts_with(b"{\"return\": \"thawed\"}"), "status: {}", show(line));
-        statuses.push(t.elapsed().as_secs_f64());
-    }
-    let mut pings = Vec::new();
-    let mut thaws = Vec::new();
-    for _ in 0..cfg.thaws {
-        let t = Instant::now();
-        conn.call(ping);
-        pings.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let line = conn.call(thaw);
-        assert!(line.starts_with(b"{\"return\": 0"), "thaw: {}", show(line));
-        thaws.push(t.elapsed().as_secs_f64());
-    }
+    let (pings_s, statuses) = alternate_with_pings(&mut conn, ping, status_req, b"{\"return\": \"thawed\"}", cfg.thaws);
+    let (pings, thaws) = alternate_with_pings(&mut conn, ping, thaw, b"{\"return\": 0", cfg.thaws);
     r.lat.insert("ping (beside status)", pings_s);
     r.lat.insert("ping (beside thaw)", pings);
     r.lat.insert("guest-fsfreeze-status", statuses);
