@@ -23,7 +23,9 @@ impl Method {
     }
 
     pub fn from_name(s: &str) -> Option<Method> {
-        [Method::VirtioSerial, Method::IsaSerial, Method::UnixListen, Method::VsockListen].into_iter().find(|m| m.name() == s)
+        [Method::VirtioSerial, Method::IsaSerial, Method::UnixListen, Method::VsockListen]
+            .into_iter()
+            .find(|m| m.name() == s)
     }
 
     /// 7.2's default channel path for the method (none for the listening ones).
@@ -114,5 +116,8 @@ pub enum Action {
     ListCommands,
     /// `--check-policy [FILE]`: validate a policy file (the configured one when no FILE) and
     /// print the effective table.
-    CheckPolicy { config: Config, file: Option<PathBuf> },
+    CheckPolicy {
+        config: Config,
+        file: Option<PathBuf>,
+    },
 }

@@ -6,9 +6,9 @@ use crate::channel::{self, Channel};
 use crate::commands::Agent;
 use crate::json::MessageParser;
 use crate::qmp::dispatch;
-use polling::{Event, Events, PollMode, Poller};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use polling::{Event, Events, PollMode, Poller};
 use qga_helper::protocol::Reply;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
@@ -134,7 +134,13 @@ fn register(poller: &Epoll, fd: BorrowedFd, events: u32, key: usize) -> io::Resu
 }
 
 impl Server {
-    pub fn new(channel: Channel, agent: Agent, helper_child: Child, helper_log: File, signals: SignalFd) -> io::Result<Server> {
+    pub fn new(
+        channel: Channel,
+        agent: Agent,
+        helper_child: Child,
+        helper_log: File,
+        signals: SignalFd,
+    ) -> io::Result<Server> {
         let poller = Epoll::new()?;
         let conn = match channel {
             Channel::Device { file, virtio } => {
@@ -359,7 +365,9 @@ impl Server {
                 self.peer_gone();
                 Ok(())
             }
-            Conn::Device { .. } if e.raw_os_error() == Some(nix::libc::ENODEV) => Err(Exit::Error(format!("channel device gone: {e}"))),
+            Conn::Device { .. } if e.raw_os_error() == Some(nix::libc::ENODEV) => {
+                Err(Exit::Error(format!("channel device gone: {e}")))
+            }
             Conn::Device { .. } => {
                 self.peer_gone();
                 Ok(())
@@ -440,7 +448,10 @@ impl Server {
     fn take_signal(&mut self) -> Result<(), Exit> {
         let Ok(Some(info)) = self.signals.read_signal() else { return Ok(()) };
         let signal = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
-        crate::warning!("received {signal}, exiting{}", if self.agent.frozen { " after thawing filesystems" } else { "" });
+        crate::warning!(
+            "received {signal}, exiting{}",
+            if self.agent.frozen { " after thawing filesystems" } else { "" }
+        );
         match self.agent.helper.quit(QUIT_LIMIT) {
             Ok(Reply::Done) => {}
             Ok(other) => crate::error!("unexpected reply to quit from the helper: {other:?}"),

@@ -3,13 +3,13 @@
 
 use crate::channel;
 use crate::commands::{file::Handles, Agent};
+use crate::config::SandboxMode;
 use crate::config::{Config, NamedRpc};
 use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
-use qga_helper::placement;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use crate::config::SandboxMode;
+use qga_helper::placement;
 use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -129,7 +129,10 @@ pub fn run(mut config: Config) -> i32 {
     let state = match open_for_writing(&config.statedir.join("qga.state"), false, frozen, 0o600) {
         Ok(f) => Some(f),
         Err(e) => {
-            crate::warning!("unable to open state file in {}: {e}; file handles are not persisted", config.statedir.display());
+            crate::warning!(
+                "unable to open state file in {}: {e}; file handles are not persisted",
+                config.statedir.display()
+            );
             None
         }
     };
@@ -145,7 +148,10 @@ pub fn run(mut config: Config) -> i32 {
             }
         }
     } else {
-        crate::warning!("not started as root: the front keeps uid {}; privileged commands will fail", nix::unistd::Uid::current());
+        crate::warning!(
+            "not started as root: the front keeps uid {}; privileged commands will fail",
+            nix::unistd::Uid::current()
+        );
         None
     };
     // 8. The privileged helper, with the policy it re-checks every request against.
@@ -193,13 +199,8 @@ pub fn run(mut config: Config) -> i32 {
     };
 
     // 12. Serve.
-    let agent = Agent {
-        policy,
-        frozen,
-        files: Handles::new(state),
-        helper: HelperLink::new(helper.socket),
-        pidfile_on_thaw,
-    };
+    let agent =
+        Agent { policy, frozen, files: Handles::new(state), helper: HelperLink::new(helper.socket), pidfile_on_thaw };
     let mut server = match Server::new(channel, agent, helper.child, helper.log, signals) {
         Ok(s) => s,
         Err(e) => {
@@ -228,7 +229,8 @@ pub fn run(mut config: Config) -> i32 {
 fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>) -> Vec<OsString> {
     let enabled: Vec<&str> =
         policy.enabled_commands().filter(|c| c.spec().process == Process::Helper).map(|c| c.name()).collect();
-    let mut args: Vec<OsString> = vec!["--statedir".into(), config.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
+    let mut args: Vec<OsString> =
+        vec!["--statedir".into(), config.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
     if let Some(hook) = &config.fsfreeze_hook {
         args.push("--fsfreeze-hook".into());
         args.push(hook.clone().into());

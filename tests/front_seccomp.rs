@@ -27,7 +27,8 @@ fn under_filter(file_access: bool, call: fn() -> libc::c_long) -> Outcome {
             // SAFETY: prctl/seccomp with a valid program pointer; _exit never returns.
             unsafe {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
+                let prog =
+                    libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
                 if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const _) != 0 {
                     libc::_exit(3);
                 }
@@ -52,13 +53,29 @@ fn raw(nr: libc::c_long, a: [libc::c_long; 4]) -> libc::c_long {
 }
 
 fn execve() -> libc::c_long {
-    raw(libc::SYS_execve, [(c"/bin/true".as_ptr()) as libc::c_long, (std::ptr::null::<*const i8>()) as libc::c_long, (std::ptr::null::<*const i8>()) as libc::c_long, 0])
+    raw(
+        libc::SYS_execve,
+        [
+            (c"/bin/true".as_ptr()) as libc::c_long,
+            (std::ptr::null::<*const i8>()) as libc::c_long,
+            (std::ptr::null::<*const i8>()) as libc::c_long,
+            0,
+        ],
+    )
 }
 fn socket_inet() -> libc::c_long {
     raw(libc::SYS_socket, [(libc::AF_INET) as libc::c_long, (libc::SOCK_STREAM) as libc::c_long, 0, 0])
 }
 fn socket_netlink() -> libc::c_long {
-    raw(libc::SYS_socket, [(libc::AF_NETLINK) as libc::c_long, (libc::SOCK_RAW | libc::SOCK_CLOEXEC) as libc::c_long, (libc::NETLINK_ROUTE) as libc::c_long, 0])
+    raw(
+        libc::SYS_socket,
+        [
+            (libc::AF_NETLINK) as libc::c_long,
+            (libc::SOCK_RAW | libc::SOCK_CLOEXEC) as libc::c_long,
+            (libc::NETLINK_ROUTE) as libc::c_long,
+            0,
+        ],
+    )
 }
 fn ptrace() -> libc::c_long {
     raw(libc::SYS_ptrace, [(libc::PTRACE_TRACEME) as libc::c_long, 0, 0, 0])
@@ -70,19 +87,59 @@ fn ioctl() -> libc::c_long {
     raw(libc::SYS_ioctl, [-1, (libc::FIONREAD) as libc::c_long, 0, 0])
 }
 fn open_for_write() -> libc::c_long {
-    raw(libc::SYS_openat, [(libc::AT_FDCWD) as libc::c_long, (c"/dev/null".as_ptr()) as libc::c_long, (libc::O_WRONLY | libc::O_CLOEXEC) as libc::c_long, 0])
+    raw(
+        libc::SYS_openat,
+        [
+            (libc::AT_FDCWD) as libc::c_long,
+            (c"/dev/null".as_ptr()) as libc::c_long,
+            (libc::O_WRONLY | libc::O_CLOEXEC) as libc::c_long,
+            0,
+        ],
+    )
 }
 fn open_create() -> libc::c_long {
-    raw(libc::SYS_openat, [(libc::AT_FDCWD) as libc::c_long, (c"/nonexistent-dir/x".as_ptr()) as libc::c_long, (libc::O_RDONLY | libc::O_CREAT) as libc::c_long, (0o644) as libc::c_long])
+    raw(
+        libc::SYS_openat,
+        [
+            (libc::AT_FDCWD) as libc::c_long,
+            (c"/nonexistent-dir/x".as_ptr()) as libc::c_long,
+            (libc::O_RDONLY | libc::O_CREAT) as libc::c_long,
+            (0o644) as libc::c_long,
+        ],
+    )
 }
 fn open_for_read() -> libc::c_long {
-    raw(libc::SYS_openat, [(libc::AT_FDCWD) as libc::c_long, (c"/proc/self/status".as_ptr()) as libc::c_long, (libc::O_RDONLY | libc::O_CLOEXEC) as libc::c_long, 0])
+    raw(
+        libc::SYS_openat,
+        [
+            (libc::AT_FDCWD) as libc::c_long,
+            (c"/proc/self/status".as_ptr()) as libc::c_long,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as libc::c_long,
+            0,
+        ],
+    )
 }
 fn mmap_exec() -> libc::c_long {
-    raw(libc::SYS_mmap, [0, 4096, (libc::PROT_READ | libc::PROT_EXEC) as libc::c_long, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as libc::c_long])
+    raw(
+        libc::SYS_mmap,
+        [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_EXEC) as libc::c_long,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as libc::c_long,
+        ],
+    )
 }
 fn mmap_data() -> libc::c_long {
-    raw(libc::SYS_mmap, [0, 4096, (libc::PROT_READ | libc::PROT_WRITE) as libc::c_long, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as libc::c_long])
+    raw(
+        libc::SYS_mmap,
+        [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_WRITE) as libc::c_long,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as libc::c_long,
+        ],
+    )
 }
 fn setuid() -> libc::c_long {
     raw(libc::SYS_setuid, [0, 0, 0, 0])

@@ -111,14 +111,18 @@ impl Conn {
 
     fn line(&mut self) -> Vec<u8> {
         self.try_line(LONG).unwrap_or_else(|| {
-            panic!("no complete reply line within {LONG:?}; buffered: {:?}", String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)]))
+            panic!(
+                "no complete reply line within {LONG:?}; buffered: {:?}",
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
+            )
         })
     }
 
     fn reply(&mut self) -> Value {
         let line = self.line();
-        serde_json::from_slice(&line)
-            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&line[..line.len().min(300)])))
+        serde_json::from_slice(&line).unwrap_or_else(|e| {
+            panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&line[..line.len().min(300)]))
+        })
     }
 
     /// Sends `payload` and then a guest-sync with `id` (from a thread, so replies are read
@@ -149,7 +153,8 @@ impl Conn {
 
 /// The `desc` of a GenericError reply line.
 fn error_text(line: &[u8]) -> String {
-    let r: Value = serde_json::from_slice(line).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(line)));
+    let r: Value =
+        serde_json::from_slice(line).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(line)));
     assert_eq!(r["error"]["class"], "GenericError", "{r}");
     assert!(r.get("return").is_none(), "{r}");
     r["error"]["desc"].as_str().unwrap_or_else(|| panic!("no desc: {r}")).to_string()
@@ -266,7 +271,9 @@ fn nesting_1024_is_accepted_and_1025_is_refused_with_7_2s_cascade_of_1026_replie
     let agent = allow_all();
     let mut c = Conn::new(&agent);
     // The request object is one level: an id nested 1023 deep makes 1024.
-    let nested = |depth: usize| format!(r#"{{"execute":"guest-ping","id":{}{}}}"#, "[".repeat(depth), "]".repeat(depth)).into_bytes();
+    let nested = |depth: usize| {
+        format!(r#"{{"execute":"guest-ping","id":{}{}}}"#, "[".repeat(depth), "]".repeat(depth)).into_bytes()
+    };
     c.send(&nested(1023));
     // Deeper than serde_json parses: check the text (7.2 writes `[[...]]` without spaces).
     let line = String::from_utf8(c.line()).expect("ASCII reply");
@@ -287,11 +294,11 @@ fn invalid_utf8_in_strings_is_refused_with_one_error_and_valid_utf8_is_escaped()
     let agent = allow_all();
     let mut c = Conn::new(&agent);
     let cases: [&[u8]; 5] = [
-        b"{\"execute\":\"guest-ping\",\"id\":\"a\xc3\x28b\"}",        // bad continuation byte
-        b"{\"execute\":\"guest-ping\",\"id\":\"\xc0\xaf\"}",          // overlong '/'
-        b"{\"execute\":\"guest-ping\",\"id\":\"\xed\xa0\x80\"}",      // encoded surrogate
-        b"{\"execute\":\"guest-ping\",\"id\":\"\xf4\x90\x80\x80\"}",  // above U+10FFFF
-        b"{\"execute\":\"guest-ping\",\"\xc3\x28\":1}",               // in a key
+        b"{\"execute\":\"guest-ping\",\"id\":\"a\xc3\x28b\"}", // bad continuation byte
+        b"{\"execute\":\"guest-ping\",\"id\":\"\xc0\xaf\"}",   // overlong '/'
+        b"{\"execute\":\"guest-ping\",\"id\":\"\xed\xa0\x80\"}", // encoded surrogate
+        b"{\"execute\":\"guest-ping\",\"id\":\"\xf4\x90\x80\x80\"}", // above U+10FFFF
+        b"{\"execute\":\"guest-ping\",\"\xc3\x28\":1}",        // in a key
     ];
     for (i, case) in cases.iter().enumerate() {
         assert_eq!(c.error_texts(case, i as u64), [BAD_UTF8], "case {i}");
@@ -341,11 +348,20 @@ fn ff_bytes_inside_strings_and_partial_requests_flush_them_with_7_2s_errors() {
     );
     // Partial requests are flushed with exactly one error each.
     assert_eq!(c.error_texts(b"{\"execute\":\"guest-sy\xff", 2), [format!("JSON parse error, stray '\"guest-sy{ff}'")]);
-    assert_eq!(c.error_texts(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":\xff", 3), [format!("JSON parse error, stray '{ff}'")]);
+    assert_eq!(
+        c.error_texts(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":\xff", 3),
+        [format!("JSON parse error, stray '{ff}'")]
+    );
     // A number ends before the 0xFF; still one error.
-    assert_eq!(c.error_texts(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":12\xff", 4), [format!("JSON parse error, stray '{ff}'")]);
+    assert_eq!(
+        c.error_texts(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":12\xff", 4),
+        [format!("JSON parse error, stray '{ff}'")]
+    );
     // Each 0xFF is an error of its own.
-    assert_eq!(c.error_texts(b"\xff\xff", 5), [format!("JSON parse error, stray '{ff}'"), format!("JSON parse error, stray '{ff}'")]);
+    assert_eq!(
+        c.error_texts(b"\xff\xff", 5),
+        [format!("JSON parse error, stray '{ff}'"), format!("JSON parse error, stray '{ff}'")]
+    );
     assert_still_serving(&agent, Some(c));
 }
 
@@ -450,13 +466,20 @@ fn a_client_that_never_reads_is_throttled_in_bounded_memory_and_then_answered_in
     }
     assert_eq!(written.load(Ordering::SeqCst), last, "the agent read more while nothing was read from it");
     let bound = 64 * 1024;
-    assert!(peak < baseline + bound, "front VmRSS grew from {baseline} KiB to {peak} KiB while the client did not read");
+    assert!(
+        peak < baseline + bound,
+        "front VmRSS grew from {baseline} KiB to {peak} KiB while the client did not read"
+    );
 
     // Reading resumes the agent; every request is answered.
     let mut count = 0;
     while count < n {
         let line = c.line();
-        assert!(line.starts_with(b"{\"return\": {") && line.len() + 1 == reply_len, "reply {count}: {:?}", String::from_utf8_lossy(&line[..200.min(line.len())]));
+        assert!(
+            line.starts_with(b"{\"return\": {") && line.len() + 1 == reply_len,
+            "reply {count}: {:?}",
+            String::from_utf8_lossy(&line[..200.min(line.len())])
+        );
         count += 1;
     }
     assert!(writer.join().expect("writer"), "writing the requests failed");
@@ -554,7 +577,8 @@ fn b64(data: &[u8]) -> Vec<u8> {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let v = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let v =
+            (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             out.push(if i <= chunk.len() { A[(v >> (18 - 6 * i) & 63) as usize] } else { b'=' });
         }
@@ -588,7 +612,10 @@ fn file_read_counts_0_and_48_mib_are_served_and_48_mib_plus_1_is_refused() {
     let r = read(&mut c, Some(MAX as i64));
     assert_eq!(r["return"]["count"], MAX);
     assert_eq!(r["return"]["eof"], false);
-    assert!(r["return"]["buf-b64"].as_str().unwrap().as_bytes() == b64(&data[..MAX]), "the 48 MiB read returned other data");
+    assert!(
+        r["return"]["buf-b64"].as_str().unwrap().as_bytes() == b64(&data[..MAX]),
+        "the 48 MiB read returned other data"
+    );
     drop(r);
     // One more is refused before anything is read.
     assert_error(&read(&mut c, Some(MAX as i64 + 1)), "GenericError", "value '50331649' is invalid for argument count");
@@ -614,7 +641,9 @@ fn open_handles_stop_at_the_documented_1024_with_a_clear_error_and_no_descriptor
     let base = fd_count(agent.front_pid);
     const LIMIT: usize = 1024;
     const REFUSED: &str = "too many open file handles (limit 1024)";
-    let open = |c: &mut Conn, i: usize| file_cmd(c, "guest-file-open", json!({"path": scratch.join(format!("f{i}")), "mode": "w"}));
+    let open = |c: &mut Conn, i: usize| {
+        file_cmd(c, "guest-file-open", json!({"path": scratch.join(format!("f{i}")), "mode": "w"}))
+    };
     let max_fds = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {

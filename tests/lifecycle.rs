@@ -48,7 +48,8 @@ fn killing_the_helper_makes_the_front_exit_non_zero_promptly_and_log_why() {
     let mut agent = Agent::start_in(dir, &["--policy", policy.to_str().unwrap(), "-l", log.to_str().unwrap()]);
     let start = Instant::now();
     kill(agent.helper_pid, Signal::SIGKILL);
-    let status = agent.wait_exit(PROMPTLY).unwrap_or_else(|| panic!("the front still runs {PROMPTLY:?} after its helper died"));
+    let status =
+        agent.wait_exit(PROMPTLY).unwrap_or_else(|| panic!("the front still runs {PROMPTLY:?} after its helper died"));
     assert!(!status.success() && status.signal().is_none(), "front exit status {status}");
     assert!(start.elapsed() < PROMPTLY);
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
@@ -104,7 +105,11 @@ fn an_isfrozen_marker_at_start_brings_the_agent_up_frozen() {
     // 7.2's check_is_frozen: no log file, no state file is created while frozen.
     assert!(!log.exists(), "the log file was created while frozen");
     assert!(!agent.path("qga.state").exists(), "qga.state was created while frozen");
-    assert!(agent.stderr().contains("previous instance appears to have exited with frozen filesystems"), "stderr:\n{}", agent.stderr());
+    assert!(
+        agent.stderr().contains("previous instance appears to have exited with frozen filesystems"),
+        "stderr:\n{}",
+        agent.stderr()
+    );
     // No thaw: stop with SIGKILL, helper first, so nothing acts on the frozen state.
     agent.kill_all();
     assert!(wait_gone(agent.helper_pid, PROMPTLY) && wait_gone(agent.front_pid, PROMPTLY));
@@ -115,7 +120,10 @@ fn an_isfrozen_marker_at_start_brings_the_agent_up_frozen() {
 fn without_daemonize_no_pidfile_is_written() {
     let dir = TempDir::new();
     let pidfile = dir.path().join("qga.pid");
-    let mut agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap(), "-f", pidfile.to_str().unwrap()]);
+    let mut agent = Agent::start_in(
+        dir,
+        &["--policy", shipped_policy("allow-all").to_str().unwrap(), "-f", pidfile.to_str().unwrap()],
+    );
     let mut c = agent.connect();
     assert!(c.sync(1).is_empty());
     assert!(!pidfile.exists(), "a pidfile was written without -d");

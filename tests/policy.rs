@@ -62,7 +62,15 @@ fn guest_info_enabled_flags_match_the_policy_crate_for_every_shipped_policy() {
 fn shipped_policies_enable_what_their_comments_promise() {
     // An explicit list, independent of the policy crate, so a broken crate cannot make the
     // comparison above pass vacuously.
-    let backup = ["guest-fsfreeze-freeze", "guest-fsfreeze-status", "guest-fsfreeze-thaw", "guest-info", "guest-ping", "guest-sync", "guest-sync-delimited"];
+    let backup = [
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-status",
+        "guest-fsfreeze-thaw",
+        "guest-info",
+        "guest-ping",
+        "guest-sync",
+        "guest-sync-delimited",
+    ];
     let monitoring = [
         "guest-fsfreeze-status",
         "guest-get-time",
@@ -87,7 +95,16 @@ fn shipped_policies_enable_what_their_comments_promise() {
 fn a_misspelt_block_rpcs_name_refuses_start_and_names_the_nearest_command() {
     let dir = TempDir::new();
     let sock = dir.path().join("qga.sock");
-    let out = run_to_exit(&["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap(), "-b", "guest-pign"]);
+    let out = run_to_exit(&[
+        "-m",
+        "unix-listen",
+        "-p",
+        sock.to_str().unwrap(),
+        "-t",
+        dir.path().to_str().unwrap(),
+        "-b",
+        "guest-pign",
+    ]);
     assert!(!out.status.success(), "started with a misspelt -b name");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("'guest-pign'") && stderr.contains("did you mean 'guest-ping'?"), "stderr: {stderr}");
@@ -152,7 +169,8 @@ fn block_rpcs_disables_guest_ping_with_7_2s_text() {
 
 #[test]
 fn allow_rpcs_enables_only_the_listed_commands() {
-    let agent = Agent::start(&["--policy", &policy_arg("allow-all"), "-a", "guest-ping,guest-sync,guest-sync-delimited"]);
+    let agent =
+        Agent::start(&["--policy", &policy_arg("allow-all"), "-a", "guest-ping,guest-sync,guest-sync-delimited"]);
     let mut c = agent.connect();
     // guest-info is not on the list, so each command is probed instead (safely: with an
     // argument no command takes, which an enabled command refuses before running).
@@ -170,7 +188,14 @@ fn allow_rpcs_enables_only_the_listed_commands() {
 
 #[test]
 fn block_rpcs_beats_allow_rpcs() {
-    let agent = Agent::start(&["--policy", &policy_arg("allow-all"), "-a", "guest-ping,guest-sync,guest-sync-delimited", "-b", "guest-ping"]);
+    let agent = Agent::start(&[
+        "--policy",
+        &policy_arg("allow-all"),
+        "-a",
+        "guest-ping,guest-sync,guest-sync-delimited",
+        "-b",
+        "guest-ping",
+    ]);
     let mut c = agent.connect();
     let r = c.cmd(r#"{"execute":"guest-ping"}"#);
     assert_error(&r, "CommandNotFound", "Command guest-ping has been disabled");

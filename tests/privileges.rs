@@ -48,7 +48,11 @@ fn the_front_runs_unprivileged_with_no_capabilities_and_no_new_privs() {
     assert_eq!(field(&st, "NoNewPrivs"), "1");
     assert_eq!(field(&st, "Seccomp"), "2", "the front runs under its seccomp filter");
     let environ = std::fs::read(format!("/proc/{}/environ", agent.front_pid)).expect("front environ");
-    assert!(environ.iter().all(|&b| b == 0), "the front's environment was not cleared: {:?}", String::from_utf8_lossy(&environ));
+    assert!(
+        environ.iter().all(|&b| b == 0),
+        "the front's environment was not cleared: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
     assert!(exe_of(agent.front_pid).unwrap().ends_with("qemu-ga-rs"));
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.front_pid)).expect("front limits");
     for name in ["Max processes", "Max core file size"] {
@@ -87,7 +91,10 @@ fn guest_file_open_runs_as_the_unprivileged_front() {
     assert_error(&r, "GenericError", "failed to open file '/etc/shadow' (mode: 'r'): Permission denied");
     // Not even creatable in a root-only directory (the statedir is 0755 root).
     let p = agent.path("created-by-front");
-    let r = c.cmd(&serde_json::json!({"execute": "guest-file-open", "arguments": {"path": p.to_str().unwrap(), "mode": "w"}}).to_string());
+    let r = c.cmd(
+        &serde_json::json!({"execute": "guest-file-open", "arguments": {"path": p.to_str().unwrap(), "mode": "w"}})
+            .to_string(),
+    );
     assert_eq!(r["error"]["class"], "GenericError", "{r}");
     assert!(r["error"]["desc"].as_str().unwrap().ends_with("Permission denied"), "{r}");
     assert!(!p.exists());
@@ -120,8 +127,10 @@ fn without_file_commands_the_front_sees_only_read_only_proc_and_sys() {
     require_root();
     let agent = Agent::start(&["--policy", shipped_policy("default").to_str().unwrap()]);
     let root = format!("/proc/{}/root", agent.front_pid);
-    let mut entries: Vec<String> =
-        std::fs::read_dir(&root).expect("front root").map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut entries: Vec<String> = std::fs::read_dir(&root)
+        .expect("front root")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     entries.sort();
     assert_eq!(entries, ["proc", "sys"], "the front's filesystem view");
     let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", agent.front_pid)).expect("front mountinfo");

@@ -51,13 +51,41 @@ fn dispatch_and_argument_errors_have_7_2_classes_and_texts() {
         (r#"{"execute":"guest-sync"}"#, "GenericError", "Parameter 'id' is missing"),
         (r#"{"execute":"guest-sync","arguments":{}}"#, "GenericError", "Parameter 'id' is missing"),
         (r#"{"execute":"guest-ping","arguments":{"foo":1}}"#, "GenericError", "Parameter 'foo' is unexpected"),
-        (r#"{"execute":"guest-sync","arguments":{"id":"x"}}"#, "GenericError", "Invalid parameter type for 'id', expected: integer"),
-        (r#"{"execute":"guest-sync","arguments":{"id":1.5}}"#, "GenericError", "Invalid parameter type for 'id', expected: integer"),
-        (r#"{"execute":"guest-sync","arguments":{"id":true}}"#, "GenericError", "Invalid parameter type for 'id', expected: integer"),
-        (r#"{"execute":"guest-sync","arguments":{"id":null}}"#, "GenericError", "Invalid parameter type for 'id', expected: integer"),
-        (r#"{"execute":"guest-file-open","arguments":{"path":1}}"#, "GenericError", "Invalid parameter type for 'path', expected: string"),
-        (r#"{"execute":"guest-ping","arguments":[]}"#, "GenericError", "QMP input member 'arguments' must be an object"),
-        (r#"{"execute":"guest-ping","arguments":null}"#, "GenericError", "QMP input member 'arguments' must be an object"),
+        (
+            r#"{"execute":"guest-sync","arguments":{"id":"x"}}"#,
+            "GenericError",
+            "Invalid parameter type for 'id', expected: integer",
+        ),
+        (
+            r#"{"execute":"guest-sync","arguments":{"id":1.5}}"#,
+            "GenericError",
+            "Invalid parameter type for 'id', expected: integer",
+        ),
+        (
+            r#"{"execute":"guest-sync","arguments":{"id":true}}"#,
+            "GenericError",
+            "Invalid parameter type for 'id', expected: integer",
+        ),
+        (
+            r#"{"execute":"guest-sync","arguments":{"id":null}}"#,
+            "GenericError",
+            "Invalid parameter type for 'id', expected: integer",
+        ),
+        (
+            r#"{"execute":"guest-file-open","arguments":{"path":1}}"#,
+            "GenericError",
+            "Invalid parameter type for 'path', expected: string",
+        ),
+        (
+            r#"{"execute":"guest-ping","arguments":[]}"#,
+            "GenericError",
+            "QMP input member 'arguments' must be an object",
+        ),
+        (
+            r#"{"execute":"guest-ping","arguments":null}"#,
+            "GenericError",
+            "QMP input member 'arguments' must be an object",
+        ),
         (r#"{"execute":1}"#, "GenericError", "QMP input member 'execute' must be a string"),
         (r#"[{"execute":"guest-ping"}]"#, "GenericError", "QMP input must be a JSON object"),
         (r#""guest-ping""#, "GenericError", "QMP input must be a JSON object"),
@@ -185,7 +213,8 @@ fn b64(s: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in s.chunks(3) {
-        let v = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let v =
+            (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(A[(v >> (18 - 6 * i) & 63) as usize] as char);
@@ -207,7 +236,10 @@ fn file_round_trip_handles_start_at_1000_persist_across_restart_and_new_files_ar
 
     let h = c.cmd(&json!({"execute": "guest-file-open", "arguments": {"path": p, "mode": "w+"}}).to_string());
     assert_eq!(h["return"], 1000, "first handle: {h}");
-    let r = c.cmd(&json!({"execute": "guest-file-write", "arguments": {"handle": 1000, "buf-b64": b64(b"hello world")}}).to_string());
+    let r = c.cmd(
+        &json!({"execute": "guest-file-write", "arguments": {"handle": 1000, "buf-b64": b64(b"hello world")}})
+            .to_string(),
+    );
     assert_eq!(r["return"], json!({"count": 11, "eof": false}));
     let r = c.cmd(r#"{"execute":"guest-file-flush","arguments":{"handle":1000}}"#);
     assert_eq!(r, json!({"return": {}}));
@@ -238,13 +270,18 @@ fn file_round_trip_handles_start_at_1000_persist_across_restart_and_new_files_ar
     // refuses writes with 7.2's text.
     let r = c.cmd(&json!({"execute": "guest-file-open", "arguments": {"path": p}}).to_string());
     assert_eq!(r["return"], 1001);
-    let r = c.cmd(&json!({"execute": "guest-file-write", "arguments": {"handle": 1001, "buf-b64": "aGk="}}).to_string());
+    let r =
+        c.cmd(&json!({"execute": "guest-file-write", "arguments": {"handle": 1001, "buf-b64": "aGk="}}).to_string());
     assert_error(&r, "GenericError", "failed to write to file: Bad file descriptor");
     let r = c.cmd(&json!({"execute": "guest-file-open", "arguments": {"path": p, "mode": "rw"}}).to_string());
     assert_error(&r, "GenericError", "invalid file open mode 'rw'");
     let missing = scratch.join("missing/x");
     let r = c.cmd(&json!({"execute": "guest-file-open", "arguments": {"path": missing.to_str().unwrap()}}).to_string());
-    assert_error(&r, "GenericError", &format!("failed to open file '{}' (mode: 'r'): No such file or directory", missing.display()));
+    assert_error(
+        &r,
+        "GenericError",
+        &format!("failed to open file '{}' (mode: 'r'): No such file or directory", missing.display()),
+    );
     drop(c);
 
     let state = std::fs::read_to_string(agent.path("qga.state")).unwrap();
@@ -273,7 +310,10 @@ fn guest_info_lists_the_23_commands_in_reverse_schema_order() {
     assert_eq!(names, expected);
     for (name, enabled, success_response) in &list {
         assert!(enabled, "{name} is enabled under allow-all");
-        let silent = matches!(name.as_str(), "guest-shutdown" | "guest-suspend-disk" | "guest-suspend-ram" | "guest-suspend-hybrid");
+        let silent = matches!(
+            name.as_str(),
+            "guest-shutdown" | "guest-suspend-disk" | "guest-suspend-ram" | "guest-suspend-hybrid"
+        );
         assert_eq!(*success_response, !silent, "success-response of {name}");
     }
 }

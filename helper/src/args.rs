@@ -102,7 +102,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
                 set_once(&mut hook, absolute(v, "--fsfreeze-hook")?, "--fsfreeze-hook")?;
             }
             "--hook-timeout" => {
-                let v = value(&mut it, "--hook-timeout")?.into_string().map_err(|_| ArgsError::NotUtf8("--hook-timeout"))?;
+                let v = value(&mut it, "--hook-timeout")?
+                    .into_string()
+                    .map_err(|_| ArgsError::NotUtf8("--hook-timeout"))?;
                 set_once(&mut timeout, parse_timeout(&v)?, "--hook-timeout")?;
             }
             "--cpu" => {

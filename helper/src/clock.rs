@@ -217,7 +217,15 @@ mod tests {
     use super::*;
 
     fn tm(y: i32, mon: i32, d: i32, h: i32, mi: i32, s: i32) -> RtcTime {
-        RtcTime { tm_sec: s, tm_min: mi, tm_hour: h, tm_mday: d, tm_mon: mon - 1, tm_year: y - 1900, ..Default::default() }
+        RtcTime {
+            tm_sec: s,
+            tm_min: mi,
+            tm_hour: h,
+            tm_mday: d,
+            tm_mon: mon - 1,
+            tm_year: y - 1900,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -310,7 +318,13 @@ mod tests {
 
     #[test]
     fn error_texts() {
-        assert_eq!(ClockError::SetSystem(Errno::EPERM).to_string(), "Failed to set time to guest: Operation not permitted");
-        assert_eq!(ClockError::SetRtc(Errno::ENOENT).to_string(), "failed to set hardware clock: No such file or directory");
+        assert_eq!(
+            ClockError::SetSystem(Errno::EPERM).to_string(),
+            "Failed to set time to guest: Operation not permitted"
+        );
+        assert_eq!(
+            ClockError::SetRtc(Errno::ENOENT).to_string(),
+            "failed to set hardware clock: No such file or directory"
+        );
     }
 }

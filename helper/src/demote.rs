@@ -35,7 +35,10 @@ pub enum Demoted {
 
 #[derive(Debug)]
 pub enum DemoteError {
-    Caps { step: &'static str, error: String },
+    Caps {
+        step: &'static str,
+        error: String,
+    },
     NoNewPrivs(Errno),
     /// The state read back is not the one set: refuse to serve.
     Verify(String),

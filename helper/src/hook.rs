@@ -31,11 +31,9 @@ pub fn result_text(hook: &Path, timeout: Duration, run: Result<Outcome, LaunchEr
         Outcome::Exited(n) => Err(format!("fsfreeze hook has failed with status {n}")),
         Outcome::Signaled(_) => Err("fsfreeze hook has terminated abnormally".to_owned()),
         Outcome::NotAccessible(e) => Err(format!("can't access fsfreeze hook '{}': {}", hook.display(), e.desc())),
-        Outcome::NotFound => Err(format!(
-            "can't access fsfreeze hook '{}': {}",
-            hook.display(),
-            nix::errno::Errno::ENOENT.desc()
-        )),
+        Outcome::NotFound => {
+            Err(format!("can't access fsfreeze hook '{}': {}", hook.display(), nix::errno::Errno::ENOENT.desc()))
+        }
         Outcome::TimedOut => Err(format!("fsfreeze hook has timed out after {} seconds", timeout.as_secs())),
         Outcome::SpawnFailed(e) => Err(format!("failed to create child process: {}", e.desc())),
         Outcome::WaitFailed(e) => Err(format!("failed to wait for child: {}", e.desc())),

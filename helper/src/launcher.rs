@@ -270,8 +270,8 @@ impl Launcher {
     /// Forks the launcher. Call while still fully privileged, before anything untrusted has
     /// been read and before any other descriptor the launcher must not hold is wrapped.
     pub fn start(config: Config) -> Result<Launcher, LaunchError> {
-        let (mine, theirs) =
-            socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(LaunchError::Start)?;
+        let (mine, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+            .map_err(LaunchError::Start)?;
         // SAFETY: the helper is single-threaded here (no thread has been spawned), so the child
         // may run arbitrary code, including allocation, after fork.
         match unsafe { fork() }.map_err(LaunchError::Start)? {
@@ -496,7 +496,11 @@ mod tests {
         let probe: Vec<_> = [Disk, Ram, Hybrid].map(|m| Job::SystemdProbe(m).spec().args).to_vec();
         assert_eq!(
             probe,
-            [vec!["status", "systemd-hibernate"], vec!["status", "systemd-suspend"], vec!["status", "systemd-hybrid-sleep"]]
+            [
+                vec!["status", "systemd-hibernate"],
+                vec!["status", "systemd-suspend"],
+                vec!["status", "systemd-hybrid-sleep"]
+            ]
         );
         let act: Vec<_> = [Disk, Ram, Hybrid].map(|m| Job::SystemdSuspend(m).spec().args).to_vec();
         assert_eq!(act, [vec!["hibernate"], vec!["suspend"], vec!["hybrid-sleep"]]);
@@ -550,7 +554,8 @@ mod tests {
 
     #[test]
     fn programs_are_found_only_in_the_fixed_directories_in_order() {
-        let found = find_program("systemctl", |p| p == Path::new("/bin/systemctl") || p == Path::new("/usr/bin/systemctl"));
+        let found =
+            find_program("systemctl", |p| p == Path::new("/bin/systemctl") || p == Path::new("/usr/bin/systemctl"));
         assert_eq!(found, Some(PathBuf::from("/usr/bin/systemctl")));
         assert_eq!(find_program("pm-suspend", |_| false), None);
     }

@@ -49,7 +49,8 @@ fn start() -> i32 {
 
     // Forked before fd 3 is wrapped (the launcher closes every descriptor it does not need)
     // and before privileges are dropped (programs it runs get full root).
-    let launcher = match Launcher::start(launcher::Config { hook: args.hook.clone(), hook_timeout: args.hook_timeout }) {
+    let launcher = match Launcher::start(launcher::Config { hook: args.hook.clone(), hook_timeout: args.hook_timeout })
+    {
         Ok(l) => l,
         Err(e) => {
             log!("{e}");

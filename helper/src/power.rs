@@ -94,7 +94,9 @@ fn systemd_suspend(run: &mut dyn Run, mode: SuspendMode) -> Result<(), String> {
         Status::Code(0) => Ok(()),
         Status::NotFound => Err(format!("the helper program 'systemctl {verb}' was not found")),
         Status::Error(e) => Err(e),
-        Status::Code(n) => Err(format!("the helper program 'systemctl {verb}' returned an unexpected exit status code ({n})")),
+        Status::Code(n) => {
+            Err(format!("the helper program 'systemctl {verb}' returned an unexpected exit status code ({n})"))
+        }
     }
 }
 
@@ -226,7 +228,10 @@ mod tests {
 
     #[test]
     fn systemd_is_used_when_its_unit_exists() {
-        let mut run = FakeRun::with(&[(Job::SystemdProbe(Ram), Outcome::Exited(3)), (Job::SystemdSuspend(Ram), Outcome::Exited(0))]);
+        let mut run = FakeRun::with(&[
+            (Job::SystemdProbe(Ram), Outcome::Exited(3)),
+            (Job::SystemdSuspend(Ram), Outcome::Exited(0)),
+        ]);
         let mut sys = FakeSys::new(Some("freeze mem disk"), Ok(()));
         assert_eq!(suspend(&mut run, &mut sys, Ram), Ok(()));
         assert_eq!(run.ran, [Job::SystemdProbe(Ram), Job::SystemdSuspend(Ram)]);
@@ -266,9 +271,13 @@ mod tests {
 
     #[test]
     fn nothing_supported_gives_72s_text() {
-        let mut run = FakeRun::with(&[(Job::SystemdProbe(Ram), Outcome::Exited(4)), (Job::PmProbe(Ram), Outcome::Exited(1))]);
+        let mut run =
+            FakeRun::with(&[(Job::SystemdProbe(Ram), Outcome::Exited(4)), (Job::PmProbe(Ram), Outcome::Exited(1))]);
         let mut sys = FakeSys::new(Some("freeze disk"), Ok(()));
-        assert_eq!(suspend(&mut run, &mut sys, Ram).unwrap_err(), "the requested suspend mode is not supported by the guest");
+        assert_eq!(
+            suspend(&mut run, &mut sys, Ram).unwrap_err(),
+            "the requested suspend mode is not supported by the guest"
+        );
     }
 
     #[test]
@@ -295,7 +304,10 @@ mod tests {
             suspend(&mut run, &mut sys, Disk).unwrap_err(),
             "the helper program 'pm-hibernate' returned an unexpected exit status code (2)"
         );
-        let mut run = FakeRun::with(&[(Job::SystemdProbe(Ram), Outcome::Exited(1)), (Job::SystemdSuspend(Ram), Outcome::Exited(5))]);
+        let mut run = FakeRun::with(&[
+            (Job::SystemdProbe(Ram), Outcome::Exited(1)),
+            (Job::SystemdSuspend(Ram), Outcome::Exited(5)),
+        ]);
         assert_eq!(
             suspend(&mut run, &mut sys, Ram).unwrap_err(),
             "the helper program 'systemctl suspend' returned an unexpected exit status code (5)"

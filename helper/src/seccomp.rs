@@ -23,12 +23,16 @@
 //!   hold): no filter at all. The front passes it when its own `--no-sandbox` is given.
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("the helper's seccomp filter is written for x86_64 and aarch64 only; add the architecture's table first");
+compile_error!(
+    "the helper's seccomp filter is written for x86_64 and aarch64 only; add the architecture's table first"
+);
 
 use std::collections::BTreeMap;
 
 use nix::libc;
-use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+};
 
 use crate::clock::{RTC_RD_TIME, RTC_SET_TIME};
 use crate::freeze::{FIFREEZE, FITHAW};
@@ -141,7 +145,11 @@ pub const TABLE: &[Allowed] = &[
     allow!(SYS_mremap, "allocator: growing a large (mmap'd) block, e.g. a 1 MiB frame; not seen in traces"),
     allow!(SYS_munmap, "allocator; std frees the main thread's signal stack at exit"),
     allow!(SYS_mprotect, [clear(2, PROT_EXEC)], "allocator: glibc's heap set-up; never executable; not seen in traces"),
-    allow!(SYS_madvise, [eq(2, libc::MADV_DONTNEED as u64)], "allocator: glibc returning heap memory; not seen in traces"),
+    allow!(
+        SYS_madvise,
+        [eq(2, libc::MADV_DONTNEED as u64)],
+        "allocator: glibc returning heap memory; not seen in traces"
+    ),
     // Signals and the end.
     allow!(SYS_sigaltstack, "std disables the main thread's signal stack at exit"),
     allow!(SYS_rt_sigreturn, "returning from std's stack-overflow handler (so an overflow is a SIGSEGV)"),
@@ -168,7 +176,8 @@ fn target_arch() -> seccompiler::TargetArch {
 }
 
 fn condition(a: &ArgIs) -> Result<SeccompCondition, SandboxError> {
-    let (len, full) = if a.dword { (SeccompCmpArgLen::Dword, u32::MAX as u64) } else { (SeccompCmpArgLen::Qword, u64::MAX) };
+    let (len, full) =
+        if a.dword { (SeccompCmpArgLen::Dword, u32::MAX as u64) } else { (SeccompCmpArgLen::Qword, u64::MAX) };
     let op = if a.mask == full { SeccompCmpOp::Eq } else { SeccompCmpOp::MaskedEq(a.mask) };
     SeccompCondition::new(a.index, len, op, a.value).map_err(|e| SandboxError(format!("seccomp condition: {e}")))
 }
@@ -293,7 +302,11 @@ mod tests {
     #[test]
     fn memory_is_never_mapped_executable() {
         for e in TABLE.iter().filter(|e| e.nr == libc::SYS_mmap || e.nr == libc::SYS_mprotect) {
-            assert!(e.args.iter().any(|a| a.index == 2 && a.mask & PROT_EXEC != 0 && a.value & PROT_EXEC == 0), "{}", e.name);
+            assert!(
+                e.args.iter().any(|a| a.index == 2 && a.mask & PROT_EXEC != 0 && a.value & PROT_EXEC == 0),
+                "{}",
+                e.name
+            );
         }
     }
 }

@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use qga_policy::{decide, Command, Decision, Policy};
 
 use crate::log;
-use crate::protocol::{read_frame, write_frame, FrameError, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState};
+use crate::protocol::{
+    read_frame, write_frame, FrameError, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState,
+};
 
 /// Exit statuses of the helper.
 pub mod exit {
@@ -378,7 +380,8 @@ mod tests {
 
     #[test]
     fn a_failed_freeze_is_answered_and_leaves_the_helper_thawed() {
-        let ops = FakeOps { freeze_error: Some("failed to freeze /: Operation not permitted".into()), ..Default::default() };
+        let ops =
+            FakeOps { freeze_error: Some("failed to freeze /: Operation not permitted".into()), ..Default::default() };
         let mut s = Server::new(ops, all_enabled(), false);
         match s.handle(Request::Freeze) {
             Step::Reply(Reply::Failed { desc }) => assert_eq!(desc, "failed to freeze /: Operation not permitted"),

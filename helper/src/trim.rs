@@ -43,7 +43,8 @@ pub fn result_for(path: String, outcome: Result<FstrimRange, Errno>) -> TrimResu
 
 fn trim_one(m: &Mount, minimum: i64) -> TrimResult {
     let path = m.display();
-    let fd = match open(&m.dir, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, Mode::empty()) {
+    let fd = match open(&m.dir, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, Mode::empty())
+    {
         Ok(fd) => fd,
         Err(e) => return TrimResult::Failed { path, error: format!("failed to open: {}", e.desc()) },
     };
@@ -100,8 +101,14 @@ mod tests {
         assert_eq!(
             r,
             [
-                TrimResult::Failed { path: "/nonexistent-qga-b".into(), error: "failed to open: No such file or directory".into() },
-                TrimResult::Failed { path: "/nonexistent-qga-a".into(), error: "failed to open: No such file or directory".into() },
+                TrimResult::Failed {
+                    path: "/nonexistent-qga-b".into(),
+                    error: "failed to open: No such file or directory".into()
+                },
+                TrimResult::Failed {
+                    path: "/nonexistent-qga-a".into(),
+                    error: "failed to open: No such file or directory".into()
+                },
             ]
         );
     }

@@ -37,7 +37,10 @@ fn the_launcher_runs_the_hook_cleanly_and_reports_how_it_ended() {
     assert_eq!(l.run(Job::Hook(HookPhase::Freeze)).unwrap(), Outcome::Exited(3));
     let seen = std::fs::read_to_string(&out).unwrap();
     assert!(seen.contains("args=freeze\n"), "{seen}");
-    let env: Vec<&str> = seen.lines().filter(|l| l.contains('=') && !l.starts_with("args=") && !l.starts_with("sid=") && !l.starts_with("pid=")).collect();
+    let env: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains('=') && !l.starts_with("args=") && !l.starts_with("sid=") && !l.starts_with("pid="))
+        .collect();
     // Only the fixed PATH (plus what the shell itself sets: PWD, SHLVL, _).
     assert!(env.contains(&"PATH=/usr/sbin:/usr/bin:/sbin:/bin"), "{seen}");
     for var in &env {

@@ -81,8 +81,14 @@ fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let hook = dir.join("hook");
     let out = dir.join("seen");
-    std::fs::write(&hook, format!("#!/bin/sh\n{{ echo \"arg=$1\"; grep -E '^(Seccomp|NoNewPrivs):' /proc/$$/status; }} > {}\n", out.display()))
-        .unwrap();
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n{{ echo \"arg=$1\"; grep -E '^(Seccomp|NoNewPrivs):' /proc/$$/status; }} > {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     let hook_arg = hook.to_str().unwrap().to_owned();
     let extra: Vec<&str> = vec!["--fsfreeze-hook", &hook_arg];

@@ -215,7 +215,9 @@ fn the_clock_calls_are_limited_to_the_realtime_clock_without_timezone() {
 
 #[test]
 fn files_can_be_opened_but_never_truncated_and_no_directory_removed() {
-    assert_fails_with("openat", libc::ENOENT, || sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MISSING), libc::O_RDONLY as u64));
+    assert_fails_with("openat", libc::ENOENT, || {
+        sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MISSING), libc::O_RDONLY as u64)
+    });
     assert_killed("openat(O_TRUNC)", || {
         sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MISSING), (libc::O_WRONLY | libc::O_TRUNC) as u64)
     });
@@ -239,14 +241,22 @@ fn the_calls_of_the_request_loop_are_allowed() {
     let read_mountinfo = || {
         static MOUNTINFO: &[u8] = b"/proc/self/mountinfo\0";
         static EMPTY: &[u8] = b"\0";
-        let fd = sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MOUNTINFO), (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
+        let fd =
+            sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MOUNTINFO), (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
         if fd < 0 {
             return fd;
         }
         let mut stx = [0u8; 256]; // larger than struct statx
         let mut buf = [0u8; 512];
         let steps = [
-            sys5(libc::SYS_statx, fd as u64, ptr(EMPTY), libc::AT_EMPTY_PATH as u64, libc::STATX_ALL as u64, stx.as_mut_ptr() as u64),
+            sys5(
+                libc::SYS_statx,
+                fd as u64,
+                ptr(EMPTY),
+                libc::AT_EMPTY_PATH as u64,
+                libc::STATX_ALL as u64,
+                stx.as_mut_ptr() as u64,
+            ),
             sys3(libc::SYS_lseek, fd as u64, 0, libc::SEEK_CUR as u64),
             sys3(libc::SYS_read, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64),
             sys1(libc::SYS_close, fd as u64),

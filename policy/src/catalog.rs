@@ -174,7 +174,14 @@ mod tests {
         let frozen: Vec<_> = TABLE.iter().filter(|s| s.allowed_while_frozen).map(|s| s.name).collect();
         assert_eq!(
             frozen,
-            ["guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest-fsfreeze-status", "guest-fsfreeze-thaw"]
+            [
+                "guest-sync-delimited",
+                "guest-sync",
+                "guest-ping",
+                "guest-info",
+                "guest-fsfreeze-status",
+                "guest-fsfreeze-thaw"
+            ]
         );
     }
 

@@ -91,47 +91,40 @@ impl fmt::Display for PolicyError {
                     write!(f, "{origin}:{line}: '{keyword}' needs a command name or glob")
                 }
             }
-            TrailingText { origin, line, text } => write!(
-                f,
-                "{origin}:{line}: unexpected '{text}' (one command name or glob per line)"
-            ),
-            BadDefault { origin, line, word } => write!(
-                f,
-                "{origin}:{line}: 'default' must be followed by 'allow' or 'deny', not '{word}'"
-            ),
-            BadGlob { origin, line, pattern } => write!(
-                f,
-                "{origin}:{line}: invalid glob '{pattern}' (only lower-case letters, digits, '-' and '*')"
-            ),
+            TrailingText { origin, line, text } => {
+                write!(f, "{origin}:{line}: unexpected '{text}' (one command name or glob per line)")
+            }
+            BadDefault { origin, line, word } => {
+                write!(f, "{origin}:{line}: 'default' must be followed by 'allow' or 'deny', not '{word}'")
+            }
+            BadGlob { origin, line, pattern } => {
+                write!(f, "{origin}:{line}: invalid glob '{pattern}' (only lower-case letters, digits, '-' and '*')")
+            }
             UnknownCommand { origin, line, name, hint: h } => {
                 write!(f, "{origin}:{line}: unknown command '{name}'{}", hint(h))
             }
             GlobMatchesNothing { origin, line, pattern } => {
                 write!(f, "{origin}:{line}: glob '{pattern}' matches no command")
             }
-            DuplicateRule { origin, line, rule, first_line } => write!(
-                f,
-                "{origin}:{line}: duplicate rule '{rule}' (already at line {first_line})"
-            ),
-            ContradictoryRule { origin, line, rule, command, other_line, other_rule } => write!(
-                f,
-                "{origin}:{line}: '{rule}' contradicts line {other_line} '{other_rule}' for {command}"
-            ),
+            DuplicateRule { origin, line, rule, first_line } => {
+                write!(f, "{origin}:{line}: duplicate rule '{rule}' (already at line {first_line})")
+            }
+            ContradictoryRule { origin, line, rule, command, other_line, other_rule } => {
+                write!(f, "{origin}:{line}: '{rule}' contradicts line {other_line} '{other_rule}' for {command}")
+            }
             MissingDefault { origin } => {
                 write!(f, "{origin}: no 'default allow' or 'default deny' line")
             }
-            DuplicateDefault { origin, line, first_line } => write!(
-                f,
-                "{origin}:{line}: second 'default' line (first at line {first_line})"
-            ),
+            DuplicateDefault { origin, line, first_line } => {
+                write!(f, "{origin}:{line}: second 'default' line (first at line {first_line})")
+            }
             EmptyListName { source } => write!(f, "{source}: empty command name"),
             UnknownListName { source, name, hint: h } => {
                 write!(f, "{source}: unknown command '{name}'{}", hint(h))
             }
-            GlobInList { source, name } => write!(
-                f,
-                "{source}: '{name}': globs are only supported in the policy file; name each command"
-            ),
+            GlobInList { source, name } => {
+                write!(f, "{source}: '{name}': globs are only supported in the policy file; name each command")
+            }
         }
     }
 }

@@ -190,9 +190,7 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
             let action = match arg {
                 "allow" => Action::Allow,
                 "deny" => Action::Deny,
-                other => {
-                    return Err(PolicyError::BadDefault { origin: o(), line, word: other.to_string() })
-                }
+                other => return Err(PolicyError::BadDefault { origin: o(), line, word: other.to_string() }),
             };
             if let Some((_, first_line)) = default {
                 return Err(PolicyError::DuplicateDefault { origin: o(), line, first_line });
@@ -228,9 +226,7 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
     let Some((default, default_line)) = default else {
         return Err(PolicyError::MissingDefault { origin: o() });
     };
-    let verdicts = Command::all()
-        .map(|cmd| resolve(cmd, &rules, default, default_line))
-        .collect::<Vec<_>>();
+    let verdicts = Command::all().map(|cmd| resolve(cmd, &rules, default, default_line)).collect::<Vec<_>>();
     debug_assert_eq!(verdicts.len(), COUNT);
     Ok(PolicyFile { origin: o(), default, default_line, rules, verdicts })
 }
@@ -302,11 +298,7 @@ fn keyword_hint(word: &str) -> Option<&'static str> {
 pub fn load_file(path: &Path) -> Result<PolicyFile, PolicyError> {
     let shown = path.display().to_string();
     let unreadable = |error: io::Error| PolicyError::Unreadable { path: shown.clone(), error };
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(path)
-        .map_err(unreadable)?;
+    let file: File = OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path).map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(PolicyError::NotRegularFile { path: shown });
@@ -332,9 +324,7 @@ pub fn load_file(path: &Path) -> Result<PolicyFile, PolicyError> {
 /// For the default location only: a path the admin named must exist, so use [`load_file`].
 pub fn load_or_builtin(path: &Path) -> Result<PolicyFile, PolicyError> {
     match load_file(path) {
-        Err(PolicyError::Unreadable { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
-            Ok(builtin_default())
-        }
+        Err(PolicyError::Unreadable { error, .. }) if error.kind() == io::ErrorKind::NotFound => Ok(builtin_default()),
         other => other,
     }
 }

@@ -16,8 +16,8 @@ mod names;
 pub use catalog::{Arg, ArgType, Command, CommandSpec, Process, COUNT, TABLE};
 pub use error::PolicyError;
 pub use file::{
-    builtin_default, load_configured, load_file, load_or_builtin, parse, Action, FileDecider, FileVerdict,
-    PolicyFile, Rule, BUILTIN_ORIGIN, DEFAULT_PATH, DEFAULT_POLICY_TEXT, MAX_FILE_SIZE, SHIPPED,
+    builtin_default, load_configured, load_file, load_or_builtin, parse, Action, FileDecider, FileVerdict, PolicyFile,
+    Rule, BUILTIN_ORIGIN, DEFAULT_PATH, DEFAULT_POLICY_TEXT, MAX_FILE_SIZE, SHIPPED,
 };
 pub use gate::{decide, Decision, Policy};
 pub use merge::{merge, split_list, AllowListVerdict, Effective, Explanation, ListEntry};

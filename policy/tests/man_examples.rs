@@ -1,6 +1,6 @@
 //! The examples of man/qemu-ga-rs-policy.5, so the page cannot drift from what the code does.
 
-use qga_policy::{merge, parse, Command, ListEntry, DEFAULT_POLICY_TEXT, DEFAULT_PATH};
+use qga_policy::{merge, parse, Command, ListEntry, DEFAULT_PATH, DEFAULT_POLICY_TEXT};
 
 fn enabled_in(text: &str) -> Vec<&'static str> {
     let p = parse(text, "policy").unwrap_or_else(|e| panic!("{e}"));
@@ -37,7 +37,8 @@ fn no_freezing_example_keeps_the_status_by_exact_name() {
 
 #[test]
 fn invalid_example_reports_the_disagreeing_globs() {
-    let e = parse("default allow\ndeny guest-file-*\nallow guest-*-read\n", "/etc/qemu-ga-rs/policy").expect_err("invalid");
+    let e =
+        parse("default allow\ndeny guest-file-*\nallow guest-*-read\n", "/etc/qemu-ga-rs/policy").expect_err("invalid");
     assert_eq!(
         e.to_string(),
         "/etc/qemu-ga-rs/policy:3: 'allow guest-*-read' contradicts line 2 'deny guest-file-*' for guest-file-read"
@@ -50,7 +51,13 @@ fn check_policy_table_example_matches_the_shipped_default() {
     let e = merge(&p, &[ListEntry::new("guest-shutdown", "-b")], &[]).unwrap_or_else(|e| panic!("{e}"));
     let table = e.render_table();
     let line = |cmd: Command| table.lines().nth(cmd.index()).unwrap_or_default().to_string();
-    assert_eq!(line(Command::SyncDelimited), "guest-sync-delimited          enabled   default allow (/etc/qemu-ga-rs/policy:10)");
+    assert_eq!(
+        line(Command::SyncDelimited),
+        "guest-sync-delimited          enabled   default allow (/etc/qemu-ga-rs/policy:10)"
+    );
     assert_eq!(line(Command::Shutdown), "guest-shutdown                disabled  blocked by -b");
-    assert_eq!(line(Command::FileOpen), "guest-file-open               disabled  /etc/qemu-ga-rs/policy:12 (deny guest-file-*)");
+    assert_eq!(
+        line(Command::FileOpen),
+        "guest-file-open               disabled  /etc/qemu-ga-rs/policy:12 (deny guest-file-*)"
+    );
 }

@@ -75,7 +75,8 @@ fn a_block_beats_an_allow() {
 
 #[test]
 fn a_block_beats_a_file_allow() {
-    let e = eff("default deny\nallow guest-shutdown\nallow guest-ping\n", &[("guest-shutdown", "config block-rpcs")], &[]);
+    let e =
+        eff("default deny\nallow guest-shutdown\nallow guest-ping\n", &[("guest-shutdown", "config block-rpcs")], &[]);
     assert_eq!(enabled(&e), ["guest-ping"]);
     assert_eq!(e.explanation(Command::Shutdown).decided_by, "blocked by config block-rpcs");
     assert_eq!(e.explanation(Command::Shutdown).blocked_by.as_deref(), Some("config block-rpcs"));
@@ -92,7 +93,12 @@ fn a_block_of_a_command_the_file_denies_cites_the_block() {
 fn every_block_source_counts_and_repeats_are_harmless() {
     let e = eff(
         "default allow\n",
-        &[("guest-ping", "-b"), ("guest-ping", "--block-rpcs"), ("guest-sync", "config blacklist"), ("guest-info", "--blacklist")],
+        &[
+            ("guest-ping", "-b"),
+            ("guest-ping", "--block-rpcs"),
+            ("guest-sync", "config blacklist"),
+            ("guest-info", "--blacklist"),
+        ],
         &[],
     );
     let off: Vec<_> = Command::all().filter(|c| !e.policy().is_enabled(*c)).map(|c| c.name()).collect();
@@ -125,7 +131,10 @@ fn guest_info_enabled_flags_are_the_gates_decisions() {
     };
     let thawed: Vec<_> = e.policy().enabled_commands().map(|c| c.name()).collect();
     assert_eq!(flags(false), thawed);
-    assert_eq!(flags(true), ["guest-sync-delimited", "guest-sync", "guest-info", "guest-fsfreeze-status", "guest-fsfreeze-thaw"]);
+    assert_eq!(
+        flags(true),
+        ["guest-sync-delimited", "guest-sync", "guest-info", "guest-fsfreeze-status", "guest-fsfreeze-thaw"]
+    );
 }
 
 // ---- list names ----

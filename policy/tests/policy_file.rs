@@ -79,7 +79,14 @@ fn a_glob_matches_every_command_with_that_shape() {
     let off: Vec<_> = Command::all().filter(|c| !p.verdict(*c).enabled).map(|c| c.name()).collect();
     assert_eq!(
         off,
-        ["guest-file-open", "guest-file-close", "guest-file-read", "guest-file-write", "guest-file-seek", "guest-file-flush"]
+        [
+            "guest-file-open",
+            "guest-file-close",
+            "guest-file-read",
+            "guest-file-write",
+            "guest-file-seek",
+            "guest-file-flush"
+        ]
     );
 }
 
@@ -162,7 +169,10 @@ fn unknown_command_far_from_any_has_no_hint() {
 
 #[test]
 fn upper_case_name_is_unknown_with_the_lower_case_hint() {
-    assert_eq!(err("default deny\nallow Guest-Ping\n"), "policy:2: unknown command 'Guest-Ping'; did you mean 'guest-ping'?");
+    assert_eq!(
+        err("default deny\nallow Guest-Ping\n"),
+        "policy:2: unknown command 'Guest-Ping'; did you mean 'guest-ping'?"
+    );
 }
 
 #[test]
@@ -223,7 +233,10 @@ fn missing_default_is_an_error() {
 
 #[test]
 fn second_default_is_an_error_even_if_it_agrees() {
-    assert_eq!(err("default deny\nallow guest-ping\ndefault deny\n"), "policy:3: second 'default' line (first at line 1)");
+    assert_eq!(
+        err("default deny\nallow guest-ping\ndefault deny\n"),
+        "policy:3: second 'default' line (first at line 1)"
+    );
     assert_eq!(err("default deny\ndefault allow\n"), "policy:2: second 'default' line (first at line 1)");
 }
 

@@ -1,7 +1,9 @@
 //! virtio-serial and isa-serial devices.
 
 use nix::fcntl::OFlag;
-use nix::sys::termios::{self, BaudRate, ControlFlags, InputFlags, OutputFlags, LocalFlags, SetArg, SpecialCharacterIndices};
+use nix::sys::termios::{
+    self, BaudRate, ControlFlags, InputFlags, LocalFlags, OutputFlags, SetArg, SpecialCharacterIndices,
+};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;

@@ -11,18 +11,21 @@ pub fn listen_unix(path: &str) -> io::Result<OwnedFd> {
         Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => std::fs::remove_file(path)?,
         _ => {}
     }
-    let listener = UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("error binding '{path}': {e}")))?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("error binding '{path}': {e}")))?;
     listener.set_nonblocking(true)?;
     Ok(OwnedFd::from(listener))
 }
 
 /// Listens on `<cid>:<port>`.
 pub fn listen_vsock(addr: &str) -> io::Result<OwnedFd> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("invalid vsock address '{addr}' (expected CID:PORT)"));
+    let bad =
+        || io::Error::new(io::ErrorKind::InvalidInput, format!("invalid vsock address '{addr}' (expected CID:PORT)"));
     let (cid, port) = addr.split_once(':').ok_or_else(bad)?;
     let cid: u32 = cid.parse().map_err(|_| bad())?;
     let port: u32 = port.parse().map_err(|_| bad())?;
-    let fd = socket::socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    let fd =
+        socket::socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
     socket::bind(fd.as_raw_fd(), &VsockAddr::new(cid, port))?;
     socket::listen(&fd, Backlog::new(1).map_err(io::Error::from)?)?;
     Ok(fd)
@@ -37,7 +40,9 @@ pub fn accept(listener: &OwnedFd) -> io::Result<Option<OwnedFd>> {
             widen_send_buffer(&fd);
             Ok(Some(fd))
         }
-        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::ECONNABORTED) => Ok(None),
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::ECONNABORTED) => {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -27,8 +27,12 @@ pub fn open(method: Method, path: Option<&str>) -> io::Result<Channel> {
     let path = path.or(method.default_path());
     let need_path = || io::Error::new(io::ErrorKind::InvalidInput, format!("{} needs a path (-p)", method.name()));
     match method {
-        Method::VirtioSerial => Ok(Channel::Device { file: open_device(path.ok_or_else(need_path)?, false)?, virtio: true }),
-        Method::IsaSerial => Ok(Channel::Device { file: open_device(path.ok_or_else(need_path)?, true)?, virtio: false }),
+        Method::VirtioSerial => {
+            Ok(Channel::Device { file: open_device(path.ok_or_else(need_path)?, false)?, virtio: true })
+        }
+        Method::IsaSerial => {
+            Ok(Channel::Device { file: open_device(path.ok_or_else(need_path)?, true)?, virtio: false })
+        }
         Method::UnixListen => Ok(Channel::Listener { socket: listen_unix(path.ok_or_else(need_path)?)? }),
         Method::VsockListen => Ok(Channel::Listener { socket: listen_vsock(path.ok_or_else(need_path)?)? }),
     }

@@ -126,7 +126,8 @@ pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     let path = args.str("path")?;
     let mode = args.opt_str("mode").unwrap_or(b"r");
     crate::slog!("guest-file-open called, filepath: {}, mode: {}", lossy(path), lossy(mode));
-    let flags = open_flags(mode).ok_or_else(|| AgentError::command([b"invalid file open mode '", mode, b"'"].concat()))?;
+    let flags =
+        open_flags(mode).ok_or_else(|| AgentError::command([b"invalid file open mode '", mode, b"'"].concat()))?;
     let files = &mut agent.files;
     if files.open.len() >= MAX_OPEN_HANDLES {
         return Err(AgentError::command(format!("too many open file handles (limit {MAX_OPEN_HANDLES})")));
@@ -147,7 +148,8 @@ pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
 /// mode set (0644, whatever the umask); an existing file is opened as it is.
 fn open_or_create(path: &OsStr, flags: OFlag) -> Result<File, Errno> {
     let creating = flags.contains(OFlag::O_CREAT);
-    let first = nix::fcntl::open(path, if creating { flags | OFlag::O_EXCL } else { flags }, Mode::from_bits_truncate(0o644));
+    let first =
+        nix::fcntl::open(path, if creating { flags | OFlag::O_EXCL } else { flags }, Mode::from_bits_truncate(0o644));
     let (fd, created) = match first {
         Err(Errno::EEXIST) if creating => (nix::fcntl::open(path, flags - OFlag::O_CREAT, Mode::empty())?, false),
         Err(e) => return Err(e),

@@ -30,10 +30,20 @@ pub fn get_interfaces() -> Result<Value, AgentError> {
         if let Some(link) = addr.as_link_addr() {
             iface.mac.get_or_insert(link.addr().unwrap_or([0; 6]));
         } else if let Some(v4) = addr.as_sockaddr_in() {
-            let prefix = ifa.netmask.as_ref().and_then(|m| m.as_sockaddr_in()).map(|m| m.ip().to_bits().count_ones()).unwrap_or(0);
+            let prefix = ifa
+                .netmask
+                .as_ref()
+                .and_then(|m| m.as_sockaddr_in())
+                .map(|m| m.ip().to_bits().count_ones())
+                .unwrap_or(0);
             iface.addresses.push((IpAddr::V4(v4.ip()), prefix));
         } else if let Some(v6) = addr.as_sockaddr_in6() {
-            let prefix = ifa.netmask.as_ref().and_then(|m| m.as_sockaddr_in6()).map(|m| m.ip().to_bits().count_ones()).unwrap_or(0);
+            let prefix = ifa
+                .netmask
+                .as_ref()
+                .and_then(|m| m.as_sockaddr_in6())
+                .map(|m| m.ip().to_bits().count_ones())
+                .unwrap_or(0);
             iface.addresses.push((IpAddr::V6(v6.ip()), prefix));
         }
     }
@@ -113,7 +123,10 @@ mod tests {
 
     #[test]
     fn an_interface_without_addresses_has_no_statistics_or_address_list() {
-        let v = describe(Interface { name: "ifb0".into(), mac: Some([0xa2, 0, 0, 0, 0, 1]), addresses: vec![] }, PROC_NET_DEV);
+        let v = describe(
+            Interface { name: "ifb0".into(), mac: Some([0xa2, 0, 0, 0, 0, 1]), addresses: vec![] },
+            PROC_NET_DEV,
+        );
         let Value::Dict(d) = v else { panic!() };
         assert_eq!(d.get("hardware-address"), Some(&Value::str("a2:00:00:00:00:01")));
         assert!(d.get("ip-addresses").is_none() && d.get("statistics").is_none());

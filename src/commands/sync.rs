@@ -31,5 +31,8 @@ pub fn info(agent: &Agent) -> Value {
                 .into()
         })
         .collect::<Vec<Value>>();
-    Dict::new().with("version", Value::str(env!("CARGO_PKG_VERSION"))).with("supported_commands", Value::List(commands)).into()
+    Dict::new()
+        .with("version", Value::str(env!("CARGO_PKG_VERSION")))
+        .with("supported_commands", Value::List(commands))
+        .into()
 }

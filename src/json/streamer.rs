@@ -50,7 +50,6 @@ impl MessageParser {
         let pending = &mut self.pending;
         self.lexer.feed(bytes, &mut |kind, text| pending.token(kind, text, emit));
     }
-
 }
 
 impl Pending {

@@ -73,7 +73,13 @@ fn write_str(s: &[u8], out: &mut Vec<u8>) {
         // Plain printable ASCII needs no escaping: copy runs of it at once.
         let run = super::plain_run(
             &s[i..],
-            |x| swar::has_less(x, 0x20) || swar::has_high(x) || swar::has_byte(x, 0x7F) || swar::has_byte(x, b'"') || swar::has_byte(x, b'\\'),
+            |x| {
+                swar::has_less(x, 0x20)
+                    || swar::has_high(x)
+                    || swar::has_byte(x, 0x7F)
+                    || swar::has_byte(x, b'"')
+                    || swar::has_byte(x, b'\\')
+            },
             |b| !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\',
         );
         out.extend_from_slice(&s[i..i + run]);

@@ -66,6 +66,7 @@ fn lost_error() -> AgentError {
 pub fn expect<T>(reply: Reply, pick: impl FnOnce(Reply) -> Option<T>) -> Result<T, AgentError> {
     match reply {
         Reply::Failed { desc } => Err(AgentError::Command(desc.into_bytes())),
-        other => pick(other).ok_or_else(|| AgentError::command("internal error: unexpected reply from the privileged helper")),
+        other => pick(other)
+            .ok_or_else(|| AgentError::command("internal error: unexpected reply from the privileged helper")),
     }
 }

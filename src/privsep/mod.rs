@@ -4,6 +4,6 @@
 pub mod demote;
 pub mod link;
 pub mod passwd;
-pub mod spawn;
 pub mod seccomp;
+pub mod spawn;
 pub mod view;

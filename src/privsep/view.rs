@@ -40,13 +40,22 @@ pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
     // The new root: a tiny tmpfs with two mount points.
     step(
         "mounting the new root",
-        mount(Some("tmpfs"), mount_point, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=16k,mode=0755")),
+        mount(
+            Some("tmpfs"),
+            mount_point,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=16k,mode=0755"),
+        ),
     )?;
     for (source, name) in [("/proc", "proc"), ("/sys", "sys")] {
         let target = mount_point.join(name);
         step("creating a mount point", mkdir(&target, nix::sys::stat::Mode::from_bits_truncate(0o555)))?;
         step("binding /proc or /sys", mount(Some(source), &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE))?;
-        step("making /proc or /sys read-only", mount(NONE, &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | RO, NONE))?;
+        step(
+            "making /proc or /sys read-only",
+            mount(NONE, &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | RO, NONE),
+        )?;
     }
     step("making the new root read-only", mount(NONE, mount_point, NONE, MsFlags::MS_REMOUNT | RO, NONE))?;
     // Swap roots and drop the old one entirely.

@@ -119,7 +119,9 @@ fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
             _ => Err(wrong_type(name, "string")),
         },
         ArgType::Whence => match v {
-            Value::Int(_) | Value::UInt(_) | Value::Float(_) => int_at(name, v).map(|i| Checked::Whence(Whence::Code(i))),
+            Value::Int(_) | Value::UInt(_) | Value::Float(_) => {
+                int_at(name, v).map(|i| Checked::Whence(Whence::Code(i)))
+            }
             Value::Str(s) => match s.as_slice() {
                 b"set" => Ok(Checked::Whence(Whence::Set)),
                 b"cur" => Ok(Checked::Whence(Whence::Cur)),
@@ -130,7 +132,12 @@ fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
         },
         ArgType::VcpuList => {
             let Value::List(items) = v else { return Err(wrong_type(name, "array")) };
-            items.iter().enumerate().map(|(i, item)| vcpu(arg.name, i, item)).collect::<Result<_, _>>().map(Checked::Vcpus)
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| vcpu(arg.name, i, item))
+                .collect::<Result<_, _>>()
+                .map(Checked::Vcpus)
         }
     }
 }
@@ -213,7 +220,10 @@ mod tests {
         assert_eq!(with(Value::Int(7)).unwrap().whence("whence").unwrap(), Whence::Code(7));
         assert_eq!(with(Value::str("end")).unwrap().whence("whence").unwrap(), Whence::End);
         assert_eq!(desc(with(Value::str("x")).unwrap_err()), "Parameter 'whence' does not accept value 'x'");
-        assert_eq!(desc(with(Value::Bool(true)).unwrap_err()), "Invalid parameter type for 'whence', expected: GuestFileWhence");
+        assert_eq!(
+            desc(with(Value::Bool(true)).unwrap_err()),
+            "Invalid parameter type for 'whence', expected: GuestFileWhence"
+        );
     }
 
     #[test]
@@ -224,7 +234,8 @@ mod tests {
         assert_eq!(run(Value::List(vec![Value::Int(1)])), "Invalid parameter type for 'vcpus[0]', expected: object");
         let missing = Value::Dict(dict(&[("logical-id", Value::Int(1))]));
         assert_eq!(run(Value::List(vec![missing])), "Parameter 'vcpus[0].online' is missing");
-        let extra = Value::Dict(dict(&[("logical-id", Value::Int(1)), ("online", Value::Bool(true)), ("x", Value::Null)]));
+        let extra =
+            Value::Dict(dict(&[("logical-id", Value::Int(1)), ("online", Value::Bool(true)), ("x", Value::Null)]));
         assert_eq!(run(Value::List(vec![extra])), "Parameter 'vcpus[0].x' is unexpected");
     }
 }

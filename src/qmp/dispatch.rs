@@ -51,7 +51,10 @@ pub fn handle_into(agent: &mut Agent, message: Message, out: &mut Vec<u8>) -> bo
 pub enum Outcome {
     /// `success-response: no` commands send nothing on success.
     Silent,
-    Return { value: Value, delimit: bool },
+    Return {
+        value: Value,
+        delimit: bool,
+    },
 }
 
 fn execute(agent: &mut Agent, request: &Dict) -> Result<Outcome, AgentError> {

@@ -37,15 +37,27 @@ pub enum AgentError {
     /// Not on the freeze allowlist while filesystems are frozen.
     CommandFrozen(&'static str),
     MissingParameter(Vec<u8>),
-    InvalidParameterType { path: Vec<u8>, expected: &'static str },
+    InvalidParameterType {
+        path: Vec<u8>,
+        expected: &'static str,
+    },
     UnexpectedParameter(Vec<u8>),
-    InvalidEnumValue { name: &'static str, value: Vec<u8> },
+    InvalidEnumValue {
+        name: &'static str,
+        value: Vec<u8>,
+    },
     /// An argument value a command refuses, e.g. "value '-1' is invalid for argument count".
-    InvalidValue { value: i64, argument: &'static str },
+    InvalidValue {
+        value: i64,
+        argument: &'static str,
+    },
     /// A command failed; the text is the command family's description.
     Command(Vec<u8>),
     /// A command failed on a system call: "<what>: <strerror>".
-    Os { what: Vec<u8>, errno: Errno },
+    Os {
+        what: Vec<u8>,
+        errno: Errno,
+    },
 }
 
 impl AgentError {

@@ -411,7 +411,9 @@ fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>) -> (Child, u32
         let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
         // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
         unsafe {
-            cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).map_err(std::io::Error::from));
+            cmd.pre_exec(move || {
+                setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).map_err(std::io::Error::from)
+            });
         }
     }
     let mut child = cmd.spawn().expect("spawn qemu-ga-rs");
@@ -495,7 +497,8 @@ impl Client {
     /// The next reply line, parsed (a leading 0xFF is refused: use read_raw_line for that).
     pub fn read_reply(&mut self) -> Value {
         let line = self.read_raw_line();
-        serde_json::from_slice(&line).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&line)))
+        serde_json::from_slice(&line)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&line)))
     }
 
     /// Sends one request and returns its reply.
@@ -562,7 +565,9 @@ pub fn enabled_map(client: &mut Client) -> HashMap<String, bool> {
 pub fn probe_enabled(client: &mut Client, name: &str) -> bool {
     let r = client.cmd(&format!(r#"{{"execute":"{name}","arguments":{{"qga-it-probe":1}}}}"#));
     let desc = r["error"]["desc"].as_str().unwrap_or_else(|| panic!("probe of {name} did not fail: {r}"));
-    if desc == "Parameter 'qga-it-probe' is unexpected" || (desc.starts_with("Parameter '") && desc.ends_with("' is missing")) {
+    if desc == "Parameter 'qga-it-probe' is unexpected"
+        || (desc.starts_with("Parameter '") && desc.ends_with("' is missing"))
+    {
         assert_eq!(r["error"]["class"], "GenericError", "{r}");
         true
     } else {

@@ -172,10 +172,7 @@ pub fn assert_refused(status: ExitStatus, log: &str) {
 /// The `Name:\tvalue` lines of `/proc/PID/status`.
 pub fn proc_status(pid: u32) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
 }
 
 /// One field of `/proc/PID/status`.

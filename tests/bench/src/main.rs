@@ -448,7 +448,12 @@ fn int_after(line: &[u8], key: &[u8]) -> Option<i64> {
         Some(i) => i,
         None => tail + find(&line[tail..], key)?,
     } + key.len();
-    let digits: Vec<u8> = line[at..].iter().skip_while(|&&b| b == b':' || b == b' ').take_while(|b| b.is_ascii_digit()).copied().collect();
+    let digits: Vec<u8> = line[at..]
+        .iter()
+        .skip_while(|&&b| b == b':' || b == b' ')
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
@@ -604,7 +609,8 @@ fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read_file: &Pat
         let mut total = 0usize;
         while total < cfg.payload {
             let count = size.min(cfg.payload - total);
-            let req = format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{h},\"count\":{count}}}}}\n");
+            let req =
+                format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{h},\"count\":{count}}}}}\n");
             let line = conn.call(req.as_bytes());
             let n = int_after(line, b"\"count\"").expect("count in read reply") as usize;
             assert_eq!(n, count, "short read");
@@ -632,7 +638,8 @@ fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read_file: &Pat
             out.display()
         ));
         let h = h.as_i64().expect("handle");
-        let mut req = format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"").into_bytes();
+        let mut req =
+            format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"").into_bytes();
         req.extend_from_slice(&b64);
         req.extend_from_slice(b"\"}}\n");
         drop(b64);
@@ -834,16 +841,25 @@ fn main() {
     report(&cfg, &kinds, &rounds, &ir, &floor, direct);
 }
 
-fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: &HashMap<Kind, f64>, floor: &[Floor], direct: Option<f64>) {
+fn report(
+    cfg: &Config,
+    kinds: &[Kind],
+    rounds: &HashMap<Kind, Vec<Round>>,
+    ir: &HashMap<Kind, f64>,
+    floor: &[Floor],
+    direct: Option<f64>,
+) {
     let agg = |k: Kind, f: &dyn Fn(&Round) -> f64| -> f64 {
         let mut v: Vec<f64> = rounds[&k].iter().map(f).collect();
         median(&mut v)
     };
-    let pooled = |k: Kind, name: &str| -> Vec<f64> { rounds[&k].iter().flat_map(|r| r.lat[name].iter().copied()).collect() };
+    let pooled =
+        |k: Kind, name: &str| -> Vec<f64> { rounds[&k].iter().flat_map(|r| r.lat[name].iter().copied()).collect() };
     let has_ref = kinds.contains(&Kind::Ref);
     let both = |f: &dyn Fn(Kind) -> f64| -> (f64, Option<f64>) { (f(Kind::Rs), has_ref.then(|| f(Kind::Ref))) };
     let mut rows = Vec::new();
-    let mut add = |name: String, (rs, r#ref): (f64, Option<f64>), unit, target| rows.push(Row { name, rs, r#ref, unit, target });
+    let mut add =
+        |name: String, (rs, r#ref): (f64, Option<f64>), unit, target| rows.push(Row { name, rs, r#ref, unit, target });
 
     let startups = |k: Kind| -> f64 {
         let mut v: Vec<f64> = rounds[&k].iter().flat_map(|r| r.startup.iter().copied()).collect();
@@ -873,12 +889,18 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
             add(format!("file {dirn} {label}"), both(&|k| agg(k, &|r| r.file[&(dirn, size)])), "MB/s", target);
         }
     }
-    add("CPU per 10,000 pings (agent tree)".into(), both(&|k| agg(k, &|r| r.cpu_10k_pings) * 1e3), "ms", Some((true, 0.3)));
+    add(
+        "CPU per 10,000 pings (agent tree)".into(),
+        both(&|k| agg(k, &|r| r.cpu_10k_pings) * 1e3),
+        "ms",
+        Some((true, 0.3)),
+    );
     add("CPU per 64 MiB read at 1 MiB (agent tree)".into(), both(&|k| agg(k, &|r| r.cpu_read_64m) * 1e3), "ms", None);
     add("RSS idle (all agent processes)".into(), both(&|k| agg(k, &|r| r.idle_rss)), "MiB", Some((true, 1.0)));
     add("RSS peak (VmHWM) after file tests".into(), both(&|k| agg(k, &|r| r.peak_rss)), "MiB", None);
     add("RSS after file tests".into(), both(&|k| agg(k, &|r| r.rss_after_files)), "MiB", None);
-    let over_ping = |k: Kind, name: &str, beside: &str| (pct(&pooled(k, name), 0.5) - pct(&pooled(k, beside), 0.5)) * 1e6;
+    let over_ping =
+        |k: Kind, name: &str, beside: &str| (pct(&pooled(k, name), 0.5) - pct(&pooled(k, beside), 0.5)) * 1e6;
     add("guest-fsfreeze-status p50".into(), both(&|k| pct(&pooled(k, "guest-fsfreeze-status"), 0.5) * 1e6), "µs", None);
     add(
         "privileged round trip: status p50 − ping p50 (qemu-ga: in-process)".into(),
@@ -886,12 +908,27 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
         "µs",
         None,
     );
-    add("guest-fsfreeze-thaw p50 (nothing frozen)".into(), both(&|k| pct(&pooled(k, "guest-fsfreeze-thaw"), 0.5) * 1e6), "µs", None);
-    add("thaw p50 − ping p50 (FITHAW work included)".into(), both(&|k| over_ping(k, "guest-fsfreeze-thaw", "ping (beside thaw)")), "µs", None);
+    add(
+        "guest-fsfreeze-thaw p50 (nothing frozen)".into(),
+        both(&|k| pct(&pooled(k, "guest-fsfreeze-thaw"), 0.5) * 1e6),
+        "µs",
+        None,
+    );
+    add(
+        "thaw p50 − ping p50 (FITHAW work included)".into(),
+        both(&|k| over_ping(k, "guest-fsfreeze-thaw", "ping (beside thaw)")),
+        "µs",
+        None,
+    );
     if !ir.is_empty() {
         let ir_rs = ir.get(&Kind::Rs).copied().unwrap_or(f64::NAN);
         let ir_ref = has_ref.then(|| ir.get(&Kind::Ref).copied().unwrap_or(f64::NAN));
-        add("callgrind Ir per 10,000 pings (front only / qemu-ga)".into(), (ir_rs / 1e6, ir_ref.map(|v| v / 1e6)), "M Ir", None);
+        add(
+            "callgrind Ir per 10,000 pings (front only / qemu-ga)".into(),
+            (ir_rs / 1e6, ir_ref.map(|v| v / 1e6)),
+            "M Ir",
+            None,
+        );
     }
 
     let mut out = String::new();
@@ -931,7 +968,8 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
         );
     }
     // The one absolute target.
-    let added = pct(&pooled(Kind::Rs, "guest-fsfreeze-status"), 0.5) - pct(&pooled(Kind::Rs, "ping (beside status)"), 0.5);
+    let added =
+        pct(&pooled(Kind::Rs, "guest-fsfreeze-status"), 0.5) - pct(&pooled(Kind::Rs, "ping (beside status)"), 0.5);
     let _ = writeln!(
         out,
         "\nprivileged round trip (guest-fsfreeze-status through the helper) adds {:.1} µs at p50 over guest-ping (target < 20 µs): {}",
@@ -968,7 +1006,8 @@ fn report(cfg: &Config, kinds: &[Kind], rounds: &HashMap<Kind, Vec<Round>>, ir: 
             );
         }
     }
-    let share: Vec<f64> = kinds.iter().flat_map(|&k| rounds[&k].iter().flat_map(|r| r.client_share.iter().copied())).collect();
+    let share: Vec<f64> =
+        kinds.iter().flat_map(|&k| rounds[&k].iter().flat_map(|r| r.client_share.iter().copied())).collect();
     let max_share = share.iter().copied().fold(0.0, f64::max);
     let _ = writeln!(out, "client CPU share during throughput tests: max {:.0}% of one core", max_share * 100.0);
     print!("{out}");

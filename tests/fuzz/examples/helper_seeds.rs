@@ -45,11 +45,8 @@ fn main() {
         ("rep-done", Reply::Done),
         ("rep-failed", Reply::Failed { desc: "Operation not permitted".into() }),
     ];
-    let payloads: Vec<(&str, Vec<u8>)> = requests
-        .iter()
-        .map(|(n, r)| (*n, r.encode()))
-        .chain(replies.iter().map(|(n, r)| (*n, r.encode())))
-        .collect();
+    let payloads: Vec<(&str, Vec<u8>)> =
+        requests.iter().map(|(n, r)| (*n, r.encode())).chain(replies.iter().map(|(n, r)| (*n, r.encode()))).collect();
     let mut all = vec![0u8]; // mode byte: whole reads
     for (name, payload) in &payloads {
         // Mode byte 0x00: each read returns all it can.

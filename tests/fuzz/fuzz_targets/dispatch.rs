@@ -42,7 +42,10 @@ fn right_reply(request: &Request) -> Reply {
         Request::Trim { minimum } => Reply::Trimmed {
             paths: vec![
                 TrimResult::Trimmed { path: "/".into(), minimum: *minimum, trimmed: i64::MAX },
-                TrimResult::Failed { path: "/mnt/\u{e9}\"\\\u{1}\u{10348}".into(), error: "Input/output error \u{2603}".into() },
+                TrimResult::Failed {
+                    path: "/mnt/\u{e9}\"\\\u{1}\u{10348}".into(),
+                    error: "Input/output error \u{2603}".into(),
+                },
             ],
         },
         Request::SetVcpus { vcpus } => Reply::VcpusSet { count: vcpus.len() as i64 },
@@ -137,7 +140,11 @@ fn check(agent: &mut Agent, message: Message) {
         _ => (false, false, false),
     };
     let Some(line) = dispatch::handle(agent, message) else { return };
-    assert!(line.is_ascii() || line[0] == 0xFF && line[1..].is_ascii(), "non-ASCII reply {:?}", String::from_utf8_lossy(&line));
+    assert!(
+        line.is_ascii() || line[0] == 0xFF && line[1..].is_ascii(),
+        "non-ASCII reply {:?}",
+        String::from_utf8_lossy(&line)
+    );
     assert_eq!(line.last(), Some(&b'\n'), "reply without its newline");
     let delimited = line[0] == 0xFF;
     let body = &line[delimited as usize..line.len() - 1];

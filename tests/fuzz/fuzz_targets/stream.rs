@@ -111,7 +111,12 @@ fuzz_target!(|input: &[u8]| {
                 }
                 // A trailing newline ends a top-level number or keyword.
                 let again = messages(&[&text, b"\n"]);
-                assert_eq!(again.len(), 1, "written value did not parse back as one message: {:?}", String::from_utf8_lossy(&text));
+                assert_eq!(
+                    again.len(),
+                    1,
+                    "written value did not parse back as one message: {:?}",
+                    String::from_utf8_lossy(&text)
+                );
                 let again = again[0].as_ref().expect("written value did not parse back");
                 assert_eq!(written(&sorted(again)), written(&sorted(v)), "the written value parsed back differently");
             }
