@@ -11,6 +11,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# Formatting and lints first: a change that is not rustfmt-clean or that clippy warns about
+# fails here, before anything runs. The fuzz targets are a workspace of their own.
+cargo fmt --all --check
+(cd tests/fuzz && cargo fmt --check)
+cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd tests/fuzz && cargo clippy --all-targets --locked -- -D warnings)
+
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked
 tests/fuzz/run.sh 20

@@ -26,7 +26,7 @@ struct Trickle<'a> {
 impl Read for Trickle<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.interrupt && self.calls % 3 == 0 {
+        if self.interrupt && self.calls.is_multiple_of(3) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         let n = buf.len().min(self.step).min(self.data.len());
