@@ -86,7 +86,7 @@ fuzz_target!(|input: &[u8]| {
         let (a, b) = data.split_at(ff + 1);
         let mut expected = messages(&[a]);
         let lone = messages(&[&[0xFF]]).len();
-        expected.extend(messages(&[&[0xFF], &b[..]]).into_iter().skip(lone));
+        expected.extend(messages(&[&[0xFF], b]).into_iter().skip(lone));
         assert_eq!(whole, expected, "0xFF did not reset the parser");
     }
 
