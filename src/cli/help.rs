@@ -1,80 +1,82 @@
-//! The `-h` text: 7.2's layout and wording, with the options 7.2 lacks and the defaults
-//! filled in from `config`, so the text cannot drift from what the parser does.
+//! The `-h` text: 7.2's layout and wording, with the options 7.2 lacks, rendered from the
+//! option table with the defaults filled in from `config`, so the text cannot drift from what
+//! the parser does.
 
-use crate::config::{Method, DEFAULT_CONFIG_FILE, DEFAULT_FSFREEZE_HOOK, DEFAULT_POLICY_FILE};
+use super::table::{CONFIG_KEYS, OPTIONS};
+use crate::config::{Config, Method, DEFAULT_CONFIG_FILE, DEFAULT_FSFREEZE_HOOK, DEFAULT_POLICY_FILE};
+
+/// The column where descriptions start; a longer option label gets a line of its own.
+const DESCRIPTION_COLUMN: usize = 20;
+/// The width the closing paragraph is wrapped to.
+const PARAGRAPH_WIDTH: usize = 76;
 
 /// The help text; `version` is the agent's own version.
 pub fn text(version: &str) -> String {
-    let defaults = crate::config::Config::default();
-    let virtio = Method::VirtioSerial.default_path().unwrap_or("");
-    let isa = Method::IsaSerial.default_path().unwrap_or("");
-    let pidfile = defaults.pidfile.display();
-    let statedir = defaults.statedir.display();
-    format!(
-        "\
-Usage: qemu-ga-rs [-m <method> -p <path>] [<options>]
-qemu-ga-rs {version}, a privilege-separated QEMU Guest Agent
+    let mut out = format!(
+        "Usage: qemu-ga-rs [-m <method> -p <path>] [<options>]\n\
+         qemu-ga-rs {version}, a privilege-separated QEMU Guest Agent\n\n"
+    );
+    for option in OPTIONS {
+        let Some(help) = &option.help else { continue };
+        let mut label = match option.short {
+            Some(c) => format!("  -{}, --{}", c as char, option.long),
+            None => format!("      --{}", option.long),
+        };
+        label.push_str(help.arg_hint);
+        if label.len() < DESCRIPTION_COLUMN {
+            out.push_str(&format!("{label:DESCRIPTION_COLUMN$}"));
+        } else {
+            out.push_str(&format!("{label}\n{:DESCRIPTION_COLUMN$}", ""));
+        }
+        let text = with_defaults(help.text);
+        out.push_str(&text.replace('\n', &format!("\n{:DESCRIPTION_COLUMN$}", "")));
+        out.push('\n');
+    }
+    let keys: Vec<&str> = CONFIG_KEYS.iter().filter(|k| !k.deprecated).map(|k| k.name).collect();
+    let (last, first) = keys.split_last().map_or((&"", &[][..]), |(l, f)| (l, f));
+    out.push('\n');
+    out.push_str(&wrap(&format!(
+        "The config file is a key file with a [general] group and the keys {} and {last}; the command line \
+         overrides it, and the RPC lists of both are combined.",
+        first.join(", ")
+    )));
+    out
+}
 
-  -m, --method      transport method: one of unix-listen, virtio-serial,
-                    isa-serial, or vsock-listen (virtio-serial is the default)
-  -p, --path        device/socket path (the default for virtio-serial is:
-                    {virtio},
-                    the default for isa-serial is:
-                    {isa}).
-                    Socket addresses for vsock-listen are written as
-                    <cid>:<port>.
-  -l, --logfile     set logfile path, logs to stderr by default
-  -f, --pidfile     specify pidfile (default is {pidfile})
-  -F, --fsfreeze-hook
-                    enable fsfreeze hook. Accepts an optional argument that
-                    specifies script to run on freeze/thaw. Script will be
-                    called with 'freeze'/'thaw' arguments accordingly.
-                    (default is {DEFAULT_FSFREEZE_HOOK})
-                    If using -F with an argument, do not follow -F with a
-                    space.
-                    (for example: -F/var/run/fsfreezehook.sh)
-  -t, --statedir    specify dir to store state information (absolute paths
-                    only, default is {statedir})
-  -v, --verbose     log extra debugging information
-  -V, --version     print version information and exit
-  -d, --daemonize   become a daemon
-  -b, --block-rpcs  comma-separated list of RPCs to disable (no spaces,
-                    use \"help\" to list available RPCs);
-                    --blacklist is a deprecated alias
-  -a, --allow-rpcs  comma-separated list of RPCs to enable, all others are
-                    disabled (use \"help\" to list available RPCs);
-                    -b wins over -a
-  -c, --config      configuration file to use (default is $QGA_CONF if set,
-                    else {DEFAULT_CONFIG_FILE}; a file named with -c
-                    must exist)
-  -D, --dump-conf   dump a qemu-ga config file based on current config
-                    options / command-line parameters to stdout
-  -r, --retry-path  attempt re-opening path if it's unavailable or closed
-                    due to an error which may be recoverable in the future
-                    (virtio-serial driver re-install, serial device hot
-                    plug/unplug, etc.)
-      --user        unprivileged user that serves the host (default is
-                    qemu-ga-rs if that user exists, else nobody)
-      --policy      policy file deciding which RPCs are enabled (default is
-                    {DEFAULT_POLICY_FILE}; without it the shipped
-                    default policy applies)
-      --check-policy[=FILE]
-                    check a policy file (FILE, or the one configured; also
-                    accepted as a separate word not starting with '-'),
-                    print which RPCs are enabled and why, and exit
-      --seccomp-log debugging only: system calls outside the sandbox's
-                    allowlists are logged by the kernel instead of
-                    killing the agent
-      --no-sandbox  profiling only (e.g. under valgrind): no seccomp
-                    filters at all; never use it in production
-  -h, --help        display this help and exit
+/// Fills in the `{name}` placeholders of the table's help texts.
+fn with_defaults(text: &str) -> String {
+    let defaults = Config::default();
+    [
+        ("{virtio-serial-path}", Method::VirtioSerial.default_path().unwrap_or("")),
+        ("{isa-serial-path}", Method::IsaSerial.default_path().unwrap_or("")),
+        ("{pidfile}", &defaults.pidfile.to_string_lossy()),
+        ("{statedir}", &defaults.statedir.to_string_lossy()),
+        ("{fsfreeze-hook}", DEFAULT_FSFREEZE_HOOK),
+        ("{config-file}", DEFAULT_CONFIG_FILE),
+        ("{policy-file}", DEFAULT_POLICY_FILE),
+    ]
+    .iter()
+    .fold(text.to_string(), |text, (placeholder, value)| text.replace(placeholder, value))
+}
 
-The config file is a key file with a [general] group and the keys daemon,
-method, path, logfile, pidfile, fsfreeze-hook, statedir, verbose,
-retry-path, block-rpcs, allow-rpcs, user and policy; the command line
-overrides it, and the RPC lists of both are combined.
-"
-    )
+/// Wraps words greedily to [`PARAGRAPH_WIDTH`] columns, each line ending in a newline.
+fn wrap(paragraph: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in paragraph.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > PARAGRAPH_WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]
@@ -124,6 +126,11 @@ mod tests {
         ] {
             assert!(t.contains(default), "{default} missing");
         }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled_in() {
+        assert!(!text("0").contains('{'), "{}", text("0"));
     }
 
     #[test]

@@ -30,6 +30,8 @@ impl fmt::Display for KeyFileError {
     }
 }
 
+impl std::error::Error for KeyFileError {}
+
 /// One raw value and the line it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {

@@ -1,6 +1,7 @@
 //! Splits the command line into options the way glibc's `getopt_long` does with 7.2's option
 //! table (`"hVvdm:p:l:f:F::b:t:Dr"`), extended with 10.0's `-a`/`-c` and our long-only
-//! `--user`, `--policy` and `--check-policy`.
+//! `--user`, `--policy` and `--check-policy`. The spellings and argument kinds are the rows of
+//! `table.rs`.
 //!
 //! getopt rules kept:
 //! - short flags group (`-vd`); a required argument is the rest of the group (`-mvirtio-serial`)
@@ -20,99 +21,13 @@
 //! Errors use glibc's wording without the program-name prefix; the first error ends the scan
 //! (7.2 exits at the first unknown option).
 
+use super::table::{CliOption, HasArg, Opt, OPTIONS};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-/// One option, whatever its spelling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Opt {
-    Help,
-    Version,
-    DumpConf,
-    Logfile,
-    Pidfile,
-    FsfreezeHook,
-    Verbose,
-    Method,
-    Path,
-    Daemonize,
-    /// `-b`, `--block-rpcs`.
-    BlockRpcs,
-    /// `--blacklist`: the deprecated alias of `--block-rpcs`.
-    Blacklist,
-    AllowRpcs,
-    Config,
-    Statedir,
-    RetryPath,
-    User,
-    Policy,
-    CheckPolicy,
-    SeccompLog,
-    NoSandbox,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HasArg {
-    No,
-    Required,
-    /// Attached only: `-Fx`, `--name=x`.
-    Optional,
-    /// `--name=x`, or the next argument unless it starts with `-`.
-    OptionalOrNext,
-}
-
-struct Long {
-    name: &'static str,
-    has_arg: HasArg,
-    opt: Opt,
-}
-
-/// The long options in 7.2's table order (which decides abbreviation ties and the order of
-/// "possibilities" in messages), then the later ones.
-const LONG: &[Long] = &[
-    Long { name: "help", has_arg: HasArg::No, opt: Opt::Help },
-    Long { name: "version", has_arg: HasArg::No, opt: Opt::Version },
-    Long { name: "dump-conf", has_arg: HasArg::No, opt: Opt::DumpConf },
-    Long { name: "logfile", has_arg: HasArg::Required, opt: Opt::Logfile },
-    Long { name: "pidfile", has_arg: HasArg::Required, opt: Opt::Pidfile },
-    Long { name: "fsfreeze-hook", has_arg: HasArg::Optional, opt: Opt::FsfreezeHook },
-    Long { name: "verbose", has_arg: HasArg::No, opt: Opt::Verbose },
-    Long { name: "method", has_arg: HasArg::Required, opt: Opt::Method },
-    Long { name: "path", has_arg: HasArg::Required, opt: Opt::Path },
-    Long { name: "daemonize", has_arg: HasArg::No, opt: Opt::Daemonize },
-    Long { name: "block-rpcs", has_arg: HasArg::Required, opt: Opt::BlockRpcs },
-    Long { name: "blacklist", has_arg: HasArg::Required, opt: Opt::Blacklist },
-    Long { name: "statedir", has_arg: HasArg::Required, opt: Opt::Statedir },
-    Long { name: "retry-path", has_arg: HasArg::No, opt: Opt::RetryPath },
-    Long { name: "allow-rpcs", has_arg: HasArg::Required, opt: Opt::AllowRpcs },
-    Long { name: "config", has_arg: HasArg::Required, opt: Opt::Config },
-    Long { name: "user", has_arg: HasArg::Required, opt: Opt::User },
-    Long { name: "policy", has_arg: HasArg::Required, opt: Opt::Policy },
-    Long { name: "check-policy", has_arg: HasArg::OptionalOrNext, opt: Opt::CheckPolicy },
-    Long { name: "seccomp-log", has_arg: HasArg::No, opt: Opt::SeccompLog },
-    Long { name: "no-sandbox", has_arg: HasArg::No, opt: Opt::NoSandbox },
-];
-
-/// The short options (`"hVvdc:m:p:l:f:F::b:a:t:Dr"`).
-fn short(c: u8) -> Option<(Opt, HasArg)> {
-    Some(match c {
-        b'h' => (Opt::Help, HasArg::No),
-        b'V' => (Opt::Version, HasArg::No),
-        b'v' => (Opt::Verbose, HasArg::No),
-        b'd' => (Opt::Daemonize, HasArg::No),
-        b'c' => (Opt::Config, HasArg::Required),
-        b'm' => (Opt::Method, HasArg::Required),
-        b'p' => (Opt::Path, HasArg::Required),
-        b'l' => (Opt::Logfile, HasArg::Required),
-        b'f' => (Opt::Pidfile, HasArg::Required),
-        b'F' => (Opt::FsfreezeHook, HasArg::Optional),
-        b'b' => (Opt::BlockRpcs, HasArg::Required),
-        b'a' => (Opt::AllowRpcs, HasArg::Required),
-        b't' => (Opt::Statedir, HasArg::Required),
-        b'D' => (Opt::DumpConf, HasArg::No),
-        b'r' => (Opt::RetryPath, HasArg::No),
-        _ => return None,
-    })
+/// A short option's row.
+fn short(c: u8) -> Option<&'static CliOption> {
+    OPTIONS.iter().find(|o| o.short == Some(c))
 }
 
 /// Options that are one getopt option under two names (same `val` in 7.2's table), so that
@@ -178,22 +93,25 @@ fn scan_long(body: &[u8], args: &[OsString], i: &mut usize, tokens: &mut Vec<Tok
         Some(eq) => (&body[..eq], Some(&body[eq + 1..])),
         None => (body, None),
     };
-    let found = match LONG.iter().find(|l| l.name.as_bytes() == name) {
+    let found = match OPTIONS.iter().find(|o| o.long.as_bytes() == name) {
         Some(exact) => exact,
         None => {
-            let candidates: Vec<&Long> = LONG.iter().filter(|l| l.name.as_bytes().starts_with(name)).collect();
+            // In 7.2's table order, which decides ties and the order of the possibilities.
+            let mut candidates: Vec<&CliOption> =
+                OPTIONS.iter().filter(|o| o.long.as_bytes().starts_with(name)).collect();
+            candidates.sort_by_key(|o| o.getopt_rank);
             match candidates.first() {
                 None => return Err(format!("unrecognized option '--{}'", show(body))),
                 Some(first) if candidates.iter().all(|c| same_option(c.opt, first.opt)) => *first,
                 Some(_) => {
-                    let list: Vec<String> = candidates.iter().map(|c| format!("'--{}'", c.name)).collect();
+                    let list: Vec<String> = candidates.iter().map(|c| format!("'--{}'", c.long)).collect();
                     return Err(format!("option '--{}' is ambiguous; possibilities: {}", show(body), list.join(" ")));
                 }
             }
         }
     };
     let arg = match (found.has_arg, attached) {
-        (HasArg::No, Some(_)) => return Err(format!("option '--{}' doesn't allow an argument", found.name)),
+        (HasArg::No, Some(_)) => return Err(format!("option '--{}' doesn't allow an argument", found.long)),
         (HasArg::No, None) => None,
         (_, Some(value)) => Some(os(value)),
         (HasArg::Required, None) => match args.get(*i) {
@@ -201,7 +119,7 @@ fn scan_long(body: &[u8], args: &[OsString], i: &mut usize, tokens: &mut Vec<Tok
                 *i += 1;
                 Some(next.clone())
             }
-            None => return Err(format!("option '--{}' requires an argument", found.name)),
+            None => return Err(format!("option '--{}' requires an argument", found.long)),
         },
         (HasArg::Optional, None) => None,
         (HasArg::OptionalOrNext, None) => match args.get(*i) {
@@ -221,7 +139,7 @@ fn scan_short(group: &[u8], args: &[OsString], i: &mut usize, tokens: &mut Vec<T
     while k < group.len() {
         let c = group[k];
         k += 1;
-        let Some((opt, has_arg)) = short(c) else {
+        let Some(&CliOption { opt, has_arg, .. }) = short(c) else {
             // A non-ASCII byte is shown as glibc would print it: raw, here made readable.
             return Err(format!("invalid option -- '{}'", show(&[c])));
         };

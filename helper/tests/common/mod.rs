@@ -19,6 +19,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+// The one /proc reader of the Rust tests, shared with the front's integration tests.
+#[path = "../../../tests/common/procfs.rs"]
+mod procfs;
+// Each test crate uses part of the harness (as for dead code above).
+#[allow(unused_imports)]
+pub use procfs::*;
 use qga_helper::protocol::{read_frame, write_frame, Reply, Request};
 
 pub const HELPER: &str = env!("CARGO_BIN_EXE_qemu-ga-rs-helper");
@@ -167,30 +174,4 @@ impl Drop for Helper {
 pub fn assert_refused(status: ExitStatus, log: &str) {
     assert!(!status.success(), "exit status {status:?}, log:\n{log}");
     assert!(log.contains("refusing request"), "log:\n{log}");
-}
-
-/// The `Name:\tvalue` lines of `/proc/PID/status`.
-pub fn proc_status(pid: u32) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
-    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
-}
-
-/// One field of `/proc/PID/status`.
-pub fn status_field(pid: u32, name: &str) -> String {
-    proc_status(pid).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap_or_default()
-}
-
-/// The pids whose parent is `pid`, from `/proc/*/stat` (the field after the parenthesised
-/// command name).
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
-        if rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            out.push(child);
-        }
-    }
-    out
 }

@@ -1,0 +1,74 @@
+//! Command line of the bench.
+
+use crate::*;
+
+pub(crate) struct Config {
+    pub(crate) rounds: usize,
+    pub(crate) quick: bool,
+    pub(crate) agent: PathBuf,
+    pub(crate) reference: Option<PathBuf>,
+    pub(crate) policy: PathBuf,
+    pub(crate) callgrind: bool,
+    /// Only the callgrind figure (for profiling work).
+    pub(crate) callgrind_only: bool,
+    /// Samples per latency figure.
+    pub(crate) samples: usize,
+    /// Pings for the CPU figure (also the guest-ping latency samples).
+    pub(crate) cpu_pings: usize,
+    pub(crate) pipelined: usize,
+    pub(crate) payload: usize,
+    pub(crate) thaws: usize,
+}
+
+pub(crate) fn usage() -> ! {
+    eprintln!(
+        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--policy FILE] [--quick] [--no-callgrind] [--callgrind-only]"
+    );
+    std::process::exit(2)
+}
+
+pub(crate) fn parse_args() -> Config {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    let mut rounds = None;
+    let mut quick = false;
+    let mut agent = root.join("target/release/qemu-ga-rs");
+    let mut reference = Some(PathBuf::from("/usr/sbin/qemu-ga"));
+    let mut policy = root.join("policy/allow-all.policy");
+    let mut callgrind = true;
+    let mut callgrind_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rounds" => rounds = Some(args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())),
+            "--reference" => reference = Some(args.next().unwrap_or_else(|| usage()).into()),
+            "--no-reference" => reference = None,
+            "--agent" => agent = args.next().unwrap_or_else(|| usage()).into(),
+            "--policy" => policy = args.next().unwrap_or_else(|| usage()).into(),
+            "--quick" => quick = true,
+            "--no-callgrind" => callgrind = false,
+            "--callgrind-only" => callgrind_only = true,
+            _ => usage(),
+        }
+    }
+    if let Some(r) = &reference {
+        if !r.exists() {
+            eprintln!("qga-bench: reference {} not installed; measuring qemu-ga-rs alone", r.display());
+            reference = None;
+        }
+    }
+    Config {
+        rounds: rounds.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        quick,
+        agent,
+        reference,
+        policy,
+        callgrind,
+        callgrind_only,
+        samples: if quick { 500 } else { 2000 },
+        cpu_pings: 10_000,
+        pipelined: if quick { 20_000 } else { 50_000 },
+        payload: if quick { 16 * MIB } else { 64 * MIB },
+        thaws: if quick { 300 } else { 1000 },
+    }
+}

@@ -1,0 +1,218 @@
+//! Measurements of one agent in one round.
+
+use crate::*;
+use base64::Engine as _;
+
+#[derive(Default)]
+pub(crate) struct Round {
+    /// Exec to first ping answered, seconds: STARTS_PER_ROUND samples.
+    pub(crate) startup: Vec<f64>,
+    /// Latency samples in seconds, by name.
+    pub(crate) lat: HashMap<&'static str, Vec<f64>>,
+    /// Requests per second with one outstanding, by name.
+    pub(crate) rate: HashMap<&'static str, f64>,
+    pub(crate) pipelined: f64,
+    /// MB/s by (direction, size).
+    pub(crate) file: HashMap<(&'static str, usize), f64>,
+    pub(crate) cpu_10k_pings: f64,
+    pub(crate) cpu_read_64m: f64,
+    pub(crate) idle_rss: f64,
+    pub(crate) peak_rss: f64,
+    pub(crate) rss_after_files: f64,
+    pub(crate) client_share: Vec<f64>,
+}
+
+pub(crate) fn timed_loop(conn: &mut Conn, req: &[u8], n: usize, check: &[u8]) -> (Vec<f64>, f64) {
+    let mut lat = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        conn.send(req);
+        let line = conn.line();
+        lat.push(t.elapsed().as_secs_f64());
+        if find(line, check).is_none() {
+            panic!("unexpected reply to {}: {}", show(req), show(line));
+        }
+    }
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    (lat, rate)
+}
+
+/// Start-up samples per agent per round.
+pub(crate) const STARTS_PER_ROUND: usize = 5;
+
+/// `n` times a ping then `req` (whose reply must start with `expect`); the latencies of both.
+pub(crate) fn alternate_with_pings(
+    conn: &mut Conn,
+    ping: &[u8],
+    req: &[u8],
+    expect: &[u8],
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut pings, mut reqs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        conn.call(ping);
+        pings.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let line = conn.call(req);
+        assert!(line.starts_with(expect), "{}: {}", show(req), show(line));
+        reqs.push(t.elapsed().as_secs_f64());
+    }
+    (pings, reqs)
+}
+
+pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read_file: &Path) -> Round {
+    let mut r = Round::default();
+    // Start-up alone, a few times (one sample per round was at the mercy of one slow exec);
+    // each agent is stopped with its client still connected (qemu-ga 7.2 can lose a SIGTERM
+    // that arrives while it handles a disconnect).
+    for _ in 1..STARTS_PER_ROUND {
+        let (agent, conn, startup) = start(cfg, kind, dir);
+        r.startup.push(startup.as_secs_f64());
+        stop(agent);
+        drop(conn);
+    }
+    let (agent, mut conn, startup) = start(cfg, kind, dir);
+    r.startup.push(startup.as_secs_f64());
+    let pid = agent.child.id();
+
+    // Idle memory: after start-up and one ping, settled.
+    std::thread::sleep(Duration::from_millis(200));
+    r.idle_rss = status_kb(&tree(pid), "VmRSS");
+
+    let ping = b"{\"execute\":\"guest-ping\"}\n";
+    // Warm-up.
+    timed_loop(&mut conn, ping, 200, b"\"return\"");
+
+    // guest-ping latency and the CPU of exactly cfg.cpu_pings pings.
+    let pids = tree(pid);
+    let c0 = cpu_of(&pids);
+    let (lat, rate) = timed_loop(&mut conn, ping, cfg.cpu_pings, b"\"return\"");
+    r.cpu_10k_pings = (cpu_of(&pids) - c0) * 10_000.0 / cfg.cpu_pings as f64;
+    r.lat.insert("guest-ping", lat);
+    r.rate.insert("guest-ping", rate);
+
+    let sync = b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":123456}}\n";
+    let (lat, rate) = timed_loop(&mut conn, sync, cfg.samples, b"123456");
+    r.lat.insert("guest-sync", lat);
+    r.rate.insert("guest-sync", rate);
+
+    let info = b"{\"execute\":\"guest-info\"}\n";
+    let (lat, rate) = timed_loop(&mut conn, info, cfg.samples, b"supported_commands");
+    r.lat.insert("guest-info", lat);
+    r.rate.insert("guest-info", rate);
+
+    // Pipelined guest-ping, 64 outstanding.
+    let window = 64;
+    let batch: Vec<u8> = ping.repeat(window);
+    let (w0, s0) = (Instant::now(), self_cpu());
+    let mut sent = 0;
+    let mut got = 0;
+    conn.send(&batch);
+    sent += window;
+    while got < cfg.pipelined {
+        let line = conn.line();
+        assert!(line.starts_with(b"{\"return\""), "pipelined reply: {}", show(line));
+        got += 1;
+        // Refill in groups of 16 to keep the window between 48 and 64.
+        if sent - got == window - 16 && sent < cfg.pipelined {
+            let k = 16.min(cfg.pipelined - sent);
+            conn.send(&batch[..k * ping.len()]);
+            sent += k;
+        }
+    }
+    let wall = w0.elapsed().as_secs_f64();
+    r.pipelined = cfg.pipelined as f64 / wall;
+    r.client_share.push((self_cpu() - s0) / wall);
+
+    // Privileged round trip, interleaved with pings. guest-fsfreeze-status is qemu-ga-rs's
+    // side-effect-free trip through the helper (the front asks the helper, which holds the
+    // freeze state); thaw with nothing frozen also does the FITHAW work. Thaw is sent only
+    // when nothing is frozen.
+    let status = conn.call_json("{\"execute\":\"guest-fsfreeze-status\"}\n");
+    assert_eq!(status, "thawed", "{} reports filesystems frozen; not sending thaw", kind.name());
+    let status_req = b"{\"execute\":\"guest-fsfreeze-status\"}\n";
+    let thaw = b"{\"execute\":\"guest-fsfreeze-thaw\"}\n";
+    // Two separate alternations, so that the thaw's own work (FITHAW on every mount, its log
+    // line) does not spill into the samples of the side-effect-free round trip.
+    let (pings_s, statuses) = alternate_with_pings(&mut conn, ping, status_req, b"{\"return\": \"thawed\"}", cfg.thaws);
+    let (pings, thaws) = alternate_with_pings(&mut conn, ping, thaw, b"{\"return\": 0", cfg.thaws);
+    r.lat.insert("ping (beside status)", pings_s);
+    r.lat.insert("ping (beside thaw)", pings);
+    r.lat.insert("guest-fsfreeze-status", statuses);
+    r.lat.insert("guest-fsfreeze-thaw", thaws);
+
+    // File throughput.
+    let sizes = [4 * KIB, 64 * KIB, MIB, 0];
+    for &size in &sizes {
+        let size = if size == 0 { MAX_READ.min(cfg.payload) } else { size };
+        let (w0, s0) = (Instant::now(), self_cpu());
+        let pids = tree(pid);
+        let c0 = cpu_of(&pids);
+        let h = conn.call_json(&format!(
+            "{{\"execute\":\"guest-file-open\",\"arguments\":{{\"path\":\"{}\",\"mode\":\"r\"}}}}\n",
+            read_file.display()
+        ));
+        let h = h.as_i64().expect("handle");
+        let mut total = 0usize;
+        while total < cfg.payload {
+            let count = size.min(cfg.payload - total);
+            let req =
+                format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{h},\"count\":{count}}}}}\n");
+            let line = conn.call(req.as_bytes());
+            let n = int_after(line, b"\"count\"").expect("count in read reply") as usize;
+            assert_eq!(n, count, "short read");
+            total += n;
+        }
+        conn.call_json(&format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{h}}}}}\n"));
+        let wall = w0.elapsed().as_secs_f64();
+        if size == MIB {
+            r.cpu_read_64m = (cpu_of(&pids) - c0) * (64 * MIB) as f64 / total as f64;
+        }
+        r.file.insert(("read", size), total as f64 / 1e6 / wall);
+        r.client_share.push((self_cpu() - s0) / wall);
+        conn.shrink();
+    }
+    let out = scratch.join(format!("{}.out", kind.name()));
+    for &size in &sizes {
+        let size = if size == 0 { MAX_WRITE.min(cfg.payload) } else { size };
+        let _ = std::fs::remove_file(&out);
+        // The request text is made before the clock starts: the client only sends it.
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&data).into_bytes();
+        drop(data);
+        let h = conn.call_json(&format!(
+            "{{\"execute\":\"guest-file-open\",\"arguments\":{{\"path\":\"{}\",\"mode\":\"w\"}}}}\n",
+            out.display()
+        ));
+        let h = h.as_i64().expect("handle");
+        let mut req =
+            format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"").into_bytes();
+        req.extend_from_slice(&b64);
+        req.extend_from_slice(b"\"}}\n");
+        drop(b64);
+        let (w0, s0) = (Instant::now(), self_cpu());
+        let mut total = 0usize;
+        while total < cfg.payload {
+            let line = conn.call(&req);
+            let n = int_after(line, b"\"count\"").expect("count in write reply") as usize;
+            assert_eq!(n, size, "short write");
+            total += n;
+        }
+        let wall = w0.elapsed().as_secs_f64();
+        conn.call_json(&format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{h}}}}}\n"));
+        r.file.insert(("write", size), total as f64 / 1e6 / wall);
+        r.client_share.push((self_cpu() - s0) / wall);
+        let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(len as usize, total, "written file size");
+    }
+    let _ = std::fs::remove_file(&out);
+    std::thread::sleep(Duration::from_millis(100));
+    let pids = tree(pid);
+    r.peak_rss = status_kb(&pids, "VmHWM");
+    r.rss_after_files = status_kb(&pids, "VmRSS");
+    drop(conn);
+    stop(agent);
+    r
+}
