@@ -14,7 +14,7 @@ use nix::sys::stat::{fstat, SFlag};
 
 use qga_helper::demote::{demote, Demoted};
 use qga_helper::launcher::{self, Launcher};
-use qga_helper::seccomp::{self, Sandbox};
+use qga_helper::seccomp::{self, SandboxMode};
 use qga_helper::serve::{self, exit, Server};
 use qga_helper::system::System;
 use qga_helper::{args, freeze, log, placement, REQUEST_FD};
@@ -81,9 +81,9 @@ fn start() -> i32 {
         return exit::FAILURE;
     }
     match args.sandbox {
-        Sandbox::Enforce => log!("seccomp filter applied"),
-        Sandbox::Log => log!("seccomp filter applied in log mode (--seccomp=log): violations are only logged"),
-        Sandbox::Off => log!("no seccomp filter (--no-sandbox)"),
+        SandboxMode::Enforce => log!("seccomp filter applied"),
+        SandboxMode::Log => log!("seccomp filter applied in log mode (--seccomp=log): violations are only logged"),
+        SandboxMode::Off => log!("no seccomp filter (--no-sandbox)"),
     }
 
     let marker = freeze::marker_path(&args.statedir);

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod canary;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::{self, File};
