@@ -51,6 +51,8 @@ fn the_serving_helper_is_under_seccomp_and_its_launcher_is_not() {
     }
     let log = quit(h);
     assert!(log.contains("seccomp filter applied"), "log:\n{log}");
+    // This kernel has Landlock (the landlock test checks the ABI): the helper must use it.
+    assert!(log.contains("landlock enforced (ABI "), "log:\n{log}");
 }
 
 #[test]
