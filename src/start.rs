@@ -172,9 +172,11 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 9. Without file commands the front needs no filesystem: give it an empty one.
-    if running_as_root && !file_access && config.sandbox != SandboxMode::Off {
-        if let Err(e) = view::enter_empty_view(&config.statedir) {
+    // 9. Without file commands the front needs no filesystem: give it an empty one. With
+    //    them, the real one under a /proc that shows no other process.
+    if running_as_root && config.sandbox != SandboxMode::Off {
+        let view = if file_access { view::enter_own_proc() } else { view::enter_empty_view(&config.statedir) };
+        if let Err(e) = view {
             crate::error!("{e}");
             return EXIT_FAILURE;
         }

@@ -54,7 +54,7 @@ qemu-ga-rs {version}, a privilege-separated QEMU Guest Agent
                     (virtio-serial driver re-install, serial device hot
                     plug/unplug, etc.)
       --user        unprivileged user that serves the host (default is
-                    qemu-ga-rs if that user exists, else nobody)
+                    qemu-ga-rs if that user exists, else a uid of its own)
       --policy      policy file deciding which RPCs are enabled (default is
                     {DEFAULT_POLICY_FILE}; without it the shipped
                     default policy applies)
