@@ -69,8 +69,8 @@ const ALWAYS: &[Allowed<'static>] = &[
     allow!(SYS_restart_syscall, "restarting an interrupted wait"),
     allow!(SYS_getpid, "the pidfile written after thaw"),
     allow!(SYS_getrandom, "hash seeds in the standard library"),
-    allow!(SYS_exit, "exit"),
-    allow!(SYS_exit_group, "exit"),
+    allow!(SYS_exit, "exiting (the main thread's own exit)"),
+    allow!(SYS_exit_group, "exiting (std::process::exit)"),
     // Time.
     allow!(SYS_clock_gettime, "guest-get-time and log timestamps (when the vDSO is unavailable)"),
     allow!(SYS_gettimeofday, "log timestamps (when the vDSO is unavailable)"),
@@ -145,6 +145,13 @@ mod tests {
         assert!(filter(true, &[], SandboxMode::Enforce).is_ok());
         assert!(filter(false, &[3], SandboxMode::Enforce).is_ok());
         assert!(filter(false, &[], SandboxMode::Log).is_ok());
+    }
+
+    #[test]
+    fn every_entry_says_who_needs_it() {
+        for e in ALWAYS.iter().chain(FILE_ACCESS).chain(READ_ONLY_OPEN) {
+            assert!(e.why.len() > 8, "{} has no reason", e.name);
+        }
     }
 
     #[test]
