@@ -292,6 +292,55 @@ fn with_file_commands_the_front_keeps_the_real_filesystem() {
     assert!(std::path::Path::new(&format!("/proc/{}/root/etc", agent.front_pid)).is_dir());
 }
 
+/// A directory bind-mounted onto itself and made shared (as systemd makes `/`), so mounts under
+/// it propagate to namespaces copied from this one; undone on drop.
+struct SharedMountPoint(std::path::PathBuf);
+
+impl SharedMountPoint {
+    fn new(dir: &std::path::Path) -> SharedMountPoint {
+        use nix::mount::{mount, MsFlags};
+        std::fs::create_dir_all(dir.join("later")).unwrap();
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind mount");
+        let guard = SharedMountPoint(dir.to_owned());
+        mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("make shared");
+        guard
+    }
+}
+
+impl Drop for SharedMountPoint {
+    fn drop(&mut self) {
+        use nix::mount::{umount2, MntFlags};
+        let _ = umount2(&self.0.join("later"), MntFlags::MNT_DETACH);
+        let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn with_file_commands_the_front_sees_a_filesystem_the_guest_mounts_after_it_started() {
+    // The front's own /proc lives in a mount namespace of its own; the guest's later mounts
+    // must still reach it, or guest-file-* would miss e.g. a disk mounted after boot.
+    require_root();
+    let dir = TempDir::new();
+    let media = dir.path().join("media");
+    let shared = SharedMountPoint::new(&media);
+    let agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
+    let later = media.join("later");
+    nix::mount::mount(Some("tmpfs"), &later, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=64k"))
+        .expect("mount a tmpfs after the agent started");
+    let file = later.join("hello");
+    std::fs::write(&file, b"hi").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut c = agent.connect();
+    let open = serde_json::json!({"execute": "guest-file-open", "arguments": {"path": file.to_str().unwrap()}});
+    let r = c.cmd(&open.to_string());
+    let handle = r["return"].as_i64().unwrap_or_else(|| panic!("the front does not see the later mount: {r}"));
+    let r = c.cmd(&format!(r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle}}}}}"#));
+    assert_eq!(r["return"]["buf-b64"], "aGk=", "{r}");
+    drop(c);
+    drop(shared);
+    drop(agent);
+}
+
 /// The CPUs a process may run on, from its `Cpus_allowed_list` ("0-3,6").
 fn allowed_cpus(pid: u32) -> Vec<usize> {
     let st = proc_status(pid).unwrap_or_else(|| panic!("no status for {pid}"));

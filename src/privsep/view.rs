@@ -35,11 +35,12 @@ const NONE: Option<&str> = None;
 /// uid is its own (no other process has it) and it is not dumpable, so it sees itself only.
 const PROC_OPTIONS: &str = "hidepid=2";
 
-/// A private mount namespace: nothing mounted from here on is seen by the guest, and no mount
-/// event of the guest's propagates in.
-fn private_namespace() -> Result<(), ViewError> {
+/// A mount namespace of the front's own: nothing mounted in it is seen by the guest.
+/// `propagation` says whether the guest's later mounts still reach it (`MS_SLAVE`: the file
+/// commands see a filesystem mounted after the agent started) or not (`MS_PRIVATE`).
+fn own_namespace(propagation: MsFlags) -> Result<(), ViewError> {
     step("unshare(CLONE_NEWNS)", unshare(CloneFlags::CLONE_NEWNS))?;
-    step("making mounts private", mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE))
+    step("making mounts one-way", mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE))
 }
 
 /// A procfs instance of the front's own at `target`, read-only, listing no other process.
@@ -53,7 +54,7 @@ fn mount_own_proc(target: &Path) -> Result<(), ViewError> {
 /// so no submount of the guest's (securityfs, cgroup, debugfs, binfmt_misc...) comes along:
 /// every mount in the view is read-only.
 pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
-    private_namespace()?;
+    own_namespace(MsFlags::MS_PRIVATE)?;
     // The new root: a tiny tmpfs with two mount points.
     step(
         "mounting the new root",
@@ -82,10 +83,10 @@ pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
     Ok(())
 }
 
-/// With file commands the front keeps the real filesystem, but its /proc is a procfs of its
-/// own (in a private mount namespace) that lists no other process: the guest's processes are
-/// neither listed nor reachable through /proc/PID/{environ,mem,root}.
+/// With file commands the front keeps the real filesystem, including what the guest mounts
+/// later, but its /proc is a procfs of its own that lists no other process: the guest's
+/// processes are neither listed nor reachable through /proc/PID/{environ,mem,root}.
 pub fn enter_own_proc() -> Result<(), ViewError> {
-    private_namespace()?;
+    own_namespace(MsFlags::MS_SLAVE)?;
     mount_own_proc(Path::new("/proc"))
 }
