@@ -87,12 +87,12 @@ pub fn demote(user: Option<&Account>) -> Result<Demoted, DemoteError> {
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
         step("clearing capabilities", caps::set(None, set, &CapsHashSet::new()))?;
     }
+    // 5b. Not dumpable, explicitly (a uid change usually clears it, but that depends on
+    //    fs.suid_dumpable): its /proc files stay root's, and no process can ptrace it or read
+    //    its memory.
+    step("clearing dumpable", nix::sys::prctl::set_dumpable(false))?;
     // 6. no_new_privs: nothing executed from here on could gain privileges.
     step("setting no_new_privs", nix::sys::prctl::set_no_new_privs())?;
-    // 6b. Not dumpable, explicitly (a uid change usually clears it, but that depends on
-    //    fs.suid_dumpable): its /proc files stay root's, and no process of its uid can ptrace
-    //    it or read its memory.
-    step("clearing dumpable", nix::sys::prctl::set_dumpable(false))?;
     // 7. No new processes (the front never forks after start-up) and no core dumps, which
     //    could hold request data.
     step("limiting processes", setrlimit(Resource::RLIMIT_NPROC, 0, 0))?;
