@@ -61,8 +61,8 @@ pub struct Config {
     pub retry_path: bool,
     pub block_rpcs: Vec<NamedRpc>,
     pub allow_rpcs: Vec<NamedRpc>,
-    /// The unprivileged user the front runs as; `None` means `qemu-ga-rs` if it exists, else
-    /// `nobody`.
+    /// The unprivileged user the front runs as; `None` means `qemu-ga-rs` if it exists, else a
+    /// dynamic uid no other process has (`privsep::dynamic_id`).
     pub user: Option<String>,
     /// The policy file; `None` means the default location (`/etc/qemu-ga-rs/policy`), whose
     /// absence means the shipped default policy.

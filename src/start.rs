@@ -14,6 +14,7 @@ use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -171,9 +172,11 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 9. Without file commands the front needs no filesystem: give it an empty one.
-    if running_as_root && !file_access && config.sandbox != SandboxMode::Off {
-        if let Err(e) = view::enter_empty_view(&config.statedir) {
+    // 9. Without file commands the front needs no filesystem: give it an empty one. With
+    //    them, the real one under a /proc that shows no other process.
+    if running_as_root && config.sandbox != SandboxMode::Off {
+        let view = if file_access { view::enter_own_proc() } else { view::enter_empty_view(&config.statedir) };
+        if let Err(e) = view {
             crate::error!("{e}");
             return EXIT_FAILURE;
         }
@@ -198,7 +201,10 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
 
-    // 12. Serve.
+    // 12. Serve. The descriptors the filter lets the front truncate: the pidfile rewritten
+    //     after a thaw and, with file commands, the state file holding the handle counter.
+    let truncatable: Vec<RawFd> =
+        pidfile_on_thaw.iter().chain(state.iter().filter(|_| file_access)).map(AsRawFd::as_raw_fd).collect();
     let agent =
         Agent { policy, frozen, files: Handles::new(state), helper: HelperLink::new(helper.socket), pidfile_on_thaw };
     let mut server = match Server::new(channel, agent, helper.child, helper.log, signals) {
@@ -209,7 +215,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
     // 13. The front's seccomp filter, last: everything it had to set up is set up.
-    if let Err(e) = seccomp::apply(file_access, config.sandbox) {
+    if let Err(e) = seccomp::apply(file_access, &truncatable, config.sandbox) {
         crate::error!("{e}");
         return EXIT_FAILURE;
     }

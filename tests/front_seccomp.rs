@@ -1,191 +1,142 @@
-//! Canaries for the front's seccomp filter: the real filter is applied in a forked child,
-//! which then makes one system call. Forbidden calls must kill it with SIGSYS; the calls the
-//! front needs must not. (The whole protocol suite also runs with the filter on.)
+//! Canaries for the front's seccomp filter (the shared harness in `common::canary`): the real
+//! filter is applied in a forked child, which then makes one system call. Forbidden calls must
+//! kill it with SIGSYS; the calls the front needs must not. (The whole protocol suite also runs
+//! with the filter on.)
 
+mod common;
+
+use common::canary::*;
 use nix::libc;
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 use qemu_ga_rs::privsep::seccomp::{filter, SandboxMode};
 
-/// How the child ended after making the call.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Survived,
-    KilledBySigsys,
-    Other(String),
+/// A descriptor number the filter is told the front may truncate (the pidfile's, in the agent).
+const TRUNCATABLE_FD: u64 = 900;
+
+fn with_file_access() -> Program {
+    filter(true, &[TRUNCATABLE_FD as i32], SandboxMode::Enforce).expect("the filter compiles")
 }
 
-/// Applies the front's filter in a child and runs `call` there.
-fn under_filter(file_access: bool, call: fn() -> libc::c_long) -> Outcome {
-    // Built before fork: the child must not allocate (the test harness has threads).
-    let program = filter(file_access, SandboxMode::Enforce).expect("the filter compiles");
-    // SAFETY: the child only makes raw system calls and _exit; it allocates nothing and takes
-    // no locks, so forking from a threaded test process is sound.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            // SAFETY: prctl/seccomp with a valid program pointer; _exit never returns.
-            unsafe {
-                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                let prog =
-                    libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
-                if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const _) != 0 {
-                    libc::_exit(3);
-                }
-                call();
-                libc::_exit(0);
-            }
-        }
-        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
-            WaitStatus::Exited(_, 0) => Outcome::Survived,
-            WaitStatus::Signaled(_, Signal::SIGSYS, _) => Outcome::KilledBySigsys,
-            other => Outcome::Other(format!("{other:?}")),
-        },
-    }
+fn without_file_access() -> Program {
+    filter(false, &[TRUNCATABLE_FD as i32], SandboxMode::Enforce).expect("the filter compiles")
 }
 
-/// One raw system call.
-fn raw(nr: libc::c_long, a: [libc::c_long; 4]) -> libc::c_long {
-    // SAFETY: the arguments are valid or deliberately invalid (bad descriptors, null pointers
-    // the kernel rejects); every call runs in a throwaway child under the filter. The last two
-    // arguments (-1, 0) are mmap's descriptor and offset; other calls ignore them.
-    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], -1 as libc::c_long, 0 as libc::c_long) }
-}
+const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+const NETLINK_RAW: u64 = (libc::SOCK_RAW | libc::SOCK_CLOEXEC) as u64;
 
-fn execve() -> libc::c_long {
-    raw(
-        libc::SYS_execve,
-        [
-            (c"/bin/true".as_ptr()) as libc::c_long,
-            (std::ptr::null::<*const i8>()) as libc::c_long,
-            (std::ptr::null::<*const i8>()) as libc::c_long,
-            0,
-        ],
-    )
-}
-fn socket_inet() -> libc::c_long {
-    raw(libc::SYS_socket, [(libc::AF_INET) as libc::c_long, (libc::SOCK_STREAM) as libc::c_long, 0, 0])
-}
-fn socket_netlink() -> libc::c_long {
-    raw(
-        libc::SYS_socket,
-        [
-            (libc::AF_NETLINK) as libc::c_long,
-            (libc::SOCK_RAW | libc::SOCK_CLOEXEC) as libc::c_long,
-            (libc::NETLINK_ROUTE) as libc::c_long,
-            0,
-        ],
-    )
-}
-fn ptrace() -> libc::c_long {
-    raw(libc::SYS_ptrace, [(libc::PTRACE_TRACEME) as libc::c_long, 0, 0, 0])
-}
-fn fork_call() -> libc::c_long {
-    raw(libc::SYS_clone, [(libc::SIGCHLD) as libc::c_long, 0, 0, 0])
-}
-fn ioctl() -> libc::c_long {
-    raw(libc::SYS_ioctl, [-1, (libc::FIONREAD) as libc::c_long, 0, 0])
-}
-fn open_for_write() -> libc::c_long {
-    raw(
-        libc::SYS_openat,
-        [
-            (libc::AT_FDCWD) as libc::c_long,
-            (c"/dev/null".as_ptr()) as libc::c_long,
-            (libc::O_WRONLY | libc::O_CLOEXEC) as libc::c_long,
-            0,
-        ],
-    )
-}
-fn open_create() -> libc::c_long {
-    raw(
-        libc::SYS_openat,
-        [
-            (libc::AT_FDCWD) as libc::c_long,
-            (c"/nonexistent-dir/x".as_ptr()) as libc::c_long,
-            (libc::O_RDONLY | libc::O_CREAT) as libc::c_long,
-            (0o644) as libc::c_long,
-        ],
-    )
-}
-fn open_for_read() -> libc::c_long {
-    raw(
-        libc::SYS_openat,
-        [
-            (libc::AT_FDCWD) as libc::c_long,
-            (c"/proc/self/status".as_ptr()) as libc::c_long,
-            (libc::O_RDONLY | libc::O_CLOEXEC) as libc::c_long,
-            0,
-        ],
-    )
-}
-fn mmap_exec() -> libc::c_long {
-    raw(
-        libc::SYS_mmap,
-        [
-            0,
-            4096,
-            (libc::PROT_READ | libc::PROT_EXEC) as libc::c_long,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as libc::c_long,
-        ],
-    )
-}
-fn mmap_data() -> libc::c_long {
-    raw(
-        libc::SYS_mmap,
-        [
-            0,
-            4096,
-            (libc::PROT_READ | libc::PROT_WRITE) as libc::c_long,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as libc::c_long,
-        ],
-    )
-}
-fn setuid() -> libc::c_long {
-    raw(libc::SYS_setuid, [0, 0, 0, 0])
-}
-fn getpid() -> libc::c_long {
-    raw(libc::SYS_getpid, [0, 0, 0, 0])
+fn open_flags(path: &'static [u8], flags: i32) -> i64 {
+    sys6(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(path), flags as u64, 0o644, 0, 0)
 }
 
 #[test]
 fn execve_kills_the_front() {
-    assert_eq!(under_filter(true, execve), Outcome::KilledBySigsys);
+    assert_killed(&with_file_access(), "execve", || sys3(libc::SYS_execve, ptr(TRUE), 0, 0));
 }
 
 #[test]
-fn an_internet_socket_kills_the_front_but_netlink_for_getifaddrs_is_allowed() {
-    assert_eq!(under_filter(true, socket_inet), Outcome::KilledBySigsys);
-    assert_eq!(under_filter(true, socket_netlink), Outcome::Survived);
+fn an_internet_socket_kills_the_front_but_netlink_route_for_getifaddrs_is_allowed() {
+    let p = with_file_access();
+    assert_killed(&p, "socket(AF_INET)", || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
+    assert_succeeds(&p, "socket(AF_NETLINK, NETLINK_ROUTE)", || {
+        sys3(libc::SYS_socket, libc::AF_NETLINK as u64, NETLINK_RAW, libc::NETLINK_ROUTE as u64)
+    });
 }
 
 #[test]
-fn ptrace_fork_ioctl_and_setuid_kill_the_front() {
-    for call in [ptrace, fork_call, ioctl, setuid] {
-        assert_eq!(under_filter(true, call), Outcome::KilledBySigsys);
+fn finding_10_a_sock_diag_socket_for_dumping_every_tcp_socket_kills_the_front() {
+    // The attack: a NETLINK_SOCK_DIAG socket, on which one inet_diag dump request lists every
+    // TCP socket of the guest. Refused at socket(), before any request can be sent.
+    for p in [with_file_access(), without_file_access()] {
+        assert_killed(&p, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)", || {
+            sys3(libc::SYS_socket, libc::AF_NETLINK as u64, NETLINK_RAW, libc::NETLINK_SOCK_DIAG as u64)
+        });
+        assert_killed(&p, "socket(AF_NETLINK, NETLINK_AUDIT)", || {
+            sys3(libc::SYS_socket, libc::AF_NETLINK as u64, NETLINK_RAW, libc::NETLINK_AUDIT as u64)
+        });
+        assert_killed(&p, "socket(AF_NETLINK, NETLINK_KOBJECT_UEVENT)", || {
+            sys3(libc::SYS_socket, libc::AF_NETLINK as u64, NETLINK_RAW, libc::NETLINK_KOBJECT_UEVENT as u64)
+        });
+        // NETLINK_ROUTE in another socket type is not what getifaddrs opens either.
+        assert_killed(&p, "socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE)", || {
+            sys3(libc::SYS_socket, libc::AF_NETLINK as u64, libc::SOCK_DGRAM as u64, libc::NETLINK_ROUTE as u64)
+        });
     }
 }
 
 #[test]
+fn finding_10_an_fcntl_the_front_does_not_make_kills_it() {
+    let p = with_file_access();
+    assert_fails_with(&p, "fcntl(F_GETFD)", libc::EBADF, || sys3(libc::SYS_fcntl, BAD_FD, libc::F_GETFD as u64, 0));
+    for (name, cmd) in [
+        ("F_SETFL", libc::F_SETFL),
+        ("F_SETFD", libc::F_SETFD),
+        ("F_DUPFD", libc::F_DUPFD),
+        ("F_DUPFD_CLOEXEC", libc::F_DUPFD_CLOEXEC),
+        ("F_SETOWN", libc::F_SETOWN),
+        ("F_SETLK", libc::F_SETLK),
+        ("F_SETPIPE_SZ", libc::F_SETPIPE_SZ),
+        ("F_ADD_SEALS", libc::F_ADD_SEALS),
+    ] {
+        // The calls run in a throwaway child; a fn pointer cannot capture, so the command is
+        // passed through a static.
+        COMMAND.store(cmd, std::sync::atomic::Ordering::SeqCst);
+        assert_killed(&p, name, || {
+            sys3(libc::SYS_fcntl, 1, COMMAND.load(std::sync::atomic::Ordering::SeqCst) as u64, 0)
+        });
+    }
+}
+
+static COMMAND: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+#[test]
+fn finding_10_ftruncate_of_the_log_or_any_other_descriptor_kills_the_front() {
+    for p in [with_file_access(), without_file_access()] {
+        // The descriptor it was built for: allowed (here a bad descriptor, so EBADF).
+        assert_fails_with(&p, "ftruncate(pidfile)", libc::EBADF, || sys2(libc::SYS_ftruncate, TRUNCATABLE_FD, 0));
+        // The attack: truncate the root-owned log the front holds open (stderr stands in).
+        assert_killed(&p, "ftruncate(log)", || sys2(libc::SYS_ftruncate, 2, 0));
+        assert_killed(&p, "ftruncate(another descriptor)", || sys2(libc::SYS_ftruncate, TRUNCATABLE_FD + 1, 0));
+    }
+    // Without a descriptor to truncate there is no ftruncate at all.
+    let none = filter(true, &[], SandboxMode::Enforce).unwrap();
+    assert_killed(&none, "ftruncate without a pidfile", || sys2(libc::SYS_ftruncate, TRUNCATABLE_FD, 0));
+}
+
+#[test]
+fn ptrace_fork_ioctl_and_setuid_kill_the_front() {
+    let p = with_file_access();
+    assert_killed(&p, "ptrace", || sys1(libc::SYS_ptrace, libc::PTRACE_TRACEME as u64));
+    assert_killed(&p, "clone", || sys5(libc::SYS_clone, libc::SIGCHLD as u64, 0, 0, 0, 0));
+    assert_killed(&p, "ioctl", || sys3(libc::SYS_ioctl, BAD_FD, libc::FIONREAD, 0));
+    assert_killed(&p, "setuid", || sys1(libc::SYS_setuid, 0));
+}
+
+#[test]
 fn executable_memory_kills_the_front_but_data_memory_is_allowed() {
-    assert_eq!(under_filter(true, mmap_exec), Outcome::KilledBySigsys);
-    assert_eq!(under_filter(true, mmap_data), Outcome::Survived);
+    let p = with_file_access();
+    const RX: u64 = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    assert_killed(&p, "mmap(PROT_EXEC)", || sys6(libc::SYS_mmap, 0, 4096, RX, ANON, BAD_FD, 0));
+    assert_succeeds(&p, "mmap(PROT_READ|PROT_WRITE)", || sys6(libc::SYS_mmap, 0, 4096, RW, ANON, BAD_FD, 0));
 }
 
 #[test]
 fn without_file_commands_opening_for_write_or_create_kills_the_front() {
-    assert_eq!(under_filter(false, open_for_write), Outcome::KilledBySigsys);
-    assert_eq!(under_filter(false, open_create), Outcome::KilledBySigsys);
-    assert_eq!(under_filter(false, open_for_read), Outcome::Survived);
+    let p = without_file_access();
+    assert_killed(&p, "open for writing", || open_flags(b"/dev/null\0", libc::O_WRONLY | libc::O_CLOEXEC));
+    assert_killed(&p, "open creating", || open_flags(b"/nonexistent-dir/x\0", libc::O_RDONLY | libc::O_CREAT));
+    assert_succeeds(&p, "open for reading", || open_flags(b"/proc/self/status\0", libc::O_RDONLY | libc::O_CLOEXEC));
 }
 
 #[test]
 fn with_file_commands_enabled_opening_for_write_is_allowed() {
-    assert_eq!(under_filter(true, open_for_write), Outcome::Survived);
-    assert_eq!(under_filter(true, open_create), Outcome::Survived);
+    let p = with_file_access();
+    assert_succeeds(&p, "open for writing", || open_flags(b"/dev/null\0", libc::O_WRONLY | libc::O_CLOEXEC));
+    assert_fails_with(&p, "open creating", libc::ENOENT, || {
+        open_flags(b"/nonexistent-dir/x\0", libc::O_RDONLY | libc::O_CREAT)
+    });
 }
 
 #[test]
 fn ordinary_calls_survive() {
-    assert_eq!(under_filter(false, getpid), Outcome::Survived);
+    assert_succeeds(&without_file_access(), "getpid", || sys1(libc::SYS_getpid, 0));
 }

@@ -122,6 +122,22 @@ fn an_unknown_user_refuses_to_start() {
     assert!(stderr.contains("unknown user 'qga-it-no-such-user'"), "stderr: {stderr}");
 }
 
+/// The front's mounts as (mount point, mount options, filesystem type, super options).
+fn front_mounts(pid: u32) -> Vec<(String, String, String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("front mountinfo");
+    text.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let sep = f.iter().position(|x| *x == "-").expect("separator");
+            (f[4].to_owned(), f[5].to_owned(), f[sep + 1].to_owned(), f.get(sep + 3).unwrap_or(&"").to_string())
+        })
+        .collect()
+}
+
+fn is_read_only(options: &str) -> bool {
+    options.split(',').any(|o| o == "ro")
+}
+
 #[test]
 fn without_file_commands_the_front_sees_only_read_only_proc_and_sys() {
     require_root();
@@ -133,17 +149,140 @@ fn without_file_commands_the_front_sees_only_read_only_proc_and_sys() {
         .collect();
     entries.sort();
     assert_eq!(entries, ["proc", "sys"], "the front's filesystem view");
-    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", agent.front_pid)).expect("front mountinfo");
-    for line in mounts.lines() {
-        let options = line.split_whitespace().nth(5).unwrap_or("");
-        let mount_point = line.split_whitespace().nth(4).unwrap_or("");
-        if mount_point == "/" || mount_point == "/proc" || mount_point == "/sys" {
-            assert!(options.split(',').any(|o| o == "ro"), "{mount_point} is not read-only: {line}");
-        }
-    }
     // The guest's own mount table is untouched.
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!host.contains(agent.dir.path().to_str().unwrap()), "the front's mounts leaked into the guest");
+}
+
+#[test]
+fn finding_3_every_mount_of_the_empty_view_is_read_only_sys_submounts_included() {
+    require_root();
+    let agent = Agent::start(&["--policy", shipped_policy("default").to_str().unwrap()]);
+    let mounts = front_mounts(agent.front_pid);
+    let points: Vec<&str> = mounts.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(points, ["/", "/proc", "/sys"], "no submount of the guest's comes along: {mounts:?}");
+    for (point, options, _, _) in &mounts {
+        assert!(is_read_only(options), "{point} is writable: {options}");
+    }
+    // The guest's /sys has writable submounts (cgroup, securityfs...) or at least /sys itself:
+    // none of them is reachable from the view.
+    let sys = std::path::PathBuf::from(format!("/proc/{}/root/sys/fs/cgroup", agent.front_pid));
+    if sys.is_dir() {
+        assert_eq!(std::fs::read_dir(&sys).unwrap().count(), 0, "cgroup is not mounted in the view");
+    }
+}
+
+/// The front's uid and gid (all four of each are the same).
+fn front_ids(pid: u32) -> (u32, u32) {
+    let st = proc_status(pid).expect("front status");
+    (ids(&st, "Uid")[0], ids(&st, "Gid")[0])
+}
+
+/// (pid, id) for every uid and gid of every other running process.
+fn ids_of_other_processes(except: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == except {
+            continue;
+        }
+        let Some(st) = proc_status(pid) else { continue };
+        for id in ids(&st, "Uid").into_iter().chain(ids(&st, "Gid")) {
+            out.push((pid, id));
+        }
+    }
+    out
+}
+
+#[test]
+fn finding_3_the_front_shares_its_uid_with_no_account_and_no_other_process() {
+    let agent = agent();
+    let (uid, gid) = front_ids(agent.front_pid);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    match passwd.lines().find(|l| l.starts_with("qemu-ga-rs:")) {
+        // The package's system user: its own by construction.
+        Some(line) => assert_eq!(line.split(':').nth(2), Some(uid.to_string().as_str()), "{line}"),
+        None => {
+            assert!((61184..=65519).contains(&uid), "the dynamic uid {uid} is in the documented range");
+            assert_eq!(uid, gid);
+            for line in passwd.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                assert!(f.get(2) != Some(&uid.to_string().as_str()), "uid {uid} is an account: {line}");
+            }
+            let group = std::fs::read_to_string("/etc/group").unwrap();
+            for line in group.lines() {
+                assert!(line.split(':').nth(2) != Some(gid.to_string().as_str()), "gid {gid} is a group: {line}");
+            }
+        }
+    }
+    assert_ne!(uid, 65534, "never nobody");
+    let sharing: Vec<_> =
+        ids_of_other_processes(agent.front_pid).into_iter().filter(|&(_, id)| id == uid || id == gid).collect();
+    assert!(sharing.is_empty(), "other processes with the front's uid or gid: {sharing:?}");
+    // Not dumpable, explicitly: the kernel gives a non-dumpable process's /proc files to root.
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(format!("/proc/{}/environ", agent.front_pid)).unwrap().uid();
+    assert_eq!(owner, 0, "the front is dumpable: its /proc files belong to uid {owner}");
+}
+
+/// Runs `script` with /bin/sh as the front's uid and gid inside the front's mount namespace:
+/// what code running in the front could see.
+fn as_the_front(front_pid: u32, script: &str) -> std::process::Output {
+    let (uid, gid) = front_ids(front_pid);
+    std::process::Command::new("nsenter")
+        .args(["--target", &front_pid.to_string(), "--mount", "--setuid", &uid.to_string(), "--setgid"])
+        .arg(gid.to_string())
+        .args(["--", "/bin/sh", "-c", script])
+        .output()
+        .expect("nsenter runs")
+}
+
+#[test]
+fn finding_3_code_with_the_fronts_uid_cannot_see_or_reach_other_processes_through_proc() {
+    // File commands on: the front keeps the real filesystem (the attack of the finding), so a
+    // shell can run in its mount namespace. The shell lists /proc with a builtin loop, so it is
+    // the only process of its own it could see, and it leaves itself out.
+    let agent = agent();
+    let mut other = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sleep", "30"])
+        .env("SECRET_OF_ANOTHER_SERVICE", "x")
+        .spawn()
+        .expect("a process of another service (nobody)");
+    let out = as_the_front(
+        agent.front_pid,
+        &format!(
+            "for p in /proc/[0-9]*; do n=${{p#/proc/}}; [ \"$n\" = $$ ] || echo \"$n\"; done; \
+             cat /proc/{other}/environ && echo READ-ENVIRON; \
+             ls /proc/{other}/root/ && echo LISTED-ROOT; \
+             ls /proc/1/root/ && echo LISTED-INIT-ROOT; \
+             echo DONE",
+            other = other.id()
+        ),
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("DONE"), "the shell did not run: {stdout}\n{stderr}");
+    let visible: Vec<&str> = stdout.lines().filter(|l| l.bytes().all(|b| b.is_ascii_digit())).collect();
+    assert!(visible.is_empty(), "processes visible to the front's uid: {visible:?}\n{stderr}");
+    for attack in ["READ-ENVIRON", "LISTED-ROOT", "LISTED-INIT-ROOT"] {
+        assert!(!stdout.contains(attack), "{attack}: {stdout}");
+    }
+    // And the front's /proc is a procfs of its own, read-only, hiding other processes.
+    let proc_mount = front_mounts(agent.front_pid).into_iter().rfind(|m| m.0 == "/proc").expect("/proc");
+    assert_eq!(proc_mount.2, "proc");
+    assert!(is_read_only(&proc_mount.1), "{proc_mount:?}");
+    assert!(proc_mount.3.contains("hidepid=invisible") || proc_mount.3.contains("hidepid=2"), "{proc_mount:?}");
+}
+
+#[test]
+fn finding_3_the_empty_views_proc_hides_other_processes() {
+    require_root();
+    let agent = Agent::start(&["--policy", shipped_policy("default").to_str().unwrap()]);
+    let proc_mount = front_mounts(agent.front_pid).into_iter().find(|m| m.0 == "/proc").expect("/proc");
+    assert_eq!(proc_mount.2, "proc", "a procfs of its own, not a bind of the guest's");
+    assert!(proc_mount.3.contains("hidepid=invisible") || proc_mount.3.contains("hidepid=2"), "{proc_mount:?}");
 }
 
 #[test]
@@ -151,6 +290,55 @@ fn with_file_commands_the_front_keeps_the_real_filesystem() {
     require_root();
     let agent = agent();
     assert!(std::path::Path::new(&format!("/proc/{}/root/etc", agent.front_pid)).is_dir());
+}
+
+/// A directory bind-mounted onto itself and made shared (as systemd makes `/`), so mounts under
+/// it propagate to namespaces copied from this one; undone on drop.
+struct SharedMountPoint(std::path::PathBuf);
+
+impl SharedMountPoint {
+    fn new(dir: &std::path::Path) -> SharedMountPoint {
+        use nix::mount::{mount, MsFlags};
+        std::fs::create_dir_all(dir.join("later")).unwrap();
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind mount");
+        let guard = SharedMountPoint(dir.to_owned());
+        mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("make shared");
+        guard
+    }
+}
+
+impl Drop for SharedMountPoint {
+    fn drop(&mut self) {
+        use nix::mount::{umount2, MntFlags};
+        let _ = umount2(&self.0.join("later"), MntFlags::MNT_DETACH);
+        let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn with_file_commands_the_front_sees_a_filesystem_the_guest_mounts_after_it_started() {
+    // The front's own /proc lives in a mount namespace of its own; the guest's later mounts
+    // must still reach it, or guest-file-* would miss e.g. a disk mounted after boot.
+    require_root();
+    let dir = TempDir::new();
+    let media = dir.path().join("media");
+    let shared = SharedMountPoint::new(&media);
+    let agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
+    let later = media.join("later");
+    nix::mount::mount(Some("tmpfs"), &later, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=64k"))
+        .expect("mount a tmpfs after the agent started");
+    let file = later.join("hello");
+    std::fs::write(&file, b"hi").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut c = agent.connect();
+    let open = serde_json::json!({"execute": "guest-file-open", "arguments": {"path": file.to_str().unwrap()}});
+    let r = c.cmd(&open.to_string());
+    let handle = r["return"].as_i64().unwrap_or_else(|| panic!("the front does not see the later mount: {r}"));
+    let r = c.cmd(&format!(r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle}}}}}"#));
+    assert_eq!(r["return"]["buf-b64"], "aGk=", "{r}");
+    drop(c);
+    drop(shared);
+    drop(agent);
 }
 
 /// The CPUs a process may run on, from its `Cpus_allowed_list` ("0-3,6").

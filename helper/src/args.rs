@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use qga_policy::{Command, Policy, Process};
 
-use crate::seccomp::Sandbox;
+use crate::seccomp::SandboxMode;
 
 /// How long the fsfreeze hook may run when `--hook-timeout` is not given.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ pub struct Args {
     pub hook: Option<PathBuf>,
     pub hook_timeout: Duration,
     /// The seccomp filter: enforced unless `--seccomp=log` or `--no-sandbox` is given.
-    pub sandbox: Sandbox,
+    pub sandbox: SandboxMode,
     /// The CPU the front runs on, which the helper joins (see [`crate::placement`]).
     pub cpu: Option<usize>,
 }
@@ -82,7 +82,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut enabled: Option<Policy> = None;
     let mut hook: Option<PathBuf> = None;
     let mut timeout: Option<Duration> = None;
-    let mut sandbox: Option<Sandbox> = None;
+    let mut sandbox: Option<SandboxMode> = None;
     let mut cpu: Option<usize> = None;
 
     let mut it = args.into_iter();
@@ -111,8 +111,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
                 let v = value(&mut it, "--cpu")?.into_string().map_err(|_| ArgsError::NotUtf8("--cpu"))?;
                 set_once(&mut cpu, parse_cpu(&v)?, "--cpu")?;
             }
-            SECCOMP_LOG => set_once(&mut sandbox, Sandbox::Log, "--seccomp=log/--no-sandbox")?,
-            NO_SANDBOX => set_once(&mut sandbox, Sandbox::Off, "--seccomp=log/--no-sandbox")?,
+            SECCOMP_LOG => set_once(&mut sandbox, SandboxMode::Log, "--seccomp=log/--no-sandbox")?,
+            NO_SANDBOX => set_once(&mut sandbox, SandboxMode::Off, "--seccomp=log/--no-sandbox")?,
             _ => return Err(ArgsError::UnknownOption(opt)),
         }
     }
@@ -122,7 +122,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
         enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?,
         hook,
         hook_timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
-        sandbox: sandbox.unwrap_or(Sandbox::Enforce),
+        sandbox: sandbox.unwrap_or(SandboxMode::Enforce),
         cpu,
     })
 }
@@ -222,15 +222,15 @@ mod tests {
         assert_eq!(a.hook, None);
         assert_eq!(a.hook_timeout, DEFAULT_HOOK_TIMEOUT);
         assert_eq!(a.enabled.enabled_commands().count(), 0);
-        assert_eq!(a.sandbox, Sandbox::Enforce);
+        assert_eq!(a.sandbox, SandboxMode::Enforce);
     }
 
     #[test]
     fn the_sandbox_switches_are_exact_words_and_exclusive() {
         let base = ["--statedir", "/run", "--enabled", ""];
         let with = |extra: &[&str]| p(&[&base[..], extra].concat());
-        assert_eq!(with(&["--seccomp=log"]).unwrap().sandbox, Sandbox::Log);
-        assert_eq!(with(&["--no-sandbox"]).unwrap().sandbox, Sandbox::Off);
+        assert_eq!(with(&["--seccomp=log"]).unwrap().sandbox, SandboxMode::Log);
+        assert_eq!(with(&["--no-sandbox"]).unwrap().sandbox, SandboxMode::Off);
         assert!(matches!(with(&["--seccomp=log", "--no-sandbox"]), Err(ArgsError::Duplicate(_))));
         assert!(matches!(with(&["--no-sandbox", "--no-sandbox"]), Err(ArgsError::Duplicate(_))));
         for bad in [&["--seccomp", "log"][..], &["--seccomp=kill"], &["--seccomp=LOG"], &["--seccomp"]] {

@@ -10,7 +10,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::log;
-use crate::mounts::Mount;
+use crate::mounts::{open_mount_point, Mount};
 
 /// The marker's name inside the state directory; only its existence matters.
 pub const MARKER_NAME: &str = "qga.state.isfrozen";
@@ -54,10 +54,9 @@ pub fn remove_marker(marker: &Path) {
     }
 }
 
-/// Opens a mount point for an ioctl. O_NONBLOCK and O_NOCTTY make a mount point that is not a
-/// directory (a bind-mounted FIFO or tty) harmless to open.
+/// Opens a mount point for an ioctl, checked to be the listed mount's root.
 fn open_mount(m: &Mount) -> Result<OwnedFd, Errno> {
-    open(&m.dir, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, Mode::empty())
+    open_mount_point(m)
 }
 
 /// Why freezing stopped; the caller thaws everything and reports the text.

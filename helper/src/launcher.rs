@@ -36,6 +36,9 @@ pub const SHUTDOWN: &str = "/sbin/shutdown";
 /// The environment of programs that are scripts (pm-utils, the hook) and need a PATH; nothing
 /// of the agent's own environment is passed on.
 pub const SCRIPT_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+/// The umask of every program run: 7.2's daemon mask (group and others get nothing), so a
+/// hook's files are not world-readable by accident.
+pub const PROGRAM_UMASK: u32 = 0o077;
 /// How often a job with a timeout is checked on.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -407,11 +410,17 @@ fn spawn_and_wait(path: &CString, argv: &[CString], env: &[CString], timeout: Op
     }
 }
 
-/// In the forked child: a session of its own, stdio on /dev/null, default signal handling
-/// (the helper ignores SIGINT/SIGTERM/SIGHUP/SIGPIPE and ignored dispositions survive exec),
-/// then exec. Exit 127 if exec fails.
+/// In the forked child: a session of its own, `/` as working directory and a fixed umask (not
+/// whatever directory and mask the agent was started with), stdio on /dev/null, default signal
+/// handling (the helper ignores SIGINT/SIGTERM/SIGHUP/SIGPIPE and ignored dispositions survive
+/// exec), then exec. Exit 127 if exec fails.
 fn exec_child(path: &CString, argv: &[CString], env: &[CString], devnull: OwnedFd) -> ! {
     let _ = nix::unistd::setsid();
+    if nix::unistd::chdir("/").is_err() {
+        // SAFETY: as below: _exit ends the forked child at once.
+        unsafe { nix::libc::_exit(127) }
+    }
+    nix::sys::stat::umask(Mode::from_bits_truncate(PROGRAM_UMASK));
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGPIPE, Signal::SIGCHLD] {
         // SAFETY: SIG_DFL installs no handler code; nothing in this process relies on the
         // old disposition after exec.

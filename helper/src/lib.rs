@@ -9,6 +9,7 @@ pub mod clock;
 pub mod demote;
 pub mod freeze;
 pub mod hook;
+pub mod landlock;
 pub mod launcher;
 pub mod log;
 pub mod mounts;

@@ -1,8 +1,8 @@
 //! qemu-ga-rs-helper: the privileged half of qemu-ga-rs. The front starts it as root with
 //! stdin/stdout on /dev/null, stderr on its log pipe and fd 3 on the request socketpair.
 //! Start-up order matters: parse argv, ignore the signals the front handles, fork the launcher
-//! (full root, before anything is dropped), join the front's CPU, drop privileges, apply the
-//! seccomp filter, then serve. The launcher is forked before the filter so that it, and what it runs, is not under it.
+//! (full root, before anything is dropped), join the front's CPU, drop privileges, narrow the
+//! filesystem (Landlock), apply the seccomp filter, then serve. The launcher is forked before the filter so that it, and what it runs, is not under it.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -13,8 +13,9 @@ use nix::sys::socket::{getsockopt, sockopt, SockType};
 use nix::sys::stat::{fstat, SFlag};
 
 use qga_helper::demote::{demote, Demoted};
+use qga_helper::landlock::{self, Restricted};
 use qga_helper::launcher::{self, Launcher};
-use qga_helper::seccomp::{self, Sandbox};
+use qga_helper::seccomp::{self, SandboxMode};
 use qga_helper::serve::{self, exit, Server};
 use qga_helper::system::System;
 use qga_helper::{args, freeze, log, placement, REQUEST_FD};
@@ -74,6 +75,20 @@ fn start() -> i32 {
             return exit::FAILURE;
         }
     }
+    // After demote (no_new_privs is set) and before the seccomp filter (which does not allow
+    // the Landlock calls): the filesystem narrowed to what the operations touch.
+    if args.sandbox != SandboxMode::Off {
+        match landlock::restrict(&args.statedir) {
+            Ok(Restricted::Enforced(abi)) => log!("landlock enforced (ABI {abi}): filesystem access narrowed"),
+            Ok(Restricted::Unavailable(e)) => {
+                log!("landlock is unavailable on this kernel ({}): filesystem access not narrowed", e.desc())
+            }
+            Err(e) => {
+                log!("{e}");
+                return exit::FAILURE;
+            }
+        }
+    }
     // After demote (no_new_privs is set), before the first untrusted byte. From here on every
     // system call is checked against seccomp::TABLE.
     if let Err(e) = seccomp::apply(args.sandbox) {
@@ -81,9 +96,9 @@ fn start() -> i32 {
         return exit::FAILURE;
     }
     match args.sandbox {
-        Sandbox::Enforce => log!("seccomp filter applied"),
-        Sandbox::Log => log!("seccomp filter applied in log mode (--seccomp=log): violations are only logged"),
-        Sandbox::Off => log!("no seccomp filter (--no-sandbox)"),
+        SandboxMode::Enforce => log!("seccomp filter applied"),
+        SandboxMode::Log => log!("seccomp filter applied in log mode (--seccomp=log): violations are only logged"),
+        SandboxMode::Off => log!("no seccomp filter (--no-sandbox)"),
     }
 
     let marker = freeze::marker_path(&args.statedir);

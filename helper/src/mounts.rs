@@ -14,8 +14,12 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use nix::errno::Errno;
-use nix::sys::stat::{self, SFlag};
+use nix::fcntl::{open, OFlag};
+use nix::libc;
+use nix::sys::stat::{self, Mode, SFlag};
 
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 
@@ -24,8 +28,13 @@ pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 pub struct Mount {
     pub dir: PathBuf,
     pub fstype: String,
+    /// The block device (for btrfs the source device, as 7.2 lists it).
     pub major: u64,
     pub minor: u64,
+    /// The mount's ID and its superblock's device as mountinfo gives them: what an opened
+    /// mount point is checked against (see [`open_mount_point`]).
+    pub mount_id: u64,
+    pub sb_dev: (u64, u64),
 }
 
 impl Mount {
@@ -90,14 +99,63 @@ pub fn parse_mountinfo(text: &[u8], mut block_dev: impl FnMut(&Path) -> Option<(
         if out.iter().any(|m| m.major == major && m.minor == minor) {
             continue;
         }
-        out.push(Mount { dir: PathBuf::from(OsString::from_vec(raw.dir)), fstype: raw.fstype, major, minor });
+        out.push(Mount {
+            dir: PathBuf::from(OsString::from_vec(raw.dir)),
+            fstype: raw.fstype,
+            major,
+            minor,
+            mount_id: raw.mount_id,
+            sb_dev: (raw.major, raw.minor),
+        });
     }
     out
+}
+
+/// Opens a listed mount point for the freeze, thaw and trim ioctls and checks that what was
+/// opened is still that mount's root. Between reading mountinfo and the open (a freeze or trim
+/// loop over many filesystems takes a while) a path can be unmounted and replaced, e.g. by a
+/// symlink or another mount: O_DIRECTORY and O_NOFOLLOW refuse a final symlink or anything not
+/// a directory, and the mount ID (or, on kernels before 5.8, the device number) must match.
+/// A mismatch is ESTALE: the listed filesystem is no longer there.
+pub fn open_mount_point(m: &Mount) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let fd = open(&m.dir, flags, Mode::empty())?;
+    if is_that_mount(&fd, m)? {
+        Ok(fd)
+    } else {
+        Err(Errno::ESTALE)
+    }
+}
+
+fn is_that_mount(fd: &OwnedFd, m: &Mount) -> Result<bool, Errno> {
+    // SAFETY: all zero bytes are a valid statx buffer.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open, the path is a NUL-terminated empty string with AT_EMPTY_PATH, and
+    // `stx` is a live buffer of the struct's size.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BASIC_STATS | libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID != 0 {
+        let root_known = stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+        let is_root = stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+        return Ok(stx.stx_mnt_id == m.mount_id && (is_root || !root_known));
+    }
+    Ok((u64::from(stx.stx_dev_major), u64::from(stx.stx_dev_minor)) == m.sb_dev)
 }
 
 /// The fields of one mountinfo line that the list needs, decoded.
 #[derive(Debug, PartialEq, Eq)]
 struct RawEntry {
+    mount_id: u64,
     major: u64,
     minor: u64,
     dir: Vec<u8>,
@@ -112,13 +170,14 @@ fn parse_line(line: &[u8]) -> Option<RawEntry> {
     if fields.len() < 6 {
         return None;
     }
+    let mount_id = std::str::from_utf8(fields[0]).ok()?.parse().ok()?;
     fields[0].iter().all(u8::is_ascii_digit).then_some(())?;
     fields[1].iter().all(u8::is_ascii_digit).then_some(())?;
     let (major, minor) = parse_dev(fields[2])?;
     let sep = fields.iter().skip(6).position(|f| *f == b"-")? + 6;
     let fstype = std::str::from_utf8(fields.get(sep + 1)?).ok()?.to_owned();
     let source = fields.get(sep + 2).map(|s| decode_octal(s)).unwrap_or_default();
-    Some(RawEntry { major, minor, dir: decode_octal(fields[4]), fstype, source })
+    Some(RawEntry { mount_id, major, minor, dir: decode_octal(fields[4]), fstype, source })
 }
 
 fn parse_dev(f: &[u8]) -> Option<(u64, u64)> {
@@ -256,5 +315,52 @@ x 2 8:1 / /badid rw - ext4 /dev/a rw
     fn the_real_mount_table_parses() {
         // Read only: proves the live format is understood, whatever this machine mounts.
         assert!(read_mounts().is_ok());
+    }
+
+    fn root_mount() -> Mount {
+        let text = std::fs::read(MOUNTINFO).unwrap();
+        let line = text
+            .split(|&b| b == b'\n')
+            .filter_map(parse_line)
+            .find(|e| e.dir == b"/")
+            .expect("a mount on / in mountinfo");
+        Mount {
+            dir: "/".into(),
+            fstype: line.fstype,
+            major: line.major,
+            minor: line.minor,
+            mount_id: line.mount_id,
+            sb_dev: (line.major, line.minor),
+        }
+    }
+
+    #[test]
+    fn a_listed_mount_point_opens_as_that_mount() {
+        assert!(open_mount_point(&root_mount()).is_ok());
+    }
+
+    #[test]
+    fn finding_9_a_mount_point_replaced_after_listing_is_not_opened() {
+        let dir = std::env::temp_dir().join(format!("qga-helper-mount-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("plain")).unwrap();
+        std::os::unix::fs::symlink("/", dir.join("link")).unwrap();
+        std::fs::write(dir.join("file"), b"").unwrap();
+        let listed = root_mount();
+        // The path now names a symlink (to the very filesystem that was listed, even).
+        let as_link = Mount { dir: dir.join("link"), ..listed.clone() };
+        // (O_NOFOLLOW with O_DIRECTORY: the kernel answers ENOTDIR for a final symlink.)
+        let refused = open_mount_point(&as_link).err();
+        assert!(matches!(refused, Some(Errno::ELOOP | Errno::ENOTDIR)), "{refused:?}");
+        // A plain directory: not that mount's root.
+        let as_dir = Mount { dir: dir.join("plain"), ..listed.clone() };
+        assert_eq!(open_mount_point(&as_dir).err(), Some(Errno::ESTALE));
+        // Not a directory at all (a FIFO or a device would be refused the same way).
+        let as_file = Mount { dir: dir.join("file"), ..listed.clone() };
+        assert_eq!(open_mount_point(&as_file).err(), Some(Errno::ENOTDIR));
+        // Another mount now at the listed path.
+        let other = Mount { mount_id: listed.mount_id + 1_000_000, ..listed };
+        assert_eq!(open_mount_point(&other).err(), Some(Errno::ESTALE));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -22,74 +22,14 @@
 //! - `--no-sandbox`: profiling only (e.g. under valgrind, which makes calls the table does not
 //!   hold): no filter at all. The front passes it when its own `--no-sandbox` is given.
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!(
-    "the helper's seccomp filter is written for x86_64 and aarch64 only; add the architecture's table first"
-);
-
-use std::collections::BTreeMap;
-
 use nix::libc;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-};
+use qga_policy::allow;
+pub use qga_policy::seccomp::SandboxMode;
+use qga_policy::seccomp::{clear, compile, eq, eq32, Allowed, BpfProgram, SandboxError};
 
 use crate::clock::{RTC_RD_TIME, RTC_SET_TIME};
 use crate::freeze::{FIFREEZE, FITHAW};
 use crate::trim::FITRIM;
-
-/// How the filter is applied (`--seccomp=log` and `--no-sandbox` on the helper's command line).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Sandbox {
-    /// The default: a call outside the table kills the process.
-    #[default]
-    Enforce,
-    /// `--seccomp=log`, debugging only: calls outside the table are allowed and logged.
-    Log,
-    /// `--no-sandbox`, profiling only: no filter.
-    Off,
-}
-
-/// One argument test: `(arg & mask) == value`, on the low 32 bits only when `dword` (for
-/// arguments the kernel itself reads as `int`/`unsigned int`, such as the ioctl request).
-#[derive(Clone, Copy, Debug)]
-pub struct ArgIs {
-    pub index: u8,
-    pub dword: bool,
-    pub mask: u64,
-    pub value: u64,
-}
-
-const fn eq(index: u8, value: u64) -> ArgIs {
-    ArgIs { index, dword: false, mask: u64::MAX, value }
-}
-
-const fn eq32(index: u8, value: u64) -> ArgIs {
-    ArgIs { index, dword: true, mask: u32::MAX as u64, value }
-}
-
-const fn clear(index: u8, bits: u64) -> ArgIs {
-    ArgIs { index, dword: false, mask: bits, value: 0 }
-}
-
-/// One allowed call: the syscall, the argument tests that must all hold (none: any arguments)
-/// and who needs it. Several entries for one syscall allow any one of them.
-#[derive(Clone, Copy, Debug)]
-pub struct Allowed {
-    pub nr: libc::c_long,
-    pub name: &'static str,
-    pub args: &'static [ArgIs],
-    pub why: &'static str,
-}
-
-macro_rules! allow {
-    ($sys:ident, $why:literal) => {
-        Allowed { nr: libc::$sys, name: stringify!($sys), args: &[], why: $why }
-    };
-    ($sys:ident, [$($arg:expr),+ $(,)?], $why:literal) => {
-        Allowed { nr: libc::$sys, name: stringify!($sys), args: &[$($arg),+], why: $why }
-    };
-}
 
 const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 
@@ -99,7 +39,7 @@ const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 /// by the real-guest suite, which runs every operation under the filter without a seccomp
 /// record in the guest's kernel log. A few allocator entries are not seen in those traces and
 /// are kept because glibc may make them at any allocation (marked as such).
-pub const TABLE: &[Allowed] = &[
+pub const TABLE: &[Allowed<'static>] = &[
     // The request socket, the launcher socket and stderr.
     allow!(SYS_recvfrom, [eq(4, 0)], "reading requests and launcher answers (recv: no source address)"),
     allow!(SYS_sendto, [eq(4, 0)], "writing replies and launcher jobs (send: no destination address)"),
@@ -157,66 +97,18 @@ pub const TABLE: &[Allowed] = &[
     allow!(SYS_exit_group, "exiting (std::process::exit)"),
 ];
 
-#[derive(Debug)]
-pub struct SandboxError(String);
-
-impl std::fmt::Display for SandboxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Compiles the table (see [`qga_policy::seccomp::compile`]).
+pub fn filter(mode: SandboxMode) -> Result<BpfProgram, SandboxError> {
+    compile(TABLE, mode)
 }
 
-impl std::error::Error for SandboxError {}
-
-fn target_arch() -> seccompiler::TargetArch {
-    #[cfg(target_arch = "x86_64")]
-    return seccompiler::TargetArch::x86_64;
-    #[cfg(target_arch = "aarch64")]
-    return seccompiler::TargetArch::aarch64;
-}
-
-fn condition(a: &ArgIs) -> Result<SeccompCondition, SandboxError> {
-    let (len, full) =
-        if a.dword { (SeccompCmpArgLen::Dword, u32::MAX as u64) } else { (SeccompCmpArgLen::Qword, u64::MAX) };
-    let op = if a.mask == full { SeccompCmpOp::Eq } else { SeccompCmpOp::MaskedEq(a.mask) };
-    SeccompCondition::new(a.index, len, op, a.value).map_err(|e| SandboxError(format!("seccomp condition: {e}")))
-}
-
-/// Compiles the table. In [`Sandbox::Log`] mode calls outside it are logged instead of killing;
-/// [`Sandbox::Off`] compiles like [`Sandbox::Enforce`] (it is [`apply`] that skips the filter).
-pub fn filter(mode: Sandbox) -> Result<BpfProgram, SandboxError> {
-    let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-    for entry in TABLE {
-        let slot = rules.entry(entry.nr).or_insert_with(|| Some(vec![]));
-        if entry.args.is_empty() {
-            // Unconditional: an empty rule list matches any arguments.
-            *slot = None;
-            continue;
-        }
-        let conditions = entry.args.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
-        let rule = SeccompRule::new(conditions).map_err(|e| SandboxError(format!("seccomp rule: {e}")))?;
-        if let Some(list) = slot {
-            list.push(rule);
-        }
-    }
-    let rules = rules.into_iter().map(|(nr, list)| (nr, list.unwrap_or_default())).collect();
-    let mismatch = match mode {
-        Sandbox::Log => SeccompAction::Log,
-        Sandbox::Enforce | Sandbox::Off => SeccompAction::KillProcess,
-    };
-    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, target_arch())
-        .map_err(|e| SandboxError(format!("seccomp filter: {e}")))?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| SandboxError(format!("seccomp compile: {e}")))
-}
-
-/// Applies the filter to the calling thread (the helper is single-threaded). Sets no_new_privs
-/// again (demote already did), as the kernel requires it of a process without CAP_SYS_ADMIN.
-pub fn apply(mode: Sandbox) -> Result<(), SandboxError> {
-    if mode == Sandbox::Off {
+/// Applies the filter to the calling thread (the helper is single-threaded). no_new_privs is
+/// already set by [`crate::demote::demote`].
+pub fn apply(mode: SandboxMode) -> Result<(), SandboxError> {
+    if mode == SandboxMode::Off {
         return Ok(());
     }
-    let program = filter(mode)?;
-    seccompiler::apply_filter(&program).map_err(|e| SandboxError(format!("applying the seccomp filter: {e}")))
+    qga_policy::seccomp::apply(&filter(mode)?)
 }
 
 #[cfg(test)]
@@ -225,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_filter_compiles_in_every_mode() {
-        for mode in [Sandbox::Enforce, Sandbox::Log, Sandbox::Off] {
+        for mode in [SandboxMode::Enforce, SandboxMode::Log, SandboxMode::Off] {
             assert!(!filter(mode).unwrap().is_empty(), "{mode:?}");
         }
     }
@@ -284,7 +176,7 @@ mod tests {
 
     #[test]
     fn ioctl_is_allowed_only_for_the_five_request_numbers() {
-        let ioctls: Vec<&Allowed> = TABLE.iter().filter(|e| e.nr == libc::SYS_ioctl).collect();
+        let ioctls: Vec<&Allowed<'_>> = TABLE.iter().filter(|e| e.nr == libc::SYS_ioctl).collect();
         let mut requests: Vec<u64> = ioctls
             .iter()
             .map(|e| {

@@ -5,10 +5,8 @@
 use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
 
-use crate::mounts::Mount;
+use crate::mounts::{open_mount_point, Mount};
 use crate::protocol::TrimResult;
 
 /// `struct fstrim_range` of <linux/fs.h>.
@@ -43,8 +41,7 @@ pub fn result_for(path: String, outcome: Result<FstrimRange, Errno>) -> TrimResu
 
 fn trim_one(m: &Mount, minimum: i64) -> TrimResult {
     let path = m.display();
-    let fd = match open(&m.dir, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, Mode::empty())
-    {
+    let fd = match open_mount_point(m) {
         Ok(fd) => fd,
         Err(e) => return TrimResult::Failed { path, error: format!("failed to open: {}", e.desc()) },
     };
@@ -94,7 +91,8 @@ mod tests {
 
     #[test]
     fn results_come_in_reverse_mount_order_and_never_fail_as_a_whole() {
-        let m = |d: &str| Mount { dir: d.into(), fstype: "ext4".into(), major: 8, minor: 1 };
+        let m =
+            |d: &str| Mount { dir: d.into(), fstype: "ext4".into(), major: 8, minor: 1, mount_id: 30, sb_dev: (8, 1) };
         // Paths that do not exist: each fails to open, without touching any filesystem.
         let ms = [m("/nonexistent-qga-a"), m("/nonexistent-qga-b")];
         let r = trim_mounts(&ms, 0);

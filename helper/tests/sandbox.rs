@@ -51,6 +51,8 @@ fn the_serving_helper_is_under_seccomp_and_its_launcher_is_not() {
     }
     let log = quit(h);
     assert!(log.contains("seccomp filter applied"), "log:\n{log}");
+    // This kernel has Landlock (the landlock test checks the ABI): the helper must use it.
+    assert!(log.contains("landlock enforced (ABI "), "log:\n{log}");
 }
 
 #[test]
@@ -70,12 +72,12 @@ fn no_sandbox_switch_leaves_the_helper_without_a_filter() {
     assert!(log.contains("no seccomp filter (--no-sandbox)"), "log:\n{log}");
 }
 
-#[test]
-fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
-    // Unprivileged (nobody) and started frozen: a refused request makes it thaw before exiting,
-    // which runs the hook through the launcher; FITHAW cannot act without CAP_SYS_ADMIN. The
-    // hook records its own status: it must have run, and not under the helper's filter.
-    let dir = std::env::temp_dir().join(format!("qga-helper-sandbox-hook-{}", std::process::id()));
+/// Starts an unprivileged (nobody) helper frozen, with a hook that records its argument, its
+/// sandbox state, its working directory and its umask, and makes the helper thaw and exit (a
+/// refused request does that); returns what the hook recorded. FITHAW cannot act without
+/// CAP_SYS_ADMIN, so nothing on the machine is thawed.
+fn what_the_hook_saw(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("qga-helper-sandbox-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -84,7 +86,8 @@ fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\n{{ echo \"arg=$1\"; grep -E '^(Seccomp|NoNewPrivs):' /proc/$$/status; }} > {}\n",
+            "#!/bin/sh\n{{ echo \"arg=$1\"; grep -E '^(Seccomp|NoNewPrivs):' /proc/$$/status; echo \"cwd=$(pwd)\"; \
+             echo \"umask=$(umask)\"; }} > {}\n",
             out.display()
         ),
     )
@@ -93,7 +96,7 @@ fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
     let hook_arg = hook.to_str().unwrap().to_owned();
     let extra: Vec<&str> = vec!["--fsfreeze-hook", &hook_arg];
     let opts = Opts { extra: &extra, as_nobody: true, start_frozen: true };
-    let mut h = spawn_opts("hook", "guest-fsfreeze-thaw", opts);
+    let mut h = spawn_opts(tag, "guest-fsfreeze-thaw", opts);
     h.send(&Request::FreezeStatus);
     assert_eq!(h.reply(), Reply::FreezeState { frozen: true });
     assert_eq!(status_field(h.child.id(), "Seccomp"), "2");
@@ -102,7 +105,23 @@ fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
     let (status, log) = h.exits_silently();
     assert_eq!(status.code(), Some(3), "log:\n{log}");
     let seen = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("the hook did not run ({e}); log:\n{log}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    seen
+}
+
+#[test]
+fn the_hook_run_for_a_filtered_helper_runs_without_its_filter() {
+    let seen = what_the_hook_saw("hook");
     assert!(seen.contains("arg=thaw"), "{seen}");
     assert!(seen.contains("Seccomp:\t0"), "the hook ran under a seccomp filter:\n{seen}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn finding_11_programs_the_launcher_runs_start_in_root_with_a_fixed_umask() {
+    // The helper's tests run from the crate directory with the test runner's umask; neither may
+    // reach the programs run.
+    assert_ne!(std::env::current_dir().unwrap(), std::path::Path::new("/"));
+    let seen = what_the_hook_saw("cwd");
+    assert!(seen.contains("cwd=/\n"), "{seen}");
+    assert!(seen.contains("umask=0077\n"), "{seen}");
 }

@@ -6,104 +6,33 @@
 //! before any effect (fd -1, NULL pointers, a path that does not exist), and every forbidden
 //! call is stopped by the filter before the kernel looks at its arguments.
 
+#[path = "../../tests/common/canary.rs"]
+mod canary;
+
+use canary::*;
 use nix::libc;
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
-use seccompiler::BpfProgram;
+use std::sync::OnceLock;
 
 use qga_helper::clock::{RTC_RD_TIME, RTC_SET_TIME};
 use qga_helper::freeze::{FIFREEZE, FITHAW};
-use qga_helper::seccomp::{filter, Sandbox};
+use qga_helper::seccomp::{filter, SandboxMode};
 use qga_helper::trim::FITRIM;
 
-/// How the child ended.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    /// The call returned; its result and errno.
-    Returned(i64, i32),
-    Killed(Signal),
-}
-
-/// The call's result and errno, packed into the child's exit status.
-fn encode(ret: i64, errno: i32) -> i32 {
-    if ret < 0 {
-        1 + (errno & 0x7f)
-    } else {
-        0
-    }
-}
-
-/// Runs `call` in a forked child under the filter compiled for `mode`.
-fn under_filter(mode: Sandbox, call: fn() -> i64) -> End {
-    // Compiled before the fork: the child must not allocate (the test harness has threads).
-    let program: BpfProgram = filter(mode).expect("the filter compiles");
-    // SAFETY: after fork the child only installs the prepared program (prctl and seccomp
-    // syscalls on memory that already exists), makes raw system calls on its stack and _exits;
-    // it allocates nothing and takes no lock, so the test threads missing in the child do not
-    // matter.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            if seccompiler::apply_filter(&program).is_err() {
-                // SAFETY: _exit ends the child at once, running nothing of the parent's.
-                unsafe { libc::_exit(120) }
-            }
-            let ret = call();
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            // SAFETY: as above.
-            unsafe { libc::_exit(encode(ret, errno)) }
-        }
-        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
-            WaitStatus::Exited(_, 120) => panic!("the filter could not be applied"),
-            WaitStatus::Exited(_, 0) => End::Returned(0, 0),
-            WaitStatus::Exited(_, code) => End::Returned(-1, code - 1),
-            WaitStatus::Signaled(_, sig, _) => End::Killed(sig),
-            other => panic!("unexpected wait status {other:?}"),
-        },
-    }
+fn enforcing() -> &'static Program {
+    static PROGRAM: OnceLock<Program> = OnceLock::new();
+    PROGRAM.get_or_init(|| filter(SandboxMode::Enforce).expect("the filter compiles"))
 }
 
 fn enforced(call: fn() -> i64) -> End {
-    under_filter(Sandbox::Enforce, call)
+    under_filter(enforcing(), call)
 }
 
 fn assert_killed(name: &str, call: fn() -> i64) {
-    assert_eq!(enforced(call), End::Killed(Signal::SIGSYS), "{name} must kill the process");
+    canary::assert_killed(enforcing(), name, call)
 }
 
 fn assert_fails_with(name: &str, errno: i32, call: fn() -> i64) {
-    assert_eq!(enforced(call), End::Returned(-1, errno), "{name} must be allowed and fail with errno {errno}");
-}
-
-// The `sys*` helpers are only called with integer arguments, NULL, pointers to static
-// NUL-terminated strings or to a live buffer of the given length.
-fn sys1(nr: libc::c_long, a: u64) -> i64 {
-    // SAFETY: see above; the kernel reads or writes no memory the arguments do not describe.
-    unsafe { libc::syscall(nr, a) as i64 }
-}
-fn sys2(nr: libc::c_long, a: u64, b: u64) -> i64 {
-    // SAFETY: as for sys1.
-    unsafe { libc::syscall(nr, a, b) as i64 }
-}
-fn sys3(nr: libc::c_long, a: u64, b: u64, c: u64) -> i64 {
-    // SAFETY: as for sys1.
-    unsafe { libc::syscall(nr, a, b, c) as i64 }
-}
-fn sys5(nr: libc::c_long, a: u64, b: u64, c: u64, d: u64, e: u64) -> i64 {
-    // SAFETY: as for sys1.
-    unsafe { libc::syscall(nr, a, b, c, d, e) as i64 }
-}
-fn sys6(nr: libc::c_long, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64 {
-    // SAFETY: as for sys1.
-    unsafe { libc::syscall(nr, a, b, c, d, e, f) as i64 }
-}
-
-const BAD_FD: u64 = -1i64 as u64;
-const TRUE: &[u8] = b"/bin/true\0";
-const MISSING: &[u8] = b"/nonexistent-qga-seccomp-canary\0";
-
-fn ptr(s: &'static [u8]) -> u64 {
-    s.as_ptr() as u64
+    canary::assert_fails_with(enforcing(), name, errno, call)
 }
 
 #[test]
@@ -269,6 +198,7 @@ fn the_calls_of_the_request_loop_are_allowed() {
 #[test]
 fn log_mode_lets_a_forbidden_call_through() {
     // --seccomp=log: the same socket(AF_INET) that kills above returns a descriptor.
-    let end = under_filter(Sandbox::Log, || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
+    let log = filter(SandboxMode::Log).expect("the filter compiles");
+    let end = under_filter(&log, || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
     assert_eq!(end, End::Returned(0, 0));
 }

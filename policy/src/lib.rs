@@ -12,6 +12,7 @@ pub mod file;
 pub mod gate;
 pub mod merge;
 mod names;
+pub mod seccomp;
 
 pub use catalog::{Arg, ArgType, Command, CommandSpec, Process, COUNT, TABLE};
 pub use error::PolicyError;

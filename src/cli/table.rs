@@ -248,7 +248,7 @@ pub const OPTIONS: &[CliOption] = &[
         getopt_rank: 16,
         help: help(
             "unprivileged user that serves the host (default is\n\
-             qemu-ga-rs if that user exists, else nobody)",
+             qemu-ga-rs if that user exists, else a uid of its own)",
         ),
     },
     CliOption {

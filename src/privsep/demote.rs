@@ -7,18 +7,19 @@ use caps::{CapSet, CapsHashSet};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
+use super::dynamic_id;
 use super::passwd::{self, Account};
 use std::fmt;
 
-/// The user the front runs as when none is configured and this one exists.
+/// The user the front runs as when none is configured and this one exists; without it the
+/// front gets a uid of its own ([`dynamic_id`]), never a user shared with other services.
 pub const DEDICATED_USER: &str = "qemu-ga-rs";
-/// The fallback user.
-pub const FALLBACK_USER: &str = "nobody";
 
 #[derive(Debug)]
 pub enum DemoteError {
     UnknownUser(String),
     LookupFailed(String, std::io::Error),
+    NoDynamicId(std::io::Error),
     Step(&'static str, String),
     StillPrivileged(&'static str),
 }
@@ -28,6 +29,7 @@ impl fmt::Display for DemoteError {
         match self {
             DemoteError::UnknownUser(u) => write!(f, "unknown user '{u}'"),
             DemoteError::LookupFailed(u, e) => write!(f, "cannot look up user '{u}' in {}: {e}", passwd::PASSWD),
+            DemoteError::NoDynamicId(e) => write!(f, "cannot choose a user id of the front's own: {e}"),
             DemoteError::Step(step, e) => write!(f, "{step} failed: {e}"),
             DemoteError::StillPrivileged(what) => write!(f, "demotion check failed: {what}"),
         }
@@ -41,7 +43,8 @@ pub struct Demoted {
     pub gid: u32,
 }
 
-/// Resolves the configured user, or the default choice, from `/etc/passwd` (see [`passwd`]).
+/// Resolves the configured user, or the default choice, from `/etc/passwd` (see [`passwd`]):
+/// the dedicated user if it exists, else a dynamic id no one else has.
 pub fn resolve_user(configured: Option<&str>) -> Result<Account, DemoteError> {
     let path = std::path::Path::new(passwd::PASSWD);
     let lookup = |name: &str| passwd::lookup_in(path, name).map_err(|e| DemoteError::LookupFailed(name.into(), e));
@@ -49,7 +52,7 @@ pub fn resolve_user(configured: Option<&str>) -> Result<Account, DemoteError> {
         Some(name) => lookup(name)?.ok_or_else(|| DemoteError::UnknownUser(name.into())),
         None => match lookup(DEDICATED_USER)? {
             Some(u) => Ok(u),
-            None => lookup(FALLBACK_USER)?.ok_or_else(|| DemoteError::UnknownUser(FALLBACK_USER.into())),
+            None => dynamic_id::pick().map_err(DemoteError::NoDynamicId),
         },
     }
 }
@@ -84,6 +87,10 @@ pub fn demote(user: Option<&Account>) -> Result<Demoted, DemoteError> {
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
         step("clearing capabilities", caps::set(None, set, &CapsHashSet::new()))?;
     }
+    // 5b. Not dumpable, explicitly (a uid change usually clears it, but that depends on
+    //    fs.suid_dumpable): its /proc files stay root's, and no process can ptrace it or read
+    //    its memory.
+    step("clearing dumpable", nix::sys::prctl::set_dumpable(false))?;
     // 6. no_new_privs: nothing executed from here on could gain privileges.
     step("setting no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     // 7. No new processes (the front never forks after start-up) and no core dumps, which
@@ -93,6 +100,9 @@ pub fn demote(user: Option<&Account>) -> Result<Demoted, DemoteError> {
     // 8. Check the result rather than trust it.
     if was_root && user.is_some() && (Uid::current().is_root() || Uid::effective().is_root()) {
         return Err(DemoteError::StillPrivileged("still uid 0"));
+    }
+    if nix::sys::prctl::get_dumpable().unwrap_or(true) {
+        return Err(DemoteError::StillPrivileged("still dumpable"));
     }
     for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
         if !caps::read(None, set).map(|s| s.is_empty()).unwrap_or(false) {

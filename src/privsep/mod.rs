@@ -2,6 +2,7 @@
 //! demotion to an unprivileged user.
 
 pub mod demote;
+pub mod dynamic_id;
 pub mod link;
 pub mod passwd;
 pub mod seccomp;

@@ -1,9 +1,10 @@
-//! The front's view of the filesystem when no `guest-file-*` command is enabled: a private
-//! mount namespace whose root is an empty read-only tmpfs holding only read-only binds of
-//! `/proc` (network statistics) and `/sys` (vcpus). Everything the front needs beyond that is
-//! already open (channel, log, state file, helper socket, syslog socket). With file commands
-//! enabled the front keeps the real filesystem: those commands are defined on it, and the
-//! front's own user and seccomp filter confine them.
+//! The front's view of the filesystem. When no `guest-file-*` command is enabled: a private
+//! mount namespace whose root is an empty read-only tmpfs holding only a read-only procfs of
+//! its own (network statistics) and a read-only sysfs (vcpus). Everything the front needs
+//! beyond that is already open (channel, log, state file, helper socket, syslog socket). With
+//! file commands enabled the front keeps the real filesystem (those commands are defined on
+//! it; the front's own user and seccomp filter confine them) under a procfs of its own. Either
+//! way its /proc lists no other process.
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -28,15 +29,32 @@ fn step<T>(name: &'static str, r: nix::Result<T>) -> Result<T, ViewError> {
 }
 
 const RO: MsFlags = MsFlags::MS_RDONLY.union(MsFlags::MS_NOSUID).union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+const NONE: Option<&str> = None;
+
+/// procfs options: processes the front cannot ptrace-read are not listed at all. The front's
+/// uid is its own (no other process has it) and it is not dumpable, so it sees itself only.
+const PROC_OPTIONS: &str = "hidepid=2";
+
+/// A mount namespace of the front's own: nothing mounted in it is seen by the guest.
+/// `propagation` says whether the guest's later mounts still reach it (`MS_SLAVE`: the file
+/// commands see a filesystem mounted after the agent started) or not (`MS_PRIVATE`).
+fn own_namespace(propagation: MsFlags) -> Result<(), ViewError> {
+    step("unshare(CLONE_NEWNS)", unshare(CloneFlags::CLONE_NEWNS))?;
+    step("making mounts one-way", mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE))
+}
+
+/// A procfs instance of the front's own at `target`, read-only, listing no other process.
+fn mount_own_proc(target: &Path) -> Result<(), ViewError> {
+    step("mounting a procfs of its own", mount(Some("proc"), target, Some("proc"), RO, Some(PROC_OPTIONS)))
+}
 
 /// Replaces the front's root with the empty view. `mount_point` is any existing directory
 /// (the state directory): the new root is mounted over it inside the private namespace only,
-/// so nobody else sees it.
+/// so no one else sees it. /proc and /sys are fresh instances rather than binds of the guest's,
+/// so no submount of the guest's (securityfs, cgroup, debugfs, binfmt_misc...) comes along:
+/// every mount in the view is read-only.
 pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
-    const NONE: Option<&str> = None;
-    // A private namespace, and no mount event propagates back to the guest's.
-    step("unshare(CLONE_NEWNS)", unshare(CloneFlags::CLONE_NEWNS))?;
-    step("making mounts private", mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE))?;
+    own_namespace(MsFlags::MS_PRIVATE)?;
     // The new root: a tiny tmpfs with two mount points.
     step(
         "mounting the new root",
@@ -48,15 +66,14 @@ pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
             Some("size=16k,mode=0755"),
         ),
     )?;
-    for (source, name) in [("/proc", "proc"), ("/sys", "sys")] {
-        let target = mount_point.join(name);
-        step("creating a mount point", mkdir(&target, nix::sys::stat::Mode::from_bits_truncate(0o555)))?;
-        step("binding /proc or /sys", mount(Some(source), &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE))?;
+    for name in ["proc", "sys"] {
         step(
-            "making /proc or /sys read-only",
-            mount(NONE, &target, NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | RO, NONE),
+            "creating a mount point",
+            mkdir(&mount_point.join(name), nix::sys::stat::Mode::from_bits_truncate(0o555)),
         )?;
     }
+    mount_own_proc(&mount_point.join("proc"))?;
+    step("mounting sysfs", mount(Some("sysfs"), &mount_point.join("sys"), Some("sysfs"), RO, NONE))?;
     step("making the new root read-only", mount(NONE, mount_point, NONE, MsFlags::MS_REMOUNT | RO, NONE))?;
     // Swap roots and drop the old one entirely.
     step("entering the new root", chdir(mount_point))?;
@@ -64,4 +81,12 @@ pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
     step("detaching the old root", umount2(".", MntFlags::MNT_DETACH))?;
     step("chdir /", chdir("/"))?;
     Ok(())
+}
+
+/// With file commands the front keeps the real filesystem, including what the guest mounts
+/// later, but its /proc is a procfs of its own that lists no other process: the guest's
+/// processes are neither listed nor reachable through /proc/PID/{environ,mem,root}.
+pub fn enter_own_proc() -> Result<(), ViewError> {
+    own_namespace(MsFlags::MS_SLAVE)?;
+    mount_own_proc(Path::new("/proc"))
 }

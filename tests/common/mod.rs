@@ -5,9 +5,11 @@
 //!
 //! Every wait has a deadline: a test fails, it never hangs.
 
-#![allow(dead_code)]
+// Each test binary uses a part of the harness.
+#![allow(dead_code, unused_imports)]
 
 mod agent;
+pub mod canary;
 mod client;
 mod process;
 mod procfs;

@@ -25,7 +25,7 @@ impl TempDir {
         &self.path
     }
 
-    /// A subdirectory with mode 1777 that the demoted front (nobody) can create files in.
+    /// A subdirectory with mode 1777 that the demoted front (its own uid) can create files in.
     pub fn scratch(&self) -> PathBuf {
         let p = self.path.join("scratch");
         if !p.exists() {

@@ -87,6 +87,9 @@ front=$(agent_pid)
 echo "front.pid: $front"
 echo "front.exe: $(readlink /proc/$front/exe)"
 grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs|Seccomp):' /proc/$front/status | sed 's/^/front./'
+echo "front.procmount: $(awk '$5 == "/proc"' /proc/$front/mountinfo | tail -n 1)"
+echo "front.procowner: $(stat -c %u /proc/$front/environ)"
+echo "front.landlock: $(grep -h 'helper: landlock' /tmp/qga.log | tail -n 1)"
 for helper in $(pids_by_exe qemu-ga-rs-helper); do
     echo "helper.pid: $helper"
     grep -E '^(PPid|Uid|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$helper/status | sed "s/^/helper.$helper./"
@@ -101,10 +104,12 @@ HELPER_CAPS = "0000000002200004"
 @check(boot="pvh")
 def privilege_separation_front_unprivileged_helper_separate(ctx):
     """Inside the guest the front (the process the service manager started) runs as the
-    unprivileged qemu-ga-rs user with no capabilities, no_new_privs and its seccomp filter, and
-    the privileged helper is a separate process running qemu-ga-rs-helper with exactly
-    CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN and CAP_SYS_TIME, no_new_privs and its seccomp filter;
-    the helper's launcher (which runs shutdown, systemctl, pm-utils) is not under a filter."""
+    unprivileged qemu-ga-rs user with no capabilities, no_new_privs, not dumpable, under its
+    seccomp filter and with a read-only /proc of its own that hides other processes, and the
+    privileged helper is a separate process running qemu-ga-rs-helper with exactly
+    CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN and CAP_SYS_TIME, no_new_privs, its Landlock ruleset
+    (the guest's kernel has Landlock) and its seccomp filter; the helper's launcher (which runs
+    shutdown, systemctl, pm-utils) is not under a filter."""
     if ctx.agent_spec.is_reference:
         report = ctx.guest_sh(PROCESS_REPORT)
         front = _status_fields(report, "front.")
@@ -125,6 +130,16 @@ def privilege_separation_front_unprivileged_helper_separate(ctx):
         ctx.expect(int(front.get(cap, "1"), 16) == 0, f"front has {cap} {front.get(cap)}:\n{report}")
     ctx.expect(front.get("NoNewPrivs") == "1", f"front lacks no_new_privs:\n{report}")
     ctx.expect(front.get("Seccomp") == "2", f"front is not under a seccomp filter (Seccomp {front.get('Seccomp')}):\n{report}")
+    # Not dumpable: the kernel gives a non-dumpable process's /proc files to root.
+    ctx.expect(front.get("procowner") == "0", f"front is dumpable (its /proc files are not root's):\n{report}")
+    proc_mount = front.get("procmount", "").split()
+    ctx.expect(len(proc_mount) > 6 and proc_mount[proc_mount.index("-") + 1] == "proc"
+               and "ro" in proc_mount[5].split(",")
+               and re.search(r"hidepid=(2|invisible)", proc_mount[-1]) is not None,
+               f"front's /proc is not a read-only procfs of its own hiding other processes:\n{report}")
+    ctx.note(f"helper {front.get('landlock')}")
+    ctx.expect("landlock enforced" in front.get("landlock", ""),
+               f"the helper did not enforce its Landlock ruleset:\n{report}")
     helpers = re.findall(r"^helper\.pid: (\d+)$", report, re.M)
     ctx.expect(helpers, f"no qemu-ga-rs-helper process in the guest:\n{report}")
     ctx.expect(front.get("pid") not in helpers, f"front and helper are the same process:\n{report}")

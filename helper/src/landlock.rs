@@ -1,0 +1,209 @@
+//! Narrows the helper's filesystem access with Landlock to what its operations touch. The helper
+//! is uid 0 with CAP_DAC_READ_SEARCH: without this, its permissions would let it read
+//! /etc/shadow and create, write or delete any root-owned file. After [`restrict`] it may only:
+//!
+//! - open any directory for reading (`/`, read-dir): freeze, thaw and trim open every mount
+//!   point, and mounts come and go while the helper runs;
+//! - read its own `/proc/self` (mountinfo);
+//! - read and write `/sys/devices/system/cpu` (cpuN/online), `/sys/power/state` and
+//!   `/dev/rtc0` (with its ioctls, where the kernel controls device ioctls);
+//! - create, write and remove regular files in the state directory (the freeze marker).
+//!
+//! Everything else it opens, creates, removes or renames is refused with EACCES. The launcher
+//! was forked before, so it and what it runs (shutdown, the freeze hook) are not restricted.
+//!
+//! Landlock is used through its three system calls; the ABI the kernel offers is probed and
+//! only the access rights it knows are handled. A kernel without Landlock (before 5.13, or
+//! with it left out of the LSM list) leaves the helper as it was, and the helper logs that.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::libc;
+use nix::sys::stat::Mode;
+
+use crate::clock::RTC_DEVICE;
+use crate::power::SYS_POWER_STATE;
+use crate::vcpus::SYSFS_CPU;
+
+// Access rights of <linux/landlock.h>.
+const EXECUTE: u64 = 1 << 0;
+const WRITE_FILE: u64 = 1 << 1;
+const READ_FILE: u64 = 1 << 2;
+const READ_DIR: u64 = 1 << 3;
+const REMOVE_FILE: u64 = 1 << 5;
+const MAKE_REG: u64 = 1 << 8;
+/// Every right of ABI 1: execute, write and read files, read directories, remove directories
+/// and files, make character devices, directories, regular files, sockets, FIFOs, block
+/// devices and symlinks.
+const ABI_1: u64 = (1 << 13) - 1;
+/// ABI 2: linking or renaming a file into another directory.
+const REFER: u64 = 1 << 13;
+/// ABI 3: truncating a file.
+const TRUNCATE: u64 = 1 << 14;
+/// ABI 5: ioctls on character and block devices.
+const IOCTL_DEV: u64 = 1 << 15;
+
+const CREATE_RULESET_VERSION: u32 = 1 << 0;
+const RULE_PATH_BENEATH: libc::c_int = 1;
+
+/// `struct landlock_ruleset_attr` as of ABI 1; the kernel accepts this shorter size from
+/// programs that handle no network rights.
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+}
+
+/// `struct landlock_path_beneath_attr` (packed in the kernel's header).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// The rights the kernel knows at `abi`: all of them are handled, so each is refused unless
+/// a rule grants it.
+pub fn handled_rights(abi: i32) -> u64 {
+    let mut rights = ABI_1;
+    if abi >= 2 {
+        rights |= REFER;
+    }
+    if abi >= 3 {
+        rights |= TRUNCATE;
+    }
+    if abi >= 5 {
+        rights |= IOCTL_DEV;
+    }
+    rights
+}
+
+/// What each path may be used for, with why. Rights the kernel does not handle are masked off.
+pub fn rules(statedir: &Path) -> Vec<(&Path, u64, &'static str)> {
+    vec![
+        (Path::new("/"), READ_DIR, "freeze, thaw and trim open every mount point as a directory"),
+        (Path::new("/proc/self"), READ_FILE, "the helper's own mountinfo"),
+        (Path::new(SYSFS_CPU), READ_FILE | WRITE_FILE, "set-vcpus: cpuN/online"),
+        (Path::new(SYS_POWER_STATE), READ_FILE | WRITE_FILE, "suspend's kernel fallback"),
+        (Path::new(RTC_DEVICE), READ_FILE | WRITE_FILE | IOCTL_DEV, "set-time: RTC_RD_TIME, RTC_SET_TIME"),
+        (statedir, READ_FILE | WRITE_FILE | MAKE_REG | REMOVE_FILE, "the freeze marker"),
+    ]
+}
+
+/// How [`restrict`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Restricted {
+    /// Enforced at this ABI version.
+    Enforced(i32),
+    /// The kernel has no Landlock (ENOSYS) or it is disabled (EOPNOTSUPP).
+    Unavailable(Errno),
+}
+
+#[derive(Debug)]
+pub struct LandlockError {
+    step: &'static str,
+    errno: Errno,
+}
+
+impl std::fmt::Display for LandlockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "landlock: {} failed: {}", self.step, self.errno.desc())
+    }
+}
+
+impl std::error::Error for LandlockError {}
+
+/// The Landlock ABI version the kernel offers, or why there is none.
+pub fn abi_version() -> Result<i32, Errno> {
+    // SAFETY: with a NULL attribute, size 0 and the version flag the call only returns a number.
+    let v = unsafe {
+        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<RulesetAttr>(), 0, CREATE_RULESET_VERSION)
+    };
+    if v < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(v as i32)
+    }
+}
+
+/// Restricts the calling (single-threaded) process to [`rules`]. no_new_privs must be set
+/// (demote does). A path that does not exist gets no rule (what needs it then fails as it would
+/// have anyway); a path that cannot be opened otherwise is an error.
+pub fn restrict(statedir: &Path) -> Result<Restricted, LandlockError> {
+    let abi = match abi_version() {
+        Ok(v) => v,
+        Err(e @ (Errno::ENOSYS | Errno::EOPNOTSUPP)) => return Ok(Restricted::Unavailable(e)),
+        Err(errno) => return Err(LandlockError { step: "probing the ABI", errno }),
+    };
+    let handled = handled_rights(abi);
+    let attr = RulesetAttr { handled_access_fs: handled };
+    // SAFETY: `attr` is a live, correctly laid out ruleset attribute of the size passed.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_landlock_create_ruleset, &attr as *const RulesetAttr, std::mem::size_of_val(&attr), 0)
+    };
+    if fd < 0 {
+        return Err(LandlockError { step: "creating the ruleset", errno: Errno::last() });
+    }
+    // SAFETY: the call returned a new descriptor that nothing else owns.
+    let ruleset = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    for (path, rights, _why) in rules(statedir) {
+        let parent = match open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(errno) => return Err(LandlockError { step: "opening a path for its rule", errno }),
+        };
+        // A rule on a file may only carry file rights.
+        let file_rights = WRITE_FILE | READ_FILE | EXECUTE | TRUNCATE | IOCTL_DEV;
+        let is_dir = nix::sys::stat::fstat(&parent)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(|errno| LandlockError { step: "fstat of a path for its rule", errno })?;
+        let allowed = rights & handled & if is_dir { u64::MAX } else { file_rights };
+        let rule = PathBeneathAttr { allowed_access: allowed, parent_fd: parent.as_raw_fd() };
+        // SAFETY: `rule` is a live path-beneath attribute; both descriptors are open.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset.as_raw_fd(),
+                RULE_PATH_BENEATH,
+                &rule as *const PathBeneathAttr,
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(LandlockError { step: "adding a rule", errno: Errno::last() });
+        }
+    }
+    // SAFETY: plain system call on an open ruleset descriptor.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0) } < 0 {
+        return Err(LandlockError { step: "enforcing the ruleset", errno: Errno::last() });
+    }
+    Ok(Restricted::Enforced(abi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_grow_with_the_abi_and_never_drop() {
+        assert_eq!(handled_rights(1), ABI_1);
+        assert_eq!(handled_rights(2), ABI_1 | REFER);
+        assert_eq!(handled_rights(4), ABI_1 | REFER | TRUNCATE);
+        assert_eq!(handled_rights(7), ABI_1 | REFER | TRUNCATE | IOCTL_DEV);
+    }
+
+    #[test]
+    fn only_the_state_directory_may_be_written_to_as_a_directory() {
+        let rules = rules(Path::new("/var/lib/qemu-ga-rs"));
+        for (path, rights, why) in &rules {
+            assert!(why.len() > 8, "{} has no reason", path.display());
+            if rights & (MAKE_REG | REMOVE_FILE) != 0 {
+                assert_eq!(*path, Path::new("/var/lib/qemu-ga-rs"));
+            }
+            assert_eq!(rights & EXECUTE, 0, "{} must not be executable", path.display());
+        }
+        // The whole tree is only ever opened as directories.
+        assert_eq!(rules[0], (Path::new("/"), READ_DIR, rules[0].2));
+    }
+}

@@ -1,0 +1,113 @@
+//! A uid and gid of the front's own when no `qemu-ga-rs` system user exists and none is
+//! configured, chosen at start as systemd's DynamicUser does: a number in [`RANGE`] that is no
+//! user in `/etc/passwd`, no group in `/etc/group`, and the uid or gid of no running process.
+//! Sharing a user (such as `nobody`) with other services would let the front reach them through
+//! /proc (their environment, their memory, their root directory) and them reach it.
+//!
+//! The search starts at a point derived from the agent's pid, so two agents started together
+//! are unlikely to race for the same number.
+
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use super::passwd::Account;
+
+/// systemd's range for dynamic users (61184–65519): kept free of system and regular accounts
+/// by Debian's and systemd's allocation rules.
+pub const RANGE: RangeInclusive<u32> = 61184..=65519;
+
+/// The name the front is logged under when it runs with a dynamic id.
+pub const DYNAMIC_NAME: &str = "(dynamic)";
+
+/// The numeric ids at `field` (0-based, `:`-separated) of every line of a passwd- or
+/// group-format file.
+pub fn ids_in_file(text: &[u8], field: usize) -> impl Iterator<Item = u32> + '_ {
+    text.split(|&b| b == b'\n').filter_map(move |line| {
+        let f = line.split(|&b| b == b':').nth(field)?;
+        std::str::from_utf8(f).ok()?.parse().ok()
+    })
+}
+
+/// The real, effective, saved and filesystem uids and gids in one `/proc/PID/status` text.
+pub fn ids_in_status(status: &str) -> impl Iterator<Item = u32> + '_ {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:"))
+        .flat_map(|l| l[4..].split_whitespace().filter_map(|v| v.parse().ok()))
+}
+
+/// The first number of [`RANGE`] from `start` on (wrapping) that is not in `taken`.
+pub fn first_free(taken: &BTreeSet<u32>, start: u32) -> Option<u32> {
+    let (lo, hi) = (*RANGE.start(), *RANGE.end());
+    let span = hi - lo + 1;
+    (0..span).map(|i| lo + (start.wrapping_add(i)) % span).find(|id| !taken.contains(id))
+}
+
+/// Every id this machine uses now: passwd uids and gids, group gids, and the ids of every
+/// running process.
+fn taken_ids(passwd: &Path, group: &Path, proc_dir: &Path) -> std::io::Result<BTreeSet<u32>> {
+    let mut taken = BTreeSet::new();
+    let passwd_text = std::fs::read(passwd)?;
+    taken.extend(ids_in_file(&passwd_text, 2));
+    taken.extend(ids_in_file(&passwd_text, 3));
+    taken.extend(ids_in_file(&std::fs::read(group)?, 2));
+    for entry in std::fs::read_dir(proc_dir)?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process that exits meanwhile has no status any more: it holds no id either.
+        if let Ok(status) = std::fs::read_to_string(entry.path().join("status")) {
+            taken.extend(ids_in_status(&status));
+        }
+    }
+    Ok(taken)
+}
+
+/// Picks the front's dynamic uid (the gid is the same number).
+pub fn pick() -> std::io::Result<Account> {
+    let taken = taken_ids(Path::new(super::passwd::PASSWD), Path::new("/etc/group"), Path::new("/proc"))?;
+    let start = std::process::id().wrapping_mul(2_654_435_761);
+    let id = first_free(&taken, start)
+        .ok_or_else(|| std::io::Error::other(format!("no free id in {}-{}", RANGE.start(), RANGE.end())))?;
+    Ok(Account { name: DYNAMIC_NAME.to_owned(), uid: id, gid: id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_from_passwd_and_group_lines() {
+        let passwd = b"root:x:0:0::/root:/bin/sh\nnobody:x:65534:65533::/:/bin/false\n# comment\n";
+        assert_eq!(ids_in_file(passwd, 2).collect::<Vec<_>>(), [0, 65534]);
+        assert_eq!(ids_in_file(passwd, 3).collect::<Vec<_>>(), [0, 65533]);
+        assert_eq!(ids_in_file(b"users:x:100:alice,bob\n", 2).collect::<Vec<_>>(), [100]);
+    }
+
+    #[test]
+    fn every_uid_and_gid_of_a_process_counts() {
+        let status = "Name:\tsleep\nUid:\t61184\t61185\t61186\t61187\nGid:\t1\t2\t3\t4\nGroups:\t9\n";
+        assert_eq!(ids_in_status(status).collect::<Vec<_>>(), [61184, 61185, 61186, 61187, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_first_free_id_in_the_range_is_chosen_wrapping_around() {
+        let taken: BTreeSet<u32> = [61184, 61185, 65519].into_iter().collect();
+        assert_eq!(first_free(&taken, 0), Some(61186));
+        // Starting at the range's last number, which is taken: wrap to its start.
+        assert_eq!(first_free(&taken, RANGE.end() - RANGE.start()), Some(61186));
+        let all: BTreeSet<u32> = RANGE.collect();
+        assert_eq!(first_free(&all, 7), None);
+    }
+
+    #[test]
+    fn the_real_machine_has_a_free_id_that_nothing_uses() {
+        let taken = taken_ids(Path::new("/etc/passwd"), Path::new("/etc/group"), Path::new("/proc")).unwrap();
+        assert!(taken.contains(&0), "root is in use");
+        let id = pick().unwrap();
+        assert!(RANGE.contains(&id.uid) && id.uid == id.gid);
+        assert!(!taken.contains(&id.uid));
+    }
+}
