@@ -21,8 +21,9 @@ pub fn parse_shutdown_mode(mode: Option<&[u8]>) -> Result<ShutdownMode, AgentErr
 
 pub fn shutdown(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     let mode_text = args.opt_str("mode");
+    // Logged once checked: only one of the three mode names (or none) reaches the log.
+    let mode = parse_shutdown_mode(mode_text).inspect_err(|_| crate::slog!("guest-shutdown called, invalid mode"))?;
     crate::slog!("guest-shutdown called, mode: {}", mode_text.map(String::from_utf8_lossy).unwrap_or("(null)".into()));
-    let mode = parse_shutdown_mode(mode_text)?;
     let reply = agent.helper.call(&Request::Shutdown { mode })?;
     expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
 }

@@ -5,7 +5,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_helper::protocol::{Reply, Request, VcpuState};
+use qga_helper::protocol::{Reply, Request, VcpuState, MAX_VCPUS};
 use std::io::ErrorKind;
 
 const CPU_DIR: &str = "/sys/devices/system/cpu";
@@ -48,7 +48,16 @@ fn os_error(what: String, e: &std::io::Error) -> AgentError {
 }
 
 pub fn set(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let vcpus = args.vcpus("vcpus")?.iter().map(|v| VcpuState { logical_id: v.logical_id, online: v.online }).collect();
+    let given = args.vcpus("vcpus")?;
+    // The helper's own bound: a longer list would be a malformed request to it, and it would
+    // exit (taking the agent with it) instead of answering.
+    if given.len() > MAX_VCPUS {
+        return Err(AgentError::command(format!(
+            "guest-set-vcpus takes at most {MAX_VCPUS} processors; {} were given",
+            given.len()
+        )));
+    }
+    let vcpus = given.iter().map(|v| VcpuState { logical_id: v.logical_id, online: v.online }).collect();
     crate::slog!("guest-set-vcpus called");
     let reply = agent.helper.call(&Request::SetVcpus { vcpus })?;
     expect(reply, |r| match r {
