@@ -97,6 +97,17 @@ pub fn run(mut config: Config) -> i32 {
     };
     let marker = freeze::marker_path(&config.statedir);
     let frozen = freeze::marker_exists(&marker);
+    // Persistent state (handle counter), inside the directory just opened.
+    let how = trust::WriteOpen { append: false, create: !frozen, mode: 0o600 };
+    let state = match trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(STATE_FILE), how) {
+        Ok(f) => Ok(f),
+        Err(e) if frozen && e.is_not_found() => Err(e),
+        Err(e) => {
+            eprintln!("qemu-ga-rs: unable to open the state file: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    drop(statedir);
 
     // 3. The log.
     let logfile = match &config.logfile {
@@ -117,6 +128,13 @@ pub fn run(mut config: Config) -> i32 {
     for w in effective.warnings() {
         crate::warning!("{w}");
     }
+    let state = match state {
+        Ok(f) => Some(f),
+        Err(e) => {
+            crate::warning!("state file not created while frozen ({e}); file handles are not persisted");
+            None
+        }
+    };
     if frozen {
         crate::warning!(
             "previous instance appears to have exited with frozen filesystems. deferring logging/pidfile creation and \
@@ -153,22 +171,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 6. Persistent state (handle counter), inside the directory opened above.
-    let how = trust::WriteOpen { append: false, create: !frozen, mode: 0o600 };
-    let state = match trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(STATE_FILE), how) {
-        Ok(f) => Some(f),
-        Err(e) if frozen && e.is_not_found() => {
-            crate::warning!("state file not created while frozen ({e}); file handles are not persisted");
-            None
-        }
-        Err(e) => {
-            crate::error!("unable to open the state file: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    drop(statedir);
-
-    // 7. Who the front becomes (checked before anything is started).
+    // 6. Who the front becomes (checked before anything is started).
     let running_as_root = nix::unistd::Uid::effective().is_root();
     let user = if running_as_root {
         match demote::resolve_user(config.user.as_deref()) {
@@ -185,7 +188,7 @@ pub fn run(mut config: Config) -> i32 {
         );
         None
     };
-    // 8. The privileged helper, with the policy it re-checks every request against.
+    // 7. The privileged helper, with the policy it re-checks every request against.
     //    Front and helper share one CPU, the one the front runs on now (see placement).
     let cpu = placement::current_cpu();
     let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu)) {
@@ -202,7 +205,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 9. Without file commands the front needs no filesystem: give it an empty one.
+    // 8. Without file commands the front needs no filesystem: give it an empty one.
     if running_as_root && !file_access && config.sandbox != SandboxMode::Off {
         if let Err(e) = view::enter_empty_view(&config.statedir) {
             crate::error!("{e}");
@@ -210,7 +213,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 10. Demotion.
+    // 9. Demotion.
     match demote::demote(user.as_ref()) {
         Ok(d) => crate::debug!("front demoted to {} (uid {}, gid {})", d.user, d.uid, d.gid),
         Err(e) => {
@@ -220,7 +223,7 @@ pub fn run(mut config: Config) -> i32 {
     }
     clear_environment();
 
-    // 11. Signals arrive through a descriptor in the poll loop.
+    // 10. Signals arrive through a descriptor in the poll loop.
     let signals = match termination_signals() {
         Ok(s) => s,
         Err(e) => {
@@ -229,7 +232,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
 
-    // 12. Serve.
+    // 11. Serve.
     let agent =
         Agent { policy, frozen, files: Handles::new(state), helper: HelperLink::new(helper.socket), pidfile_on_thaw };
     let mut server = match Server::new(channel, agent, helper.child, helper.log, signals) {
@@ -239,7 +242,7 @@ pub fn run(mut config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    // 13. The front's seccomp filter, last: everything it had to set up is set up.
+    // 12. The front's seccomp filter, last: everything it had to set up is set up.
     if let Err(e) = seccomp::apply(file_access, config.sandbox) {
         crate::error!("{e}");
         return EXIT_FAILURE;
