@@ -158,10 +158,11 @@ fn front_and_helper_agree_that_a_dangling_frozen_marker_means_frozen() {
     symlink(dir.path().join("nowhere"), dir.path().join("qga.state.isfrozen")).unwrap();
     let mut agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
     let mut c = agent.connect();
-    assert_eq!(c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#), serde_json::json!({"return": "frozen"}));
-    // The front refuses what the frozen helper would refuse (by exiting) before it gets there.
+    // Before anything asks the helper: the front itself came up frozen, so it refuses what the
+    // frozen helper would refuse (by exiting) before a request gets there.
     let r = c.cmd(r#"{"execute":"guest-get-time"}"#);
     assert_error(&r, "CommandNotFound", "Command guest-get-time has been disabled: the agent is in frozen state");
+    assert_eq!(c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#), serde_json::json!({"return": "frozen"}));
     assert!(c.sync(9).is_empty());
     assert!(is_alive(agent.helper_pid), "the helper exited; stderr:\n{}", agent.stderr());
     // No thaw: helper first, with SIGKILL.

@@ -238,10 +238,8 @@ pub fn open_file_to_write_in(
     }
     // Opened without blocking only so that a FIFO could not hang start-up; a regular file
     // is written normally.
-    fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| Untrusted::new(&path, Why::Io(e.into())))?;
-    if how.append {
-        fcntl(&file, FcntlArg::F_SETFL(OFlag::O_APPEND)).map_err(|e| Untrusted::new(&path, Why::Io(e.into())))?;
-    }
+    let status = if how.append { OFlag::O_APPEND } else { OFlag::empty() };
+    fcntl(&file, FcntlArg::F_SETFL(status)).map_err(|e| Untrusted::new(&path, Why::Io(e.into())))?;
     Ok(file)
 }
 
