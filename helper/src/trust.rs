@@ -38,6 +38,8 @@ pub enum Why {
     },
     NotRegularFile,
     NotDirectory,
+    /// A symbolic link where a file root writes is expected: never followed.
+    SymbolicLink,
     /// A hard link to a file that lives elsewhere too.
     Links {
         count: u64,
@@ -77,6 +79,7 @@ impl std::fmt::Display for Untrusted {
             ),
             Why::NotRegularFile => write!(f, "{path} is not a regular file"),
             Why::NotDirectory => write!(f, "{path} is not a directory"),
+            Why::SymbolicLink => write!(f, "{path} is a symbolic link, which is not followed"),
             Why::Links { count } => write!(f, "{path} has {count} hard links; it must have one"),
             Why::Io(e) => write!(f, "{path}: {e}"),
         }
@@ -224,8 +227,10 @@ pub fn open_file_to_write_in(
     if how.create {
         flags |= OFlag::O_CREAT;
     }
-    let fd = openat(dir.as_fd(), name, flags, Mode::from_bits_truncate(how.mode))
-        .map_err(|e| Untrusted::new(&path, Why::Io(e.into())))?;
+    let fd = openat(dir.as_fd(), name, flags, Mode::from_bits_truncate(how.mode)).map_err(|e| match e {
+        nix::errno::Errno::ELOOP => Untrusted::new(&path, Why::SymbolicLink),
+        e => Untrusted::new(&path, Why::Io(e.into())),
+    })?;
     let file = File::from(fd);
     let meta = file.metadata().map_err(io_error(&path))?;
     if !meta.is_file() {
@@ -280,7 +285,7 @@ mod tests {
         std::fs::write(&target, b"keep").unwrap();
         symlink(&target, dir.join("log")).unwrap();
         let e = open_file_to_write(&dir.join("log"), LOG).unwrap_err();
-        assert!(matches!(e.why, Why::Io(_)), "{e}");
+        assert!(matches!(e.why, Why::SymbolicLink), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         std::fs::remove_dir_all(&dir).unwrap();
     }
