@@ -7,6 +7,7 @@ pub mod channel;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod inherited_fds;
 pub mod json;
 #[macro_use]
 pub mod log;

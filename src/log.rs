@@ -1,8 +1,10 @@
 //! The agent's log. Records go to the `-l` file or stderr (errors and warnings always, the
 //! rest with `-v`), and the `slog` records qemu-ga sends to syslog go to syslog too. While
 //! filesystems are frozen nothing is written anywhere that could block on them: records wait
-//! in a bounded memory buffer and are written after thaw (qemu-ga 7.2 drops them).
+//! in a bounded memory buffer and are written after thaw (qemu-ga 7.2 drops them). Every
+//! record's text is neutralised (control characters escaped, length bounded) on the way in.
 
+use qga_helper::log::neutralise;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -106,7 +108,11 @@ pub fn wanted(level: Level) -> bool {
     })
 }
 
+/// Writes (or holds) a record. Its text goes through [`neutralise`] first, whoever made it:
+/// records carry host-supplied strings.
 pub fn log(level: Level, msg: &str) {
+    let msg = neutralise(msg);
+    let msg = msg.as_ref();
     LOGGER.with(|l| {
         let mut l = l.borrow_mut();
         if l.frozen {

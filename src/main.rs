@@ -7,7 +7,10 @@ use std::process::exit;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() {
-    close_inherited_descriptors();
+    if let Err(e) = qemu_ga_rs::inherited_fds::close_inherited() {
+        eprintln!("qemu-ga-rs: cannot close inherited descriptors: {}", e.desc());
+        exit(start::EXIT_FAILURE);
+    }
     let args = std::env::args_os().skip(1).collect();
     let parsed = match cli::parse_with_warnings(args, std::env::var_os("QGA_CONF")) {
         Ok(p) => p,
@@ -33,16 +36,6 @@ fn main() {
         Action::DumpConf(config) => print!("{}", cli::dump(&config)),
         Action::CheckPolicy { config, file } => exit(check_policy(&config, file.as_deref())),
         Action::Run(config) => exit(start::run(config)),
-    }
-}
-
-/// Nothing inherited beyond stdin, stdout and stderr stays open: the agent opens what it
-/// needs itself, and the helper must start with exactly its own descriptors.
-fn close_inherited_descriptors() {
-    // SAFETY: nothing in the program has opened a descriptor yet, so none of those closed is
-    // owned by Rust code.
-    unsafe {
-        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
 }
 

@@ -245,8 +245,9 @@ impl Server {
                 }
                 Ok(n) => {
                     self.process(&buf[..n]);
-                    if let Some(why) = self.agent.helper.lost() {
-                        return Err(Exit::HelperLost(why.to_string()));
+                    if let Some(why) = self.agent.helper.lost().map(str::to_string) {
+                        self.relay_last_helper_log();
+                        return Err(Exit::HelperLost(why));
                     }
                     self.flush_output()?;
                     if self.pending_output() > OUTPUT_HIGH_WATER {
@@ -414,6 +415,18 @@ impl Server {
         let why = format!("privileged helper exited: {why}{status}");
         self.agent.helper.mark_lost(why.clone());
         Exit::HelperLost(why)
+    }
+
+    /// The helper went away during a request: let it finish (briefly) and relay what it wrote
+    /// last, which says why (a refusal is logged only there).
+    fn relay_last_helper_log(&mut self) {
+        for _ in 0..50 {
+            if !matches!(self.helper_child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.relay_helper_log();
     }
 
     fn relay_helper_log(&mut self) {

@@ -9,42 +9,46 @@ use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use qga_helper::placement;
+use qga_helper::{freeze, placement, trust};
 use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Exit status when start-up fails (7.2 uses 1 throughout).
 pub const EXIT_FAILURE: i32 = 1;
+
+/// The persistent state file's name inside the state directory (7.2's).
+const STATE_FILE: &str = "qga.state";
 
 fn entries(list: &[NamedRpc]) -> Vec<ListEntry> {
     list.iter().map(|r| ListEntry::new(r.name.clone(), r.source.clone())).collect()
 }
 
 /// The effective policy: the policy file (or the shipped default) merged with the block and
-/// allow lists. Anything not fully understood is an error.
+/// allow lists. Anything not fully understood is an error, and so is a policy file that
+/// someone other than root or the agent's user could have written (see [`trust`]).
 pub fn effective_policy(config: &Config, file: Option<&Path>) -> Result<Effective, PolicyError> {
-    let policy_file = qga_policy::load_configured(file.or(config.policy.as_deref()))?;
+    let explicit = file.or(config.policy.as_deref());
+    let path = explicit.unwrap_or(Path::new(qga_policy::DEFAULT_PATH));
+    match trust::check_file_to_act_on(path) {
+        Ok(()) => {}
+        // A missing file is the loader's to report (or, at the default path, to replace with
+        // the built-in default).
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(PolicyError::Untrusted { reason: e.to_string() }),
+    }
+    let policy_file = qga_policy::load_configured(explicit)?;
     qga_policy::merge(&policy_file, &entries(&config.block_rpcs), &entries(&config.allow_rpcs))
 }
 
-fn isfrozen_path(config: &Config) -> PathBuf {
-    config.statedir.join("qga.state.isfrozen")
-}
-
-/// Opens a file that start-up needs before giving up root. While frozen nothing may be
-/// created (creating on a frozen filesystem blocks), so only an existing file is opened.
-fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.write(true).read(!append).append(append).mode(mode).custom_flags(nix::libc::O_CLOEXEC);
-    if !frozen {
-        o.create(true);
-    }
-    o.open(path)
+/// Opens a file that start-up needs before giving up root, outside the state directory (the
+/// pidfile, the log), with the checks of [`trust`]. While frozen nothing may be created
+/// (creating on a frozen filesystem blocks), so only an existing file is opened.
+fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> Result<File, trust::Untrusted> {
+    trust::open_file_to_write(path, trust::WriteOpen { append, create: !frozen, mode })
 }
 
 /// Runs the agent; returns the process exit status.
@@ -68,19 +72,54 @@ pub fn run(mut config: Config) -> i32 {
     let policy = effective.policy().clone();
     let file_access = Command::all().any(|c| c.name().starts_with("guest-file-") && policy.is_enabled(c));
 
-    // 2. Restart while frozen: come up frozen (7.2's check_is_frozen).
-    let frozen = isfrozen_path(&config).exists();
+    // The freeze hook root runs (a missing one is reported when it is run, as 7.2 does).
+    if let Some(hook) = &config.fsfreeze_hook {
+        match trust::check_hook(hook) {
+            Err(e) if !e.is_not_found() => {
+                eprintln!("qemu-ga-rs: fsfreeze hook refused: {e}");
+                return EXIT_FAILURE;
+            }
+            _ => {}
+        }
+    }
+
+    // 2. The state directory, opened once and checked (see trust); the helper gets its resolved
+    //    path. Restart while frozen: come up frozen (7.2's check_is_frozen), decided as the
+    //    helper decides it.
+    let statedir = match trust::open_directory_to_write_in(&config.statedir) {
+        Ok((dir, resolved)) => {
+            config.statedir = resolved;
+            dir
+        }
+        Err(e) => {
+            eprintln!("qemu-ga-rs: state directory refused: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let marker = freeze::marker_path(&config.statedir);
+    let frozen = freeze::marker_exists(&marker);
+    // Persistent state (handle counter), inside the directory just opened.
+    let how = trust::WriteOpen { append: false, create: !frozen, mode: 0o600 };
+    let state = match trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(STATE_FILE), how) {
+        Ok(f) => Ok(f),
+        Err(e) if frozen && e.is_not_found() => Err(e),
+        Err(e) => {
+            eprintln!("qemu-ga-rs: unable to open the state file: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    drop(statedir);
 
     // 3. The log.
     let logfile = match &config.logfile {
         Some(p) => match open_for_writing(p, true, frozen, 0o640) {
             Ok(f) => Some(f),
             Err(e) if frozen => {
-                eprintln!("qemu-ga-rs: log file {} not opened while frozen ({e}); logging to stderr", p.display());
+                eprintln!("qemu-ga-rs: log file not opened while frozen ({e}); logging to stderr");
                 None
             }
             Err(e) => {
-                eprintln!("qemu-ga-rs: unable to open specified log file {}: {e}", p.display());
+                eprintln!("qemu-ga-rs: unable to open specified log file: {e}");
                 return EXIT_FAILURE;
             }
         },
@@ -90,12 +129,19 @@ pub fn run(mut config: Config) -> i32 {
     for w in effective.warnings() {
         crate::warning!("{w}");
     }
+    let state = match state {
+        Ok(f) => Some(f),
+        Err(e) => {
+            crate::warning!("state file not created while frozen ({e}); file handles are not persisted");
+            None
+        }
+    };
     if frozen {
         crate::warning!(
             "previous instance appears to have exited with frozen filesystems. deferring logging/pidfile creation and \
              disabling non-fsfreeze-safe commands until guest-fsfreeze-thaw is issued, or filesystems are manually \
              unfrozen and the file {} is removed",
-            isfrozen_path(&config).display()
+            marker.display()
         );
         crate::log::set_frozen(true);
     }
@@ -122,23 +168,11 @@ pub fn run(mut config: Config) -> i32 {
                 let _ = f.write_all(format!("{}\n", std::process::id()).as_bytes());
             }
             Ok(f) => pidfile_on_thaw = Some(f),
-            Err(e) => crate::warning!("pidfile {} not written: {e}", config.pidfile.display()),
+            Err(e) => crate::warning!("pidfile not written: {e}"),
         }
     }
 
-    // 6. Persistent state (handle counter).
-    let state = match open_for_writing(&config.statedir.join("qga.state"), false, frozen, 0o600) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            crate::warning!(
-                "unable to open state file in {}: {e}; file handles are not persisted",
-                config.statedir.display()
-            );
-            None
-        }
-    };
-
-    // 7. Who the front becomes (checked before anything is started).
+    // 6. Who the front becomes (checked before anything is started).
     let running_as_root = nix::unistd::Uid::effective().is_root();
     let user = if running_as_root {
         match demote::resolve_user(config.user.as_deref()) {
@@ -155,7 +189,7 @@ pub fn run(mut config: Config) -> i32 {
         );
         None
     };
-    // 8. The privileged helper, with the policy it re-checks every request against.
+    // 7. The privileged helper, with the policy it re-checks every request against.
     //    Front and helper share one CPU, the one the front runs on now (see placement).
     let cpu = placement::current_cpu();
     let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu)) {
@@ -172,7 +206,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 9. Without file commands the front needs no filesystem: give it an empty one. With
+    // 8. Without file commands the front needs no filesystem: give it an empty one. With
     //    them, the real one under a /proc that shows no other process.
     if running_as_root && config.sandbox != SandboxMode::Off {
         let view = if file_access { view::enter_own_proc() } else { view::enter_empty_view(&config.statedir) };
@@ -182,7 +216,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     }
 
-    // 10. Demotion.
+    // 9. Demotion.
     match demote::demote(user.as_ref()) {
         Ok(d) => crate::debug!("front demoted to {} (uid {}, gid {})", d.user, d.uid, d.gid),
         Err(e) => {
@@ -192,7 +226,7 @@ pub fn run(mut config: Config) -> i32 {
     }
     clear_environment();
 
-    // 11. Signals arrive through a descriptor in the poll loop.
+    // 10. Signals arrive through a descriptor in the poll loop.
     let signals = match termination_signals() {
         Ok(s) => s,
         Err(e) => {
@@ -201,7 +235,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
 
-    // 12. Serve. The descriptors the filter lets the front truncate: the pidfile rewritten
+    // 11. Serve. The descriptors the filter lets the front truncate: the pidfile rewritten
     //     after a thaw and, with file commands, the state file holding the handle counter.
     let truncatable: Vec<RawFd> =
         pidfile_on_thaw.iter().chain(state.iter().filter(|_| file_access)).map(AsRawFd::as_raw_fd).collect();
@@ -214,7 +248,7 @@ pub fn run(mut config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    // 13. The front's seccomp filter, last: everything it had to set up is set up.
+    // 12. The front's seccomp filter, last: everything it had to set up is set up.
     if let Err(e) = seccomp::apply(file_access, &truncatable, config.sandbox) {
         crate::error!("{e}");
         return EXIT_FAILURE;

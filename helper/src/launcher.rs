@@ -361,6 +361,11 @@ fn execute(job: Job, config: &Config) -> Outcome {
                 if let Err(e) = access(h.as_path(), AccessFlags::X_OK) {
                     return Outcome::NotAccessible(e);
                 }
+                // Checked again at each run: the hook may have appeared or changed since start-up.
+                if let Err(e) = crate::trust::check_hook(h) {
+                    crate::log!("refusing to run the fsfreeze hook: {e}");
+                    return Outcome::NotAccessible(Errno::EACCES);
+                }
                 h.clone()
             }
             None => return Outcome::NotFound,

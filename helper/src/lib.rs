@@ -20,6 +20,7 @@ pub mod seccomp;
 pub mod serve;
 pub mod system;
 pub mod trim;
+pub mod trust;
 pub mod vcpus;
 
 /// File name of the helper binary, installed beside `qemu-ga-rs`.

@@ -15,6 +15,11 @@ pub const MAX_VCPUS: usize = 8192;
 /// Largest string inside a frame (paths, error texts).
 pub const MAX_STR: usize = 64 * 1024;
 
+// The largest request the helper accepts (a SetVcpus list of MAX_VCPUS: tag, count, then an
+// i64 and a bool each) fits in a frame, so a request the front checked is never refused for its
+// size. SetVcpus is the only request whose size the helper bounds.
+const _: () = assert!(1 + 4 + MAX_VCPUS * (8 + 1) <= MAX_FRAME);
+
 /// `guest-shutdown` modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownMode {
@@ -425,6 +430,15 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
 }
 
 impl Request {
+    /// A short name for logs (never the arguments, which may be large).
+    pub fn name(&self) -> &'static str {
+        match (self.command(), self) {
+            (Some(c), _) => c.name(),
+            (None, Request::Quit) => "quit",
+            (None, _) => "freeze status",
+        }
+    }
+
     /// The schema command this request carries out, for the policy re-check; `None` for the
     /// protocol's own requests, which every policy permits.
     pub fn command(&self) -> Option<qga_policy::Command> {
@@ -520,6 +534,15 @@ mod tests {
         b.extend_from_slice(&1i64.to_le_bytes());
         b.push(2);
         assert!(Request::decode(&b).is_err(), "boolean 2");
+    }
+
+    #[test]
+    fn the_longest_vcpu_list_the_helper_accepts_fits_a_frame_and_decodes() {
+        let vcpus = vec![VcpuState { logical_id: i64::MAX, online: true }; MAX_VCPUS];
+        let r = Request::SetVcpus { vcpus };
+        let payload = r.encode();
+        assert!(payload.len() <= MAX_FRAME);
+        assert_eq!(Request::decode(&payload).unwrap(), r);
     }
 
     #[test]

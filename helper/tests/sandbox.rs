@@ -80,7 +80,9 @@ fn what_the_hook_saw(tag: &str) -> String {
     let dir = std::env::temp_dir().join(format!("qga-helper-sandbox-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Sticky, so that nobody (the hook) can write its record while the hook itself, which root
+    // would run, stays out of reach of other users (a plain 0777 directory is refused).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let hook = dir.join("hook");
     let out = dir.join("seen");
     std::fs::write(

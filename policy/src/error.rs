@@ -14,6 +14,9 @@ pub enum PolicyError {
     NotRegularFile { path: String },
     /// The opened file's mode lets its group or everyone write it.
     Writable { path: String, mode: u32 },
+    /// The file, or a directory above it, has an owner other than root or the agent's user, or
+    /// is writable by others (the reason names which and why).
+    Untrusted { reason: String },
     /// The file is larger than [`crate::file::MAX_FILE_SIZE`].
     TooLarge { path: String, limit: u64 },
     /// A line is not valid UTF-8.
@@ -75,6 +78,7 @@ impl fmt::Display for PolicyError {
                  make it writable by its owner only (chmod go-w)",
                 mode & 0o7777
             ),
+            Untrusted { reason } => write!(f, "policy file refused: {reason}"),
             TooLarge { path, limit } => {
                 write!(f, "{path}: policy file is larger than {limit} bytes")
             }

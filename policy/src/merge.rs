@@ -215,5 +215,13 @@ pub fn merge(file: &PolicyFile, block: &[ListEntry], allow: &[ListEntry]) -> Res
         }
     }
 
+    if policy.is_enabled(Command::FsfreezeFreeze) && !policy.is_enabled(Command::FsfreezeThaw) {
+        warnings.push(format!(
+            "{origin}: {} is enabled but {} is not: the host can freeze filesystems and never thaw them",
+            Command::FsfreezeFreeze.name(),
+            Command::FsfreezeThaw.name()
+        ));
+    }
+
     Ok(Effective { policy, origin, explanations, warnings })
 }

@@ -205,3 +205,17 @@ fn render_table_names_the_builtin_default_when_no_file_exists() {
     assert!(e.render_table().contains("guest-file-read               disabled  built-in:default.policy:"));
     assert_eq!(e.origin(), "built-in:default.policy");
 }
+
+#[test]
+fn a_policy_that_enables_freeze_but_not_thaw_is_warned_about() {
+    let e = merge(&file("default allow\ndeny guest-fsfreeze-thaw\n"), &[], &[]).unwrap();
+    assert!(
+        e.warnings().iter().any(|w| w.contains("guest-fsfreeze-freeze is enabled but guest-fsfreeze-thaw is not")),
+        "{:?}",
+        e.warnings()
+    );
+    let both = merge(&file("default allow\n"), &[], &[]).unwrap();
+    assert!(both.warnings().is_empty(), "{:?}", both.warnings());
+    let neither = merge(&file("default allow\ndeny guest-fsfreeze-*\n"), &[], &[]).unwrap();
+    assert!(neither.warnings().is_empty(), "{:?}", neither.warnings());
+}

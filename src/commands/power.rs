@@ -21,8 +21,9 @@ pub fn parse_shutdown_mode(mode: Option<&[u8]>) -> Result<ShutdownMode, AgentErr
 
 pub fn shutdown(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     let mode_text = args.opt_str("mode");
+    // Logged once checked: only one of the three mode names (or none) reaches the log.
+    let mode = parse_shutdown_mode(mode_text).inspect_err(|_| crate::slog!("guest-shutdown called, invalid mode"))?;
     crate::slog!("guest-shutdown called, mode: {}", mode_text.map(String::from_utf8_lossy).unwrap_or("(null)".into()));
-    let mode = parse_shutdown_mode(mode_text)?;
     let reply = agent.helper.call(&Request::Shutdown { mode })?;
     expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
 }
@@ -49,5 +50,37 @@ mod tests {
         assert_eq!(parse_shutdown_mode(Some(b"reboot")).ok(), Some(ShutdownMode::Reboot));
         let e = parse_shutdown_mode(Some(b"off")).unwrap_err();
         assert_eq!(e.desc(), b"mode is invalid (valid values are: halt|powerdown|reboot");
+    }
+
+    /// No helper runs here: an invalid mode never reaches one, and the link's far end only
+    /// shows that nothing was sent.
+    #[test]
+    fn an_invalid_shutdown_mode_is_checked_before_it_is_logged() {
+        use crate::commands::file::Handles;
+        use crate::json::{Dict, Value as V};
+        use crate::privsep::link::HelperLink;
+        use std::io::Read;
+
+        let path = std::env::temp_dir().join(format!("qga-shutdown-log-{}", std::process::id()));
+        let log = std::fs::File::create(&path).unwrap();
+        crate::log::init(Some(log), false, true);
+        let (front, mut far_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        far_end.set_nonblocking(true).unwrap();
+        let mut agent = Agent {
+            policy: qga_policy::Policy::allow_all(),
+            frozen: false,
+            files: Handles::new(None),
+            helper: HelperLink::new(front),
+            pidfile_on_thaw: None,
+        };
+        let arguments = Dict::new().with("mode", V::Str(b"x\n1700000000.000000: error: FORGED".to_vec()));
+        let args = crate::qmp::args::check(Command::Shutdown.spec().args, Some(&arguments)).unwrap();
+        assert!(shutdown(&mut agent, &args).is_err());
+        crate::log::init(None, false, false);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(text.contains("guest-shutdown called, invalid mode"), "log:\n{text}");
+        assert!(!text.contains("FORGED"), "the unchecked mode reached the log:\n{text}");
+        assert!(far_end.read(&mut [0u8; 1]).is_err(), "a request reached the helper link");
     }
 }

@@ -5,7 +5,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_helper::protocol::{Reply, Request, VcpuState};
+use qga_helper::protocol::{Reply, Request, VcpuState, MAX_VCPUS};
 use std::io::ErrorKind;
 
 const CPU_DIR: &str = "/sys/devices/system/cpu";
@@ -48,7 +48,16 @@ fn os_error(what: String, e: &std::io::Error) -> AgentError {
 }
 
 pub fn set(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let vcpus = args.vcpus("vcpus")?.iter().map(|v| VcpuState { logical_id: v.logical_id, online: v.online }).collect();
+    let given = args.vcpus("vcpus")?;
+    // The helper's own bound: a longer list would be a malformed request to it, and it would
+    // exit (taking the agent with it) instead of answering.
+    if given.len() > MAX_VCPUS {
+        return Err(AgentError::command(format!(
+            "guest-set-vcpus takes at most {MAX_VCPUS} processors; {} were given",
+            given.len()
+        )));
+    }
+    let vcpus = given.iter().map(|v| VcpuState { logical_id: v.logical_id, online: v.online }).collect();
     crate::slog!("guest-set-vcpus called");
     let reply = agent.helper.call(&Request::SetVcpus { vcpus })?;
     expect(reply, |r| match r {
@@ -60,6 +69,38 @@ pub fn set(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::file::Handles;
+    use crate::privsep::link::HelperLink;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    fn vcpus_args(count: usize) -> Args {
+        let one = || Dict::new().with("logical-id", Value::Int(1)).with("online", Value::Bool(true)).into();
+        let arguments = Dict::new().with("vcpus", Value::List((0..count).map(|_| one()).collect()));
+        crate::qmp::args::check(qga_policy::Command::SetVcpus.spec().args, Some(&arguments)).unwrap()
+    }
+
+    #[test]
+    fn a_list_longer_than_the_helper_accepts_is_refused_by_the_front_without_asking_it() {
+        let (front, mut helper) = UnixStream::pair().unwrap();
+        helper.set_nonblocking(true).unwrap();
+        let mut agent = Agent {
+            policy: qga_policy::Policy::allow_all(),
+            frozen: false,
+            files: Handles::new(None),
+            helper: HelperLink::new(front),
+            pidfile_on_thaw: None,
+        };
+        // One over the bound, and far over the frame size (the front's own write failed there).
+        for count in [MAX_VCPUS + 1, 120_000] {
+            let e = set(&mut agent, &vcpus_args(count)).unwrap_err();
+            let expected = format!("guest-set-vcpus takes at most {MAX_VCPUS} processors; {count} were given");
+            assert_eq!(e.desc(), expected.as_bytes());
+        }
+        assert!(agent.helper.lost().is_none(), "the link was given up");
+        let mut byte = [0u8; 1];
+        assert!(helper.read(&mut byte).is_err(), "a request reached the helper");
+    }
 
     #[test]
     fn only_cpu_followed_by_digits_is_a_processor() {

@@ -3,7 +3,7 @@
 //! bounded too; if the helper is gone the link says so and the agent exits.
 
 use crate::qmp::AgentError;
-use qga_helper::protocol::{read_frame, write_frame, FrameError, Reply, Request};
+use qga_helper::protocol::{read_frame, write_frame, FrameError, Reply, Request, MAX_FRAME};
 use std::os::unix::net::UnixStream;
 
 pub struct HelperLink {
@@ -22,14 +22,23 @@ impl HelperLink {
         if self.lost.is_some() {
             return Err(lost_error());
         }
-        let result = write_frame(&mut self.socket, &request.encode())
+        let payload = request.encode();
+        // The helper exits on a frame over its bound; the front refuses such a request itself
+        // (protocol.rs keeps every bounded request within it, so this is a last line).
+        if payload.len() > MAX_FRAME {
+            return Err(AgentError::command(format!(
+                "the request is too large for the privileged helper ({} bytes)",
+                payload.len()
+            )));
+        }
+        let result = write_frame(&mut self.socket, &payload)
             .map_err(FrameError::Io)
             .and_then(|()| read_frame(&mut self.socket))
             .and_then(|payload| Reply::decode(&payload));
         match result {
             Ok(reply) => Ok(reply),
             Err(e) => {
-                self.lost = Some(format!("privileged helper lost during {request:?}: {e}"));
+                self.lost = Some(format!("privileged helper lost during {}: {e}", request.name()));
                 Err(lost_error())
             }
         }

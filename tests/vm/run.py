@@ -36,6 +36,7 @@ ORDER = [
     "sigterm_while_frozen_thaws_then_exits_0",
     "set_vcpus_takes_cpu1_offline_and_back",
     "set_vcpus_refuses_to_offline_cpu0",
+    "set_vcpus_list_over_the_helpers_bound_is_refused_and_the_agent_goes_on",
     "set_time_moves_guest_clock_and_rtc",
     "set_time_without_time_sets_clock_from_rtc",
     "shutdown_invalid_mode_is_refused_and_nothing_happens",

@@ -6,7 +6,7 @@ import json
 import random
 import time
 
-from .harness import CheckFailed, check
+from .harness import CheckFailed, NotApplicable, check
 
 DAY = 86400
 
@@ -51,6 +51,23 @@ def set_vcpus_refuses_to_offline_cpu0(ctx):
                              "GenericError", "logical processor #0 can't be offlined")
     online = _sysfs_online(ctx)
     ctx.expect(online.startswith("0"), f"cpu0 went offline: sysfs online list {online}")
+
+
+@check(boot="pvh")
+def set_vcpus_list_over_the_helpers_bound_is_refused_and_the_agent_goes_on(ctx):
+    """guest-set-vcpus with 8,193 processors (one over the helper's bound) and with 120,000
+    (more than a helper frame holds) is refused by the front with a GenericError; no processor
+    changes and the agent keeps answering (it used to exit without an answer)."""
+    if ctx.agent_spec.is_reference:
+        raise NotApplicable("not applicable to the reference: qemu-ga has no helper and no such bound")
+    before = _sysfs_online(ctx)
+    for count in (8193, 120000):
+        vcpus = [{"logical-id": 1, "online": True}] * count
+        ctx.call_expecting_error("guest-set-vcpus", {"vcpus": vcpus}, "GenericError",
+                                 f"guest-set-vcpus takes at most 8192 processors; {count} were given",
+                                 timeout=120.0)
+        ctx.expect(ctx.call("guest-ping") == {}, f"the agent does not answer after a list of {count}")
+    ctx.expect(_sysfs_online(ctx) == before, f"processors changed: {before} -> {_sysfs_online(ctx)}")
 
 
 def _guest_epoch(ctx):
