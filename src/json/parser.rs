@@ -94,8 +94,8 @@ fn pair(c: &mut Cursor, dict: &mut Dict, keys: &mut KeySet) -> Result<()> {
 /// colliding keys) and searches only on a hash match.
 #[derive(Default)]
 struct KeySet {
-    hashes: HashSet<u64>,
-    state: RandomState,
+    /// Made when the object outgrows searching; small objects cost nothing.
+    hashes: Option<(RandomState, HashSet<u64>)>,
 }
 
 /// Objects up to this many members are searched member by member.
@@ -107,12 +107,12 @@ impl KeySet {
         if dict.len() < SEARCHED_MEMBERS {
             return dict.contains_key(key);
         }
-        if self.hashes.is_empty() {
-            for (k, _) in dict.iter() {
-                self.hashes.insert(self.state.hash_one(k));
-            }
-        }
-        !self.hashes.insert(self.state.hash_one(key)) && dict.contains_key(key)
+        let (state, hashes) = self.hashes.get_or_insert_with(|| {
+            let state = RandomState::new();
+            let hashes = dict.iter().map(|(k, _)| state.hash_one(k)).collect();
+            (state, hashes)
+        });
+        !hashes.insert(state.hash_one(key)) && dict.contains_key(key)
     }
 }
 
