@@ -1,6 +1,7 @@
-//! The front's single-threaded poll loop: reads the channel, feeds the JSON stream, dispatches
-//! each message, writes replies with bounded buffering, relays the helper's log, watches the
-//! helper and handles termination signals.
+//! The front's single-threaded poll loop. The connection is served in one straight loop
+//! (write, read, dispatch) in which requests wait, in the kernel's buffer, while too many reply
+//! bytes are unsent; the loop also relays the helper's log, watches the helper and handles
+//! termination signals.
 
 use crate::channel::{self, Channel};
 use crate::commands::Agent;
@@ -12,15 +13,32 @@ use polling::{Event, Events, PollMode, Poller};
 use qga_helper::protocol::Reply;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Child;
 
 /// Bytes read from the channel at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Stop reading requests while more than this many reply bytes wait to be sent...
+/// Stop taking requests while more than this many reply bytes wait to be sent: each reply is
+/// counted as it is built, so unsent output stays below this plus the replies that complete on
+/// one input byte (at most two: a number and the bracket after it)...
 const OUTPUT_HIGH_WATER: usize = 4 << 20;
 /// ...and start again once they drained below this.
 const OUTPUT_LOW_WATER: usize = 1 << 20;
+
+/// The largest reply a legal request can produce: guest-file-read's largest count, base64
+/// encoded, with room for the reply's other members.
+pub const LARGEST_REPLY: usize = (crate::commands::file::MAX_READ_COUNT as usize).div_ceil(3) * 4 + (1 << 16);
+
+/// The front's memory ceiling (RLIMIT_DATA), sized from the largest legal request and reply,
+/// not from the guest's memory: the largest message is held up to four times while it is
+/// lexed, gathered, parsed and decoded (each buffer possibly at twice its length while it
+/// grows); unsent output is bounded as above; the rest is the parser's tokens and the heap.
+/// A flood that got past the bounds would end the front here instead of exhausting the guest.
+pub const MEMORY_CEILING: u64 =
+    (4 * 2 * crate::json::streamer::MAX_MESSAGE_SIZE + OUTPUT_HIGH_WATER + 2 * 2 * LARGEST_REPLY + (256 << 20)) as u64;
+// A ceiling above 2 GiB would bound nothing a small guest could spare.
+const _: () = assert!(MEMORY_CEILING <= 2 << 30);
 
 /// The reply buffer's capacity kept between replies.
 const OUTPUT_KEEP: usize = 2 << 20;
@@ -43,11 +61,11 @@ const MAX_EVENTS: usize = 16;
 
 /// The poll loop's poller (the `polling` crate) with interest given as [`READ`]/[`WRITE`]/[`EDGE`]
 /// bits; callers change interest only when it really changes.
-struct Epoll(Poller);
+struct EventPoller(Poller);
 
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        Poller::new().map(Epoll)
+impl EventPoller {
+    fn new() -> io::Result<EventPoller> {
+        Poller::new().map(EventPoller)
     }
 
     fn event(bits: u32, key: usize) -> (Event, PollMode) {
@@ -99,16 +117,44 @@ enum Conn {
     Socket { listener: OwnedFd, client: Option<File> },
 }
 
+/// One read's bytes; `start..end` is what the parser has not taken yet.
+struct InputBuffer {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl InputBuffer {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+/// What a read brought.
+enum Input {
+    /// Bytes; `more_may_wait` when the channel may hold more right now.
+    Got { more_may_wait: bool },
+    /// Nothing now (would block, or the peer left).
+    None,
+}
+
 pub struct Server {
-    poller: Epoll,
+    poller: EventPoller,
     conn: Conn,
     /// The interest the connection is registered with (level-triggered connections).
     conn_interest: u32,
-    /// Where channel reads land; allocated once.
-    read_buf: Box<[u8]>,
+    /// Where channel reads land, with the part not yet parsed.
+    input: InputBuffer,
     parser: MessageParser,
+    /// Replies not yet sent start at `out_pos`.
     out: Vec<u8>,
     out_pos: usize,
+    /// Requests wait while unsent output drains (see [`OUTPUT_HIGH_WATER`]).
     reading_paused: bool,
     agent: Agent,
     helper_child: Child,
@@ -129,7 +175,7 @@ pub enum Exit {
 
 /// Every registered descriptor is owned by the Server, which deletes it from the poller before
 /// closing it (clients) or outlives the poller (the rest).
-fn register(poller: &Epoll, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
+fn register(poller: &EventPoller, fd: BorrowedFd, events: u32, key: usize) -> io::Result<()> {
     poller.add(fd, events, key)
 }
 
@@ -141,7 +187,7 @@ impl Server {
         helper_log: File,
         signals: SignalFd,
     ) -> io::Result<Server> {
-        let poller = Epoll::new()?;
+        let poller = EventPoller::new()?;
         let conn = match channel {
             Channel::Device { file, virtio } => {
                 register(&poller, file.as_fd(), if virtio { READ | EDGE } else { READ }, KEY_CONN)?;
@@ -160,7 +206,7 @@ impl Server {
             poller,
             conn,
             conn_interest: READ,
-            read_buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            input: InputBuffer { buf: vec![0u8; READ_CHUNK].into_boxed_slice(), start: 0, end: 0 },
             parser: MessageParser::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -205,81 +251,106 @@ impl Server {
     // ---- the connection ----
 
     fn conn_file(&self) -> Option<&File> {
-        match &self.conn {
-            Conn::Device { file, .. } => Some(file),
-            Conn::Socket { client, .. } => client.as_ref(),
-        }
+        conn_file(&self.conn)
     }
 
+    /// Serves the connection in one straight loop: write what waits, then (unless output is
+    /// backed up) take input, dispatching its requests until it is used up or output backs up.
+    /// Requests not yet taken stay in the kernel's buffer (at most one read's worth in ours)
+    /// until output drains; a slow client still gets every reply, in order.
     fn service_conn(&mut self) -> Result<(), Exit> {
-        self.flush_output()?;
-        self.read_requests()?;
-        self.flush_output()?;
+        loop {
+            self.flush_output()?;
+            if self.output_backed_up() {
+                break;
+            }
+            if self.input.is_empty() {
+                match self.read_input()? {
+                    Input::Got { more_may_wait } => {
+                        self.dispatch_input()?;
+                        if !more_may_wait && self.input.is_empty() {
+                            self.flush_output()?;
+                            break;
+                        }
+                    }
+                    Input::None => break,
+                }
+            } else {
+                self.dispatch_input()?;
+            }
+        }
         self.update_interest()
     }
 
-    /// Reads and dispatches until the channel has nothing more or output backs up.
-    fn read_requests(&mut self) -> Result<(), Exit> {
-        if self.read_buf.is_empty() {
-            // Called again from within a read (flush_output resuming a device): the buffer is
-            // in use below, so this rare nested read gets its own.
-            return self.read_requests_into(&mut vec![0u8; READ_CHUNK]);
+    /// Whether requests must wait: set when unsent output passes the high-water mark, cleared
+    /// when it drains below the low-water mark.
+    fn output_backed_up(&mut self) -> bool {
+        if self.reading_paused && self.pending_output() < OUTPUT_LOW_WATER {
+            self.reading_paused = false;
         }
-        let mut buf = std::mem::take(&mut self.read_buf);
-        let result = self.read_requests_into(&mut buf);
-        self.read_buf = buf;
-        result
+        self.reading_paused
     }
 
-    fn read_requests_into(&mut self, buf: &mut [u8]) -> Result<(), Exit> {
+    /// One read into the empty input buffer.
+    fn read_input(&mut self) -> Result<Input, Exit> {
         // An edge-triggered device must be read until it would block; a level-triggered
         // descriptor that filled less than the buffer is drained for now (the poller reports
         // it again if more arrived), which saves a read that would only say so.
         let level = !matches!(self.conn, Conn::Device { virtio: true, .. });
-        while !self.reading_paused {
-            let Some(mut file) = self.conn_file() else { return Ok(()) };
-            match file.read(buf) {
+        loop {
+            let Some(mut file) = conn_file(&self.conn) else { return Ok(Input::None) };
+            match file.read(&mut self.input.buf) {
                 Ok(0) => {
                     self.peer_gone();
-                    return Ok(());
+                    return Ok(Input::None);
                 }
                 Ok(n) => {
-                    self.process(&buf[..n]);
-                    if let Some(why) = self.agent.helper.lost().map(str::to_string) {
-                        self.relay_last_helper_log();
-                        return Err(Exit::HelperLost(why));
-                    }
-                    self.flush_output()?;
-                    if self.pending_output() > OUTPUT_HIGH_WATER {
-                        self.reading_paused = true;
-                    }
-                    if level && n < buf.len() {
-                        return Ok(());
-                    }
+                    self.input.start = 0;
+                    self.input.end = n;
+                    return Ok(Input::Got { more_may_wait: !level || n == self.input.buf.len() });
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Input::None),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     crate::warning!("error reading channel: {e}");
-                    return self.channel_error(e);
+                    self.channel_error(e)?;
+                    return Ok(Input::None);
                 }
             }
         }
-        Ok(())
     }
 
-    fn process(&mut self, bytes: &[u8]) {
+    /// Parses and dispatches the buffered input, counting each reply as it is built, and
+    /// stops after the request whose reply takes unsent output past the high-water mark.
+    fn dispatch_input(&mut self) -> Result<(), Exit> {
         let agent = &mut self.agent;
         let out = &mut self.out;
-        self.parser.feed(bytes, &mut |message| {
+        let out_pos = self.out_pos;
+        let mut backed_up = false;
+        let input = &self.input.buf[self.input.start..self.input.end];
+        let used = self.parser.feed_until(input, &mut |message| {
             dispatch::handle_into(agent, message, out);
+            backed_up = out.len() - out_pos > OUTPUT_HIGH_WATER;
+            if backed_up {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         });
+        self.input.start += used;
+        self.reading_paused |= backed_up;
+        if let Some(why) = self.agent.helper.lost().map(str::to_string) {
+            self.relay_last_helper_log();
+            return Err(Exit::HelperLost(why));
+        }
+        Ok(())
     }
 
     fn pending_output(&self) -> usize {
         self.out.len() - self.out_pos
     }
 
+    /// Writes what it can of the unsent output without blocking.
     fn flush_output(&mut self) -> Result<(), Exit> {
         while self.pending_output() > 0 {
             let Some(mut file) = self.conn_file() else {
@@ -301,14 +372,6 @@ impl Server {
         } else if self.out_pos > (1 << 20) {
             self.out.drain(..self.out_pos);
             self.out_pos = 0;
-        }
-        if self.reading_paused && self.pending_output() < OUTPUT_LOW_WATER {
-            self.reading_paused = false;
-            // An edge-triggered device will not report data that was already waiting.
-            if matches!(self.conn, Conn::Device { .. }) {
-                self.read_requests()?;
-                return self.flush_output();
-            }
         }
         Ok(())
     }
@@ -344,6 +407,7 @@ impl Server {
     /// The peer went away: a socket client closed, or no host holds the virtio port.
     fn peer_gone(&mut self) {
         self.parser = MessageParser::new();
+        self.input.clear();
         self.discard_output();
         self.reading_paused = false;
         match &mut self.conn {
@@ -392,6 +456,7 @@ impl Server {
                 *client = Some(file);
                 // Each connection starts with a clean parser.
                 self.parser = MessageParser::new();
+                self.input.clear();
                 self.discard_output();
                 self.reading_paused = false;
                 Ok(())
@@ -484,4 +549,12 @@ impl Server {
 
 fn interest(read: bool, write: bool) -> u32 {
     (if read { READ } else { 0 }) | (if write { WRITE } else { 0 })
+}
+
+/// The descriptor requests arrive on and replies leave by, if there is one now.
+fn conn_file(conn: &Conn) -> Option<&File> {
+    match conn {
+        Conn::Device { file, .. } => Some(file),
+        Conn::Socket { client, .. } => client.as_ref(),
+    }
 }

@@ -4,6 +4,9 @@
 //! where it skips input until a structural character, a control character other than tab, or
 //! one of the impossible UTF-8 bytes 0xFE/0xFF: that is how a client's 0xFF resynchronises it.
 
+use std::cell::Cell;
+use std::ops::ControlFlow;
+
 /// Longest single token; a longer one is cut off and reported as an oversized token.
 pub const MAX_TOKEN_SIZE: usize = 64 << 20;
 
@@ -23,6 +26,14 @@ pub enum TokenKind {
     Error,
     /// A token longer than [`MAX_TOKEN_SIZE`] that was cut off.
     Oversized,
+}
+
+/// One token of a pending message: its kind and where its text lies in the message's text.
+#[derive(Clone, Copy, Debug)]
+pub struct Token {
+    pub kind: TokenKind,
+    pub start: usize,
+    pub end: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,8 +185,24 @@ impl Lexer {
 
     /// Feeds bytes; `sink(kind, text)` receives every token in order.
     pub fn feed(&mut self, bytes: &[u8], sink: &mut impl FnMut(TokenKind, &[u8])) {
+        self.feed_until(bytes, &mut |kind, text| {
+            sink(kind, text);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// Feeds bytes until the sink asks to stop; returns how many bytes were consumed. A stop
+    /// takes effect once the byte being lexed is done (one byte can end two tokens: a number
+    /// and the bracket after it), so the rest can be fed later as if never interrupted.
+    pub fn feed_until(&mut self, bytes: &[u8], sink: &mut impl FnMut(TokenKind, &[u8]) -> ControlFlow<()>) -> usize {
+        let stop = Cell::new(false);
+        let mut sink = |kind: TokenKind, text: &[u8]| {
+            if sink(kind, text).is_break() {
+                stop.set(true);
+            }
+        };
         let mut i = 0;
-        while i < bytes.len() {
+        while i < bytes.len() && !stop.get() {
             // Fast path: the body of a string is most of a large request.
             if matches!(self.state, State::DqString | State::SqString) {
                 let quote = if self.state == State::DqString { b'"' } else { b'\'' };
@@ -194,13 +221,14 @@ impl Lexer {
                 if n > 0 {
                     self.token.extend_from_slice(&rest[..n]);
                     i += n;
-                    self.check_size(sink);
+                    self.check_size(&mut sink);
                     continue;
                 }
             }
-            self.feed_byte(bytes[i], sink);
+            self.feed_byte(bytes[i], &mut sink);
             i += 1;
         }
+        i
     }
 
     fn feed_byte(&mut self, b: u8, sink: &mut impl FnMut(TokenKind, &[u8])) {

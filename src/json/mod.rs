@@ -3,13 +3,17 @@
 
 pub mod base64_out;
 pub mod lexer;
+pub mod message_parser;
 pub mod mutf8;
 pub mod parser;
+pub mod qdict_order;
 pub mod streamer;
 pub mod value;
 pub mod writer;
 
-pub use streamer::{Message, MessageParser};
+pub use message_parser::MessageParser;
+pub use qdict_order::qdict_order;
+pub use streamer::Message;
 pub use value::{Dict, Value};
 
 /// Length of the leading run of `s` with no byte for which `special` holds, eight bytes at a

@@ -1,10 +1,11 @@
 //! Parses one message's tokens into a [`Value`], with 7.2's error texts. Only the first error
 //! of a message is reported ("JSON parse error, <what>").
 
-use super::lexer::TokenKind;
+use super::lexer::{Token, TokenKind};
 use super::mutf8;
-use super::streamer::Token;
 use super::value::{Dict, Value};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 
 type Result<T> = std::result::Result<T, Vec<u8>>;
 
@@ -59,18 +60,19 @@ fn object(c: &mut Cursor) -> Result<Value> {
         c.pop();
         return Ok(Value::Dict(dict));
     }
-    pair(c, &mut dict)?;
+    let mut keys = KeySet::default();
+    pair(c, &mut dict, &mut keys)?;
     loop {
         let Some(t) = c.pop() else { return Err(error("premature EOI")) };
         match t.kind {
             TokenKind::RCurly => return Ok(Value::Dict(dict)),
-            TokenKind::Comma => pair(c, &mut dict)?,
+            TokenKind::Comma => pair(c, &mut dict, &mut keys)?,
             _ => return Err(error("expected separator in dict")),
         }
     }
 }
 
-fn pair(c: &mut Cursor, dict: &mut Dict) -> Result<()> {
+fn pair(c: &mut Cursor, dict: &mut Dict, keys: &mut KeySet) -> Result<()> {
     if c.peek().is_none() {
         return Err(error("premature EOI"));
     }
@@ -80,11 +82,38 @@ fn pair(c: &mut Cursor, dict: &mut Dict) -> Result<()> {
         return Err(error("missing : in object pair"));
     }
     let v = value(c)?;
-    if dict.contains_key(&key) {
+    if keys.contains(dict, &key) {
         return Err(error("duplicate key"));
     }
     dict.insert(key, v);
     Ok(())
+}
+
+/// Finds duplicate keys in time linear in an object's size: a small object is searched, a
+/// large one remembers its keys' hashes (keyed per process, so a client cannot choose
+/// colliding keys) and searches only on a hash match.
+#[derive(Default)]
+struct KeySet {
+    /// Made when the object outgrows searching; small objects cost nothing.
+    hashes: Option<(RandomState, HashSet<u64>)>,
+}
+
+/// Objects up to this many members are searched member by member.
+const SEARCHED_MEMBERS: usize = 16;
+
+impl KeySet {
+    /// Whether `dict` already has `key`; remembers `key` as now present.
+    fn contains(&mut self, dict: &Dict, key: &[u8]) -> bool {
+        if dict.len() < SEARCHED_MEMBERS {
+            return dict.contains_key(key);
+        }
+        let (state, hashes) = self.hashes.get_or_insert_with(|| {
+            let state = RandomState::new();
+            let hashes = dict.iter().map(|(k, _)| state.hash_one(k)).collect();
+            (state, hashes)
+        });
+        !hashes.insert(state.hash_one(key)) && dict.contains_key(key)
+    }
 }
 
 fn array(c: &mut Cursor) -> Result<Value> {
@@ -223,14 +252,22 @@ fn string(tok: &[u8]) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::streamer::MessageParser;
+    use super::super::lexer::Lexer;
     use super::*;
 
+    /// Parses one whole message given as text (a number needs a delimiter after it).
+    fn parse_bytes(input: &[u8]) -> Result<Value> {
+        let mut tokens = Vec::new();
+        let mut text = Vec::new();
+        Lexer::new().feed(input, &mut |kind, t| {
+            tokens.push(Token { kind, start: text.len(), end: text.len() + t.len() });
+            text.extend_from_slice(t);
+        });
+        parse(&tokens, &text)
+    }
+
     fn one(input: &str) -> std::result::Result<Value, String> {
-        let mut out = Vec::new();
-        MessageParser::new().feed(input.as_bytes(), &mut |m| out.push(m));
-        assert_eq!(out.len(), 1, "{input}");
-        out.pop().unwrap_or(Ok(Value::Null)).map_err(|e| String::from_utf8_lossy(&e).into_owned())
+        parse_bytes(input.as_bytes()).map_err(|e| String::from_utf8_lossy(&e).into_owned())
     }
 
     #[test]
@@ -271,8 +308,6 @@ mod tests {
 
     #[test]
     fn invalid_utf8_inside_a_string_is_a_parse_error() {
-        let mut out = Vec::new();
-        MessageParser::new().feed(b"[\"\x80\"]", &mut |m| out.push(m));
-        assert_eq!(out, vec![Err(b"JSON parse error, invalid UTF-8 sequence in string".to_vec())]);
+        assert_eq!(parse_bytes(b"[\"\x80\"]"), Err(b"JSON parse error, invalid UTF-8 sequence in string".to_vec()));
     }
 }

@@ -3,9 +3,10 @@
 //! limits. After a limit or lexer error the message's tokens are dropped and what follows is
 //! lexed as new input, so one bad message can produce a cascade of replies, exactly as 7.2.
 
-use super::lexer::{Lexer, TokenKind};
+use super::lexer::{Token, TokenKind};
 use super::parser;
 use super::value::Value;
+use std::ops::ControlFlow;
 
 /// Total bytes of all tokens of one message.
 pub const MAX_MESSAGE_SIZE: usize = 64 << 20;
@@ -14,46 +15,27 @@ pub const MAX_TOKEN_COUNT: usize = 2 << 20;
 /// Braces plus brackets open at once.
 pub const MAX_NESTING: i64 = 1024;
 
-/// One token of a pending message; its text lives in [`MessageParser::text`].
-#[derive(Clone, Copy, Debug)]
-pub struct Token {
-    pub kind: TokenKind,
-    pub start: usize,
-    pub end: usize,
-}
-
 /// The result for one message: a value, or the error text of 7.2's parse error reply.
 pub type Message = Result<Value, Vec<u8>>;
 
-/// Lexer plus streamer: bytes in, messages out.
+/// The tokens of the message being received.
 #[derive(Default)]
-pub struct MessageParser {
-    lexer: Lexer,
-    pending: Pending,
-}
-
-#[derive(Default)]
-struct Pending {
+pub struct Streamer {
     tokens: Vec<Token>,
     text: Vec<u8>,
     braces: i64,
     brackets: i64,
 }
 
-impl MessageParser {
-    pub fn new() -> MessageParser {
-        MessageParser::default()
-    }
-
-    /// Feeds bytes; `emit` receives each complete message in order.
-    pub fn feed(&mut self, bytes: &[u8], emit: &mut impl FnMut(Message)) {
-        let pending = &mut self.pending;
-        self.lexer.feed(bytes, &mut |kind, text| pending.token(kind, text, emit));
-    }
-}
-
-impl Pending {
-    fn token(&mut self, kind: TokenKind, text: &[u8], emit: &mut impl FnMut(Message)) {
+impl Streamer {
+    /// Takes one token; when it completes a message, hands the message to `emit` and passes on
+    /// what `emit` answers.
+    pub fn token(
+        &mut self,
+        kind: TokenKind,
+        text: &[u8],
+        emit: &mut impl FnMut(Message) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         match kind {
             TokenKind::LCurly => self.braces += 1,
             TokenKind::RCurly => self.braces -= 1,
@@ -82,13 +64,13 @@ impl Pending {
         self.text.extend_from_slice(text);
         self.tokens.push(Token { kind, start, end: self.text.len() });
         if (self.braces > 0 || self.brackets > 0) && self.braces >= 0 && self.brackets >= 0 {
-            return;
+            return ControlFlow::Continue(());
         }
         let result = parser::parse(&self.tokens, &self.text);
-        self.finish(result, emit);
+        self.finish(result, emit)
     }
 
-    fn finish(&mut self, result: Message, emit: &mut impl FnMut(Message)) {
+    fn finish(&mut self, result: Message, emit: &mut impl FnMut(Message) -> ControlFlow<()>) -> ControlFlow<()> {
         self.braces = 0;
         self.brackets = 0;
         self.tokens.clear();
@@ -98,12 +80,13 @@ impl Pending {
             self.text.shrink_to(1 << 16);
             self.tokens.shrink_to(1 << 12);
         }
-        emit(result);
+        emit(result)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::MessageParser;
     use super::*;
 
     fn run(input: &[u8]) -> Vec<Message> {

@@ -41,6 +41,14 @@ impl Dict {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn contains_key(&self, key: &[u8]) -> bool {
         self.get_bytes(key).is_some()
     }

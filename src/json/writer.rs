@@ -4,6 +4,7 @@
 
 use super::base64_out;
 use super::mutf8;
+use super::qdict_order::qdict_order;
 use super::swar;
 use super::value::{Dict, Value};
 
@@ -43,26 +44,6 @@ fn write_dict(d: &Dict, out: &mut Vec<u8>) {
         write(v, out);
     }
     out.push(b'}');
-}
-
-/// QEMU's QDict hash (`tdb_hash`) of a key, as a bucket index.
-fn qdict_bucket(key: &[u8]) -> u32 {
-    const BUCKETS: u32 = 512;
-    // A C string ends at its first NUL; keys never hold one (NUL is stored as C0 80).
-    let mut value = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
-    for (i, &b) in key.iter().enumerate() {
-        value = value.wrapping_add((b as u32) << ((i * 5) % 24));
-    }
-    1_103_515_243u32.wrapping_mul(value).wrapping_add(12345) % BUCKETS
-}
-
-/// Members in the order QEMU iterates a QDict: by bucket, and within a bucket the most
-/// recently inserted first.
-pub(crate) fn qdict_order(d: &Dict) -> Vec<(&[u8], &Value)> {
-    let mut entries: Vec<(u32, usize, &[u8], &Value)> =
-        d.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    entries.into_iter().map(|(_, _, k, v)| (k, v)).collect()
 }
 
 fn write_str(s: &[u8], out: &mut Vec<u8>) {

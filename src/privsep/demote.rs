@@ -1,10 +1,10 @@
 //! The front's demotion, as one ordered function. After it returns the front runs as an
-//! unprivileged user with no capabilities in any set, no_new_privs, no way to create processes
-//! and no core dumps. Each step depends on the ones before it: the bounding set can only be
-//! emptied while CAP_SETPCAP is held, groups and ids only while root.
+//! unprivileged user with no capabilities in any set, no_new_privs, no way to create processes,
+//! no core dumps and a memory ceiling. Each step depends on the ones before it: the bounding
+//! set can only be emptied while CAP_SETPCAP is held, groups and ids only while root.
 
 use caps::{CapSet, CapsHashSet};
-use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
 use super::dynamic_id;
@@ -97,6 +97,11 @@ pub fn demote(user: Option<&Account>) -> Result<Demoted, DemoteError> {
     //    could hold request data.
     step("limiting processes", setrlimit(Resource::RLIMIT_NPROC, 0, 0))?;
     step("disabling core dumps", setrlimit(Resource::RLIMIT_CORE, 0, 0))?;
+    //    A memory ceiling sized from the largest legal request and reply: past it the front
+    //    fails an allocation and ends, instead of the guest running out of memory.
+    let ceiling =
+        crate::server::MEMORY_CEILING.min(step("reading the memory limit", getrlimit(Resource::RLIMIT_DATA))?.1);
+    step("limiting memory", setrlimit(Resource::RLIMIT_DATA, ceiling, ceiling))?;
     // 8. Check the result rather than trust it.
     if was_root && user.is_some() && (Uid::current().is_root() || Uid::effective().is_root()) {
         return Err(DemoteError::StillPrivileged("still uid 0"));

@@ -3,6 +3,7 @@
 //! over is unexpected. Produces typed arguments, so handlers never see raw JSON.
 
 use super::error::AgentError;
+use super::unvisited::first_unexpected;
 use crate::json::{Dict, Value};
 use qga_policy::{Arg, ArgType};
 
@@ -86,14 +87,18 @@ pub fn check(schema: &[Arg], arguments: Option<&Dict>) -> Result<Args, AgentErro
     let empty = Dict::new();
     let arguments = arguments.unwrap_or(&empty);
     let mut args = Args::default();
+    let mut visited: Vec<&[u8]> = Vec::with_capacity(schema.len());
     for arg in schema {
         match arguments.get(arg.name) {
             None if arg.optional => {}
             None => return Err(AgentError::MissingParameter(arg.name.into())),
-            Some(v) => args.values.push((arg.name, check_one(arg, v)?)),
+            Some(v) => {
+                args.values.push((arg.name, check_one(arg, v)?));
+                visited.push(arg.name.as_bytes());
+            }
         }
     }
-    if let Some((key, _)) = arguments.iter().find(|(k, _)| !schema.iter().any(|a| a.name.as_bytes() == *k)) {
+    if let Some(key) = first_unexpected(arguments, &visited) {
         return Err(AgentError::UnexpectedParameter(key.to_vec()));
     }
     Ok(args)
@@ -159,10 +164,15 @@ fn vcpu(list: &str, index: usize, v: &Value) -> Result<Vcpu, AgentError> {
         None => return Err(AgentError::MissingParameter(at("online"))),
         Some(v) => bool_at("online", v)?,
     };
-    if let Some(v) = d.get("can-offline") {
-        bool_at("can-offline", v)?;
-    }
-    if let Some((key, _)) = d.iter().find(|(k, _)| !matches!(*k, b"logical-id" | b"online" | b"can-offline")) {
+    const MEMBERS: [&[u8]; 3] = [b"logical-id", b"online", b"can-offline"];
+    let visited = match d.get("can-offline") {
+        Some(v) => {
+            bool_at("can-offline", v)?;
+            &MEMBERS[..]
+        }
+        None => &MEMBERS[..2],
+    };
+    if let Some(key) = first_unexpected(d, visited) {
         let mut path = at("");
         path.push(b'.');
         path.extend_from_slice(key);

@@ -6,8 +6,8 @@
 use super::args;
 use super::error::AgentError;
 use crate::commands::{self, Agent};
-use crate::json::writer::{self, qdict_order};
-use crate::json::{Dict, Message, Value};
+use crate::json::writer;
+use crate::json::{qdict_order, Dict, Message, Value};
 use qga_policy::{decide, Command, Decision};
 
 /// The bytes to send for one message: nothing (a silent success), or one reply line, prefixed

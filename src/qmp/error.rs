@@ -113,6 +113,15 @@ impl AgentError {
     }
 }
 
+/// The description as text (non-UTF-8 bytes shown as U+FFFD), for logs and `?`.
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.desc()))
+    }
+}
+
+impl std::error::Error for AgentError {}
+
 /// The C library's text for an errno value, as qemu-ga prints it.
 pub fn strerror(errno: Errno) -> String {
     let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
@@ -133,6 +142,12 @@ mod tests {
         assert_eq!(AgentError::CommandDisabled("guest-ping").class(), ErrorClass::CommandNotFound);
         assert_eq!(AgentError::CommandFrozen("guest-file-open").class(), ErrorClass::CommandNotFound);
         assert_eq!(AgentError::LacksExecute.class(), ErrorClass::GenericError);
+    }
+
+    #[test]
+    fn an_agent_error_is_a_std_error_that_displays_its_description() {
+        let e: Box<dyn std::error::Error> = Box::new(AgentError::UnexpectedParameter(b"x".to_vec()));
+        assert_eq!(e.to_string(), "Parameter 'x' is unexpected");
     }
 
     #[test]

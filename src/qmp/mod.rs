@@ -3,5 +3,6 @@
 pub mod args;
 pub mod dispatch;
 pub mod error;
+mod unvisited;
 
 pub use error::AgentError;
