@@ -288,7 +288,7 @@ def build(cache, apt, version):
     if not dsc.is_file():
         raise SetupError(f"apt-get source did not fetch {dsc.name}")
     # apt checked the files against the signed index it fetched them by.
-    run(["dpkg-source", "--no-check", "-x", str(dsc), str(here / "source")])
+    run(["dpkg-source", "--no-check", "--no-copy", "-x", str(dsc), str(here / "source")])
     shutil.rmtree(download)
     (here / "source" / "build").mkdir()
     run([str(here / "source" / "configure"), *CONFIGURE_ARGS], cwd=here / "source" / "build")
