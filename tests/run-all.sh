@@ -21,4 +21,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked
 tests/fuzz/run.sh 20
+python3 tests/qemu-test-qga/run.py
 python3 tests/vm/run.py --agent target/release/qemu-ga-rs
