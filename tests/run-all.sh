@@ -22,3 +22,4 @@ cargo build --release --workspace --locked
 cargo test --release --workspace --locked
 tests/fuzz/run.sh 20
 python3 tests/vm/run.py --agent target/release/qemu-ga-rs
+tests/package/run.sh
