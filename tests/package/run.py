@@ -41,6 +41,7 @@ FIRST_BOOT = [
     ("fstrim_under_the_sandbox", steps.fstrim_shrinks_the_image),
     ("sandbox_keeps_power_state_cpu_and_rtc_writable", steps.sandbox_leaves_sysfs_power_and_rtc_writable),
     ("port_unplug_stops_service_plug_starts_it", steps.port_unplug_stops_plug_starts),
+    ("freeze_hook_runs_from_qemu_guest_agent_paths", steps.freeze_hook_runs_from_qemu_guest_agent_paths),
     ("upgrade_keeps_the_edited_policy", None),   # needs the upgrade's arguments, bound in main()
     ("guest_shutdown_powers_off_through_systemd", steps.shutdown_through_systemd),
 ]

@@ -221,6 +221,36 @@ def front_sigkill_restarted_by_systemd_and_thawed(s):
     return f"MainPID {before['MainPID']} -> {after['MainPID']}, NRestarts {after['NRestarts']}, guest thawed"
 
 
+HOOK_SCRIPT = "/etc/qemu/fsfreeze-hook.d/pkg-test"
+HOOK_CONF = "/etc/qemu/qemu-ga.conf"
+
+
+def freeze_hook_runs_from_qemu_guest_agent_paths(s):
+    """The opt-in of a qemu-guest-agent user: fsfreeze-hook=/etc/qemu/fsfreeze-hook in
+    /etc/qemu/qemu-ga.conf, scripts in /etc/qemu/fsfreeze-hook.d. The hook runs, from the
+    launcher inside the unit's sandbox, around freeze and thaw."""
+    s.sh(f"printf '#!/bin/sh\\necho \"pkg-test hook $1\"\\necho $1 > /run/pkg-test-hook.$1\\n' > {HOOK_SCRIPT} "
+         f"&& chmod 755 {HOOK_SCRIPT} && printf '[general]\\nfsfreeze-hook=/etc/qemu/fsfreeze-hook\\n' > {HOOK_CONF} "
+         "&& rm -f /run/pkg-test-hook.* /var/log/qga-fsfreeze-hook.log")
+    try:
+        before = s.unit("MainPID")["MainPID"]
+        s.sh(f"systemctl restart {UNIT}")   # a configuration change, as an administrator applies it
+        s.wait_unit("active", timeout=60, changed_from_pid=before)
+        s.reconnect_agent()
+        s.expect(s.call("guest-fsfreeze-freeze") >= 1, "nothing frozen")
+        s.expect(s.sh_rc("test -e /run/pkg-test-hook.freeze")[0] == 0, "the hook did not run with freeze")
+        s.call("guest-fsfreeze-thaw")
+        s.expect(s.sh_rc("test -e /run/pkg-test-hook.thaw")[0] == 0, "the hook did not run with thaw")
+        log = s.sh("cat /var/log/qga-fsfreeze-hook.log")
+        for expected in (f"execute {HOOK_SCRIPT} freeze", f"execute {HOOK_SCRIPT} thaw", "pkg-test hook freeze",
+                         "pkg-test hook thaw", f"{HOOK_SCRIPT} finished with status=0"):
+            s.expect(expected in log, f"the hook's log lacks {expected!r}:\n{log}")
+    finally:
+        s.guest.agent.execute("guest-fsfreeze-thaw", timeout=30)
+        s.sh_rc(f"rm -f {HOOK_SCRIPT} {HOOK_CONF}")
+    return "fsfreeze-hook.d script ran with freeze and thaw; /var/log/qga-fsfreeze-hook.log records both"
+
+
 # --- clock, processors, trim ----------------------------------------------------------------
 def _guest_epoch(s):
     return int(s.sh("date +%s").strip())
