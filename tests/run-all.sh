@@ -23,3 +23,4 @@ cargo test --release --workspace --locked
 tests/fuzz/run.sh 20
 python3 tests/qemu-test-qga/run.py
 python3 tests/vm/run.py --agent target/release/qemu-ga-rs
+tests/package/run.sh
