@@ -96,7 +96,8 @@ pub fn rules(statedir: &Path) -> Vec<(&Path, u64, &'static str)> {
 pub enum Restricted {
     /// Enforced at this ABI version.
     Enforced(i32),
-    /// The kernel has no Landlock (ENOSYS) or it is disabled (EOPNOTSUPP).
+    /// The kernel has no Landlock (ENOSYS), it is disabled (EOPNOTSUPP), or an outer seccomp
+    /// filter forbids it (EPERM).
     Unavailable(Errno),
 }
 
@@ -133,7 +134,10 @@ pub fn abi_version() -> Result<i32, Errno> {
 pub fn restrict(statedir: &Path) -> Result<Restricted, LandlockError> {
     let abi = match abi_version() {
         Ok(v) => v,
-        Err(e @ (Errno::ENOSYS | Errno::EOPNOTSUPP)) => return Ok(Restricted::Unavailable(e)),
+        // ENOSYS: a kernel built without it; EOPNOTSUPP: built but not enabled at boot; EPERM: an
+        // outer seccomp filter (a service manager's SystemCallFilter=) forbids it. In each case
+        // the helper cannot narrow itself, and refusing to start would only take the agent away.
+        Err(e @ (Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM)) => return Ok(Restricted::Unavailable(e)),
         Err(errno) => return Err(LandlockError { step: "probing the ABI", errno }),
     };
     let handled = handled_rights(abi);

@@ -81,7 +81,7 @@ fn start() -> i32 {
         match landlock::restrict(&args.statedir) {
             Ok(Restricted::Enforced(abi)) => log!("landlock enforced (ABI {abi}): filesystem access narrowed"),
             Ok(Restricted::Unavailable(e)) => {
-                log!("landlock is unavailable on this kernel ({}): filesystem access not narrowed", e.desc())
+                log!("landlock is unavailable ({}): filesystem access not narrowed", e.desc())
             }
             Err(e) => {
                 log!("{e}");
