@@ -148,7 +148,16 @@ def start_record_in_the_journal(s):
             break
         s.expect(time.monotonic() < deadline, f"the agent's records do not reach the journal:\n{out}\n{own}")
         time.sleep(1)
-    return [line for line in out.splitlines() if f"Started {UNIT}" in line][-1].strip()
+    # The unit's system call filter must let the helper narrow itself with Landlock: with the
+    # LSM active the helper says it is enforced; only a kernel without it may leave it out.
+    lsm = s.sh("cat /sys/kernel/security/lsm 2>/dev/null; true")
+    ll = s.sh("journalctl -b -u {} -o cat --no-pager | grep -m1 'helper: landlock' ; true".format(UNIT)).strip()
+    if "landlock" in lsm.split(","):
+        s.expect("landlock enforced" in ll, f"Landlock is active in the guest ({lsm.strip()}) but the helper says: {ll!r}")
+    else:
+        s.expect("Operation not supported" in ll, f"Landlock is not active ({lsm.strip()}); the helper says: {ll!r}")
+    started = [line for line in out.splitlines() if f"Started {UNIT}" in line][-1].strip()
+    return f"{started}; {ll}"
 
 
 # --- freeze under the sandbox, and a crash while frozen --------------------------------------
