@@ -4,7 +4,7 @@
 //! in a bounded memory buffer and are written after thaw (qemu-ga 7.2 drops them). Every
 //! record's text is neutralised (control characters escaped, length bounded) on the way in.
 
-use qga_helper::log::neutralise;
+use qga_protocol::text::neutralise;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;

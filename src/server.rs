@@ -10,7 +10,7 @@ use crate::qmp::dispatch;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use polling::{Event, Events, PollMode, Poller};
-use qga_helper::protocol::Reply;
+use qga_protocol::Reply;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::ControlFlow;

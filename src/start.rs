@@ -9,8 +9,9 @@ use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use qga_helper::{freeze, placement, trust};
+use qga_policy::trust;
 use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
+use qga_protocol::{frozen, placement};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -96,8 +97,8 @@ pub fn run(mut config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let marker = freeze::marker_path(&config.statedir);
-    let frozen = freeze::marker_exists(&marker);
+    let marker = frozen::marker_path(&config.statedir);
+    let frozen = frozen::marker_exists(&marker);
     // Persistent state (handle counter), inside the directory just opened.
     let how = trust::WriteOpen { append: false, create: !frozen, mode: 0o600 };
     let state = match trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(STATE_FILE), how) {

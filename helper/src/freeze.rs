@@ -3,7 +3,7 @@
 //! [`crate::system`]); this module only touches filesystems and the marker.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -12,8 +12,7 @@ use nix::sys::stat::Mode;
 use crate::log;
 use crate::mounts::{open_mount_point, Mount};
 
-/// The marker's name inside the state directory; only its existence matters.
-pub const MARKER_NAME: &str = "qga.state.isfrozen";
+pub use qga_protocol::frozen::{marker_exists, marker_path, MARKER_NAME};
 
 /// Nested freezes need as many thaws; this bounds the loop should a filesystem keep
 /// answering success.
@@ -27,15 +26,6 @@ pub const FITHAW: u64 = nix::request_code_readwrite!(b'X', 120, std::mem::size_o
 
 nix::ioctl_write_int_bad!(fifreeze, FIFREEZE);
 nix::ioctl_write_int_bad!(fithaw, FITHAW);
-
-pub fn marker_path(statedir: &Path) -> PathBuf {
-    statedir.join(MARKER_NAME)
-}
-
-/// Whether a previous instance left filesystems frozen (7.2's restart-comes-up-frozen).
-pub fn marker_exists(marker: &Path) -> bool {
-    marker.symlink_metadata().is_ok()
-}
 
 /// Creates the marker before anything is frozen, so a crash while frozen is noticed at the
 /// next start. Like 7.2, a failure is logged and the freeze goes on.

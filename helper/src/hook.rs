@@ -7,21 +7,9 @@ use std::time::Duration;
 
 use crate::launcher::{LaunchError, Outcome};
 
-/// The hook's single argument.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HookPhase {
-    Freeze = 0,
-    Thaw = 1,
-}
-
-impl HookPhase {
-    pub fn arg(self) -> &'static str {
-        match self {
-            HookPhase::Freeze => "freeze",
-            HookPhase::Thaw => "thaw",
-        }
-    }
-}
+// The phase is an argument of the launcher's hook job, so it is declared with the jobs; this
+// module only interprets how a run ended (one direction of import, no cycle).
+pub use crate::launcher::HookPhase;
 
 /// The guest-visible result of one hook run.
 pub fn result_text(hook: &Path, timeout: Duration, run: Result<Outcome, LaunchError>) -> Result<(), String> {

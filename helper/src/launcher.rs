@@ -24,7 +24,6 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{access, fork, AccessFlags, ForkResult, Pid};
 
-use crate::hook::HookPhase;
 use crate::log;
 use crate::protocol::{read_frame, write_frame, FrameError, ShutdownMode, SuspendMode};
 
@@ -41,6 +40,22 @@ pub const SCRIPT_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 pub const PROGRAM_UMASK: u32 = 0o077;
 /// How often a job with a timeout is checked on.
 const POLL: Duration = Duration::from_millis(20);
+
+/// The hook's single argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookPhase {
+    Freeze = 0,
+    Thaw = 1,
+}
+
+impl HookPhase {
+    pub fn arg(self) -> &'static str {
+        match self {
+            HookPhase::Freeze => "freeze",
+            HookPhase::Thaw => "thaw",
+        }
+    }
+}
 
 /// Everything the launcher may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

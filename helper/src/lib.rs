@@ -1,5 +1,6 @@
-//! The privileged helper of qemu-ga-rs: its closed request protocol (shared with the front),
-//! the request loop and the operations it carries out for the front.
+//! The privileged helper of qemu-ga-rs: the request loop and the operations it carries out for
+//! the front. The protocol both speak is the `qemu-ga-rs-protocol` crate (re-exported here as
+//! [`protocol`]), so the front never links this crate.
 //!
 //! Every module has one job; the pure parts (parsing, texts, conversions, the state machine)
 //! are unit-tested without touching the machine.
@@ -13,17 +14,13 @@ pub mod landlock;
 pub mod launcher;
 pub mod log;
 pub mod mounts;
-pub mod placement;
 pub mod power;
-pub mod protocol;
 pub mod seccomp;
 pub mod serve;
 pub mod system;
 pub mod trim;
-pub mod trust;
 pub mod vcpus;
 
-/// File name of the helper binary, installed beside `qemu-ga-rs`.
-pub const HELPER_BINARY: &str = "qemu-ga-rs-helper";
-/// File descriptor on which the helper finds its end of the request socketpair.
-pub const REQUEST_FD: i32 = 3;
+pub use qga_policy::trust;
+pub use qga_protocol as protocol;
+pub use qga_protocol::{placement, REQUEST_FD};

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod merge;
 mod names;
 pub mod seccomp;
+pub mod trust;
 
 pub use catalog::{Arg, ArgType, Command, CommandSpec, Process, COUNT, TABLE};
 pub use error::PolicyError;

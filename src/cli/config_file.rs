@@ -14,12 +14,12 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Reads a config file, refusing one over [`MAX_CONFIG_BYTES`] and one that someone other than
 /// root or the agent's user could have written (it names the freeze hook root runs; see
-/// [`qga_helper::trust`]).
+/// [`qga_policy::trust`]).
 pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     // Checked before it is opened, so that a FIFO there is refused rather than waited on.
-    qga_helper::trust::check_file_to_act_on(path).map_err(|e| match e.why {
-        qga_helper::trust::Why::Io(io) => io,
+    qga_policy::trust::check_file_to_act_on(path).map_err(|e| match e.why {
+        qga_policy::trust::Why::Io(io) => io,
         _ => io::Error::new(io::ErrorKind::PermissionDenied, format!("refused: {e}")),
     })?;
     let mut data = Vec::new();

@@ -8,7 +8,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_helper::protocol::{Reply, Request, TrimResult};
+use qga_protocol::{Reply, Request, TrimResult};
 use std::io::Write;
 
 /// The freeze state is the helper's: it froze the filesystems and alone can thaw them. The

@@ -6,8 +6,8 @@ use crate::json::Value;
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_helper::protocol::{Reply, Request, ShutdownMode, SuspendMode};
 use qga_policy::Command;
+use qga_protocol::{Reply, Request, ShutdownMode, SuspendMode};
 
 /// 7.2's mode names; the missing closing parenthesis of its error text is deliberate.
 pub fn parse_shutdown_mode(mode: Option<&[u8]>) -> Result<ShutdownMode, AgentError> {

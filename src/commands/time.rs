@@ -5,7 +5,7 @@ use crate::json::Value;
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_helper::protocol::{Reply, Request};
+use qga_protocol::{Reply, Request};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the epoch at microsecond resolution, as 7.2 (`g_get_real_time() * 1000`).

@@ -5,7 +5,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_helper::protocol::{Reply, Request, VcpuState, MAX_VCPUS};
+use qga_protocol::{Reply, Request, VcpuState, MAX_VCPUS};
 use std::io::ErrorKind;
 
 const CPU_DIR: &str = "/sys/devices/system/cpu";

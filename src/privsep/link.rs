@@ -3,7 +3,7 @@
 //! bounded too; if the helper is gone the link says so and the agent exits.
 
 use crate::qmp::AgentError;
-use qga_helper::protocol::{read_frame, write_frame, FrameError, Reply, Request, MAX_FRAME};
+use qga_protocol::{read_frame, write_frame, FrameError, Reply, Request, MAX_FRAME};
 use std::os::unix::net::UnixStream;
 
 pub struct HelperLink {

@@ -2,7 +2,7 @@
 //! and exactly the descriptors it needs — /dev/null on 0 and 1, a log pipe on 2 and its end of
 //! the request socketpair on 3.
 
-use qga_helper::{HELPER_BINARY, REQUEST_FD};
+use qga_protocol::{HELPER_BINARY, REQUEST_FD};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;

@@ -8,7 +8,7 @@ use crate::*;
 pub(crate) fn direct_helper_round_trip(cfg: &Config, dir: &Path) -> Result<f64, String> {
     use qemu_ga_rs::privsep::{link::HelperLink, spawn};
     use qga_helper::{placement, protocol::Request};
-    let helper = cfg.agent.with_file_name(qga_helper::HELPER_BINARY);
+    let helper = cfg.agent.with_file_name(qga_helper::protocol::HELPER_BINARY);
     let state = dir.join("direct-state");
     std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
     let cpu = placement::current_cpu().ok_or("no current CPU")?;

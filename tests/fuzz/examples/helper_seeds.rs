@@ -3,7 +3,7 @@
 //!
 //! Usage: cargo run --manifest-path tests/fuzz/Cargo.toml --example helper_seeds -- DIR
 
-use qga_helper::protocol::{write_frame, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState};
+use qga_protocol::{write_frame, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState};
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: helper_seeds DIR");

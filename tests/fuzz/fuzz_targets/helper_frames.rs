@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qga_helper::protocol::{read_frame, write_frame, FrameError, Reply, Request, MAX_FRAME};
+use qga_protocol::{read_frame, write_frame, FrameError, Reply, Request, MAX_FRAME};
 use std::io::{self, Read};
 
 /// A reader that returns at most `step` bytes per call and, if asked, fails every third call

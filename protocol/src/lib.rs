@@ -1,0 +1,18 @@
+//! The contract between qemu-ga-rs's unprivileged front and its privileged helper, in a crate
+//! of its own so that the front links nothing privileged: the closed request/reply messages and
+//! their frames ([`messages`], re-exported at the top), where the helper finds its socket
+//! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]), the frozen marker both sides read at start
+//! ([`frozen`]), how both keep to one CPU ([`placement`]) and how log text is made one safe
+//! line ([`text`]).
+
+pub mod frozen;
+pub mod messages;
+pub mod placement;
+pub mod text;
+
+pub use messages::*;
+
+/// File name of the helper binary, installed beside `qemu-ga-rs`.
+pub const HELPER_BINARY: &str = "qemu-ga-rs-helper";
+/// File descriptor on which the helper finds its end of the request socketpair.
+pub const REQUEST_FD: i32 = 3;
