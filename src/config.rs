@@ -78,8 +78,8 @@ pub use crate::privsep::seccomp::SandboxMode;
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 /// Default config file (overridden by `$QGA_CONF` or `-c`).
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/qemu/qemu-ga.conf";
-/// Default policy file.
-pub const DEFAULT_POLICY_FILE: &str = "/etc/qemu-ga-rs/policy";
+/// Default policy file (declared with the policy format).
+pub const DEFAULT_POLICY_FILE: &str = qga_policy::DEFAULT_PATH;
 
 impl Default for Config {
     fn default() -> Config {

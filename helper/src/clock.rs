@@ -15,9 +15,7 @@ use nix::libc;
 use nix::sys::stat::Mode;
 
 pub const RTC_DEVICE: &str = "/dev/rtc0";
-/// 7.2 accepts years 1970..2069 (`date.year < 1970 || date.year >= 2070` is invalid).
-pub const FIRST_YEAR: i64 = 1970;
-pub const LAST_YEAR: i64 = 2069;
+use qga_protocol::set_time::{time_in_range, FIRST_YEAR};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 const SECS_PER_DAY: i64 = 86_400;
@@ -120,8 +118,7 @@ pub fn year_of(secs: i64) -> i64 {
 pub fn checked_timeval(time_ns: i64) -> Result<(i64, i64), ClockError> {
     let sec = time_ns / NS_PER_SEC;
     let usec = (time_ns % NS_PER_SEC) / 1000;
-    let year = year_of(sec);
-    if !(FIRST_YEAR..=LAST_YEAR).contains(&year) {
+    if !time_in_range(time_ns) {
         return Err(ClockError::InvalidTime);
     }
     Ok((sec, usec))
@@ -214,6 +211,15 @@ pub fn set_time(time_ns: Option<i64>) -> Result<(), ClockError> {
 
 #[cfg(test)]
 mod tests {
+    use qga_protocol::set_time::{END_SECS, LAST_YEAR};
+
+    #[test]
+    fn the_shared_range_ends_where_the_calendar_says() {
+        assert_eq!(END_SECS, days_from_civil(LAST_YEAR + 1, 1, 1) * SECS_PER_DAY);
+        assert_eq!(year_of(END_SECS - 1), LAST_YEAR);
+        assert_eq!(year_of(END_SECS), LAST_YEAR + 1);
+    }
+
     use super::*;
 
     fn tm(y: i32, mon: i32, d: i32, h: i32, mi: i32, s: i32) -> RtcTime {

@@ -153,11 +153,11 @@ impl Job {
 
     fn encode(self) -> Vec<u8> {
         let (tag, arg) = match self {
-            Job::Shutdown(m) => (1, m as u8),
-            Job::SystemdProbe(m) => (2, m as u8),
-            Job::SystemdSuspend(m) => (3, m as u8),
-            Job::PmProbe(m) => (4, m as u8),
-            Job::PmSuspend(m) => (5, m as u8),
+            Job::Shutdown(m) => (1, m.code()),
+            Job::SystemdProbe(m) => (2, m.code()),
+            Job::SystemdSuspend(m) => (3, m.code()),
+            Job::PmProbe(m) => (4, m.code()),
+            Job::PmSuspend(m) => (5, m.code()),
             Job::Hook(p) => (6, p as u8),
         };
         vec![tag, arg]
@@ -167,19 +167,9 @@ impl Job {
         let [tag, arg] = *b else {
             return Err(if b.len() < 2 { FrameError::Truncated } else { FrameError::TrailingBytes(b.len() - 2) });
         };
-        let suspend = || match arg {
-            0 => Ok(SuspendMode::Disk),
-            1 => Ok(SuspendMode::Ram),
-            2 => Ok(SuspendMode::Hybrid),
-            _ => Err(FrameError::BadValue("suspend mode")),
-        };
+        let suspend = || SuspendMode::from_code(arg);
         Ok(match tag {
-            1 => Job::Shutdown(match arg {
-                0 => ShutdownMode::Powerdown,
-                1 => ShutdownMode::Halt,
-                2 => ShutdownMode::Reboot,
-                _ => return Err(FrameError::BadValue("shutdown mode")),
-            }),
+            1 => Job::Shutdown(ShutdownMode::from_code(arg)?),
             2 => Job::SystemdProbe(suspend()?),
             3 => Job::SystemdSuspend(suspend()?),
             4 => Job::PmProbe(suspend()?),

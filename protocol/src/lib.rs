@@ -2,12 +2,13 @@
 //! of its own so that the front links nothing privileged: the closed request/reply messages and
 //! their frames ([`messages`], re-exported at the top), where the helper finds its socket
 //! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]), the frozen marker both sides read at start
-//! ([`frozen`]), how both keep to one CPU ([`placement`]) and how log text is made one safe
+//! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]) and how log text is made one safe
 //! line ([`text`]).
 
 pub mod frozen;
 pub mod messages;
 pub mod placement;
+pub mod set_time;
 pub mod text;
 
 pub use messages::*;

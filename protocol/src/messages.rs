@@ -204,15 +204,16 @@ impl<'a> Dec<'a> {
     }
 }
 
+// The one place each mode's wire code is declared; the helper's launcher frames use it too.
 impl ShutdownMode {
-    fn code(self) -> u8 {
+    pub fn code(self) -> u8 {
         match self {
             ShutdownMode::Powerdown => 0,
             ShutdownMode::Halt => 1,
             ShutdownMode::Reboot => 2,
         }
     }
-    fn from_code(c: u8) -> Result<Self, FrameError> {
+    pub fn from_code(c: u8) -> Result<Self, FrameError> {
         match c {
             0 => Ok(ShutdownMode::Powerdown),
             1 => Ok(ShutdownMode::Halt),
@@ -223,14 +224,14 @@ impl ShutdownMode {
 }
 
 impl SuspendMode {
-    fn code(self) -> u8 {
+    pub fn code(self) -> u8 {
         match self {
             SuspendMode::Disk => 0,
             SuspendMode::Ram => 1,
             SuspendMode::Hybrid => 2,
         }
     }
-    fn from_code(c: u8) -> Result<Self, FrameError> {
+    pub fn from_code(c: u8) -> Result<Self, FrameError> {
         match c {
             0 => Ok(SuspendMode::Disk),
             1 => Ok(SuspendMode::Ram),

@@ -23,7 +23,7 @@ mod config_file;
 mod dump;
 mod error;
 pub mod help;
-mod keyfile;
+pub(crate) mod keyfile;
 mod options;
 mod settings;
 pub mod table;

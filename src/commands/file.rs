@@ -89,19 +89,11 @@ fn reserve_descriptors() {
     }
 }
 
-/// The value of `fd_counter` in the `[global]` group of a GKeyFile.
+/// The value of `fd_counter` in the `[global]` group of the state file, a GKeyFile as 7.2
+/// writes it (read with the one keyfile reader, as the configuration file is).
 fn parse_counter(text: &str) -> Option<i64> {
-    let mut in_global = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_global = line == "[global]";
-        } else if in_global {
-            if let Some(v) = line.strip_prefix("fd_counter") {
-                return v.trim_start().strip_prefix('=')?.trim().parse().ok();
-            }
-        }
-    }
-    None
+    let file = crate::cli::keyfile::KeyFile::parse(text.as_bytes()).ok()?;
+    file.get_string("global", "fd_counter")?.ok()?.trim().parse().ok()
 }
 
 /// 7.2's fopen mode table: the mode strings it accepts and their open flags.

@@ -5,7 +5,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_protocol::{Reply, Request, VcpuState, MAX_VCPUS};
+use qga_protocol::{Reply, Request, MAX_VCPUS};
 use std::io::ErrorKind;
 
 const CPU_DIR: &str = "/sys/devices/system/cpu";
@@ -57,7 +57,7 @@ pub fn set(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
             given.len()
         )));
     }
-    let vcpus = given.iter().map(|v| VcpuState { logical_id: v.logical_id, online: v.online }).collect();
+    let vcpus = given.to_vec();
     crate::slog!("guest-set-vcpus called");
     let reply = agent.helper.call(&Request::SetVcpus { vcpus })?;
     expect(reply, |r| match r {

@@ -17,12 +17,9 @@ pub enum Whence {
     End,
 }
 
-/// One checked `GuestLogicalProcessor`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Vcpu {
-    pub logical_id: i64,
-    pub online: bool,
-}
+/// One checked `GuestLogicalProcessor`: the protocol's own type, so the checked list goes to
+/// the helper as it is.
+pub use qga_protocol::VcpuState as Vcpu;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Checked {
