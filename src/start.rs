@@ -10,8 +10,8 @@ use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use qga_policy::trust;
-use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError, Process};
-use qga_protocol::{frozen, placement};
+use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError};
+use qga_protocol::{frozen, helper_args, placement};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -268,24 +268,15 @@ pub fn run(mut config: Config) -> i32 {
 }
 
 fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>) -> Vec<OsString> {
-    let enabled: Vec<&str> =
-        policy.enabled_commands().filter(|c| c.spec().process == Process::Helper).map(|c| c.name()).collect();
-    let mut args: Vec<OsString> =
-        vec!["--statedir".into(), config.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
-    if let Some(hook) = &config.fsfreeze_hook {
-        args.push("--fsfreeze-hook".into());
-        args.push(hook.clone().into());
+    helper_args::Args {
+        statedir: config.statedir.clone(),
+        enabled: helper_args::helper_commands(policy),
+        hook: config.fsfreeze_hook.clone(),
+        hook_timeout: helper_args::DEFAULT_HOOK_TIMEOUT,
+        sandbox: config.sandbox,
+        cpu,
     }
-    if let Some(cpu) = cpu {
-        args.push("--cpu".into());
-        args.push(cpu.to_string().into());
-    }
-    match config.sandbox {
-        SandboxMode::Enforce => {}
-        SandboxMode::Log => args.push("--seccomp=log".into()),
-        SandboxMode::Off => args.push("--no-sandbox".into()),
-    }
-    args
+    .to_argv()
 }
 
 /// The front keeps nothing from its environment.

@@ -5,7 +5,6 @@
 //! Every module has one job; the pure parts (parsing, texts, conversions, the state machine)
 //! are unit-tested without touching the machine.
 
-pub mod args;
 pub mod clock;
 pub mod demote;
 pub mod freeze;
@@ -23,4 +22,4 @@ pub mod vcpus;
 
 pub use qga_policy::trust;
 pub use qga_protocol as protocol;
-pub use qga_protocol::{placement, REQUEST_FD};
+pub use qga_protocol::{helper_args as args, placement, REQUEST_FD};

@@ -1,11 +1,13 @@
 //! The contract between qemu-ga-rs's unprivileged front and its privileged helper, in a crate
 //! of its own so that the front links nothing privileged: the closed request/reply messages and
 //! their frames ([`messages`], re-exported at the top), where the helper finds its socket
-//! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]), the frozen marker both sides read at start
+//! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]) and the command line it is started with
+//! ([`helper_args`]), the frozen marker both sides read at start
 //! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]) and how log text is made one safe
 //! line ([`text`]).
 
 pub mod frozen;
+pub mod helper_args;
 pub mod messages;
 pub mod placement;
 pub mod set_time;

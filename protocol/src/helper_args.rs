@@ -1,11 +1,13 @@
-//! The helper's command line, parsed strictly: the front is the only caller, so anything
-//! unexpected is a bug or an attack and the helper refuses to start.
+//! The helper's command line: [`Args::to_argv`] is what the front passes, [`parse`] what the
+//! helper accepts, strictly (the front is the only caller, so anything unexpected is a bug or an
+//! attack and the helper refuses to start). Both sides use this one declaration, and a test
+//! checks that every command line the front can write parses back to what it wrote.
 //!
 //! `qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH]
 //! [--hook-timeout SECS] [--seccomp=log | --no-sandbox]`
 //!
 //! `--seccomp=log` (debugging) and `--no-sandbox` (profiling, e.g. under valgrind) weaken the
-//! seccomp filter; see [`crate::seccomp`]. They are exact words, not `--seccomp VALUE`.
+//! seccomp filter (the helper's `seccomp` module). They are exact words, not `--seccomp VALUE`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use qga_policy::{Command, Policy, Process};
 
-use crate::seccomp::SandboxMode;
+use qga_policy::seccomp::SandboxMode;
 
 /// How long the fsfreeze hook may run when `--hook-timeout` is not given.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,6 +77,35 @@ impl std::fmt::Display for ArgsError {
 }
 
 impl std::error::Error for ArgsError {}
+
+impl Args {
+    /// The arguments after argv[0], as the front passes them; [`parse`] gives back `self`.
+    pub fn to_argv(&self) -> Vec<OsString> {
+        let enabled: Vec<&str> = self.enabled.enabled_commands().map(|c| c.name()).collect();
+        let mut argv: Vec<OsString> =
+            vec!["--statedir".into(), self.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
+        if let Some(hook) = &self.hook {
+            argv.extend(["--fsfreeze-hook".into(), hook.clone().into()]);
+        }
+        if self.hook_timeout != DEFAULT_HOOK_TIMEOUT {
+            argv.extend(["--hook-timeout".into(), self.hook_timeout.as_secs().to_string().into()]);
+        }
+        if let Some(cpu) = self.cpu {
+            argv.extend(["--cpu".into(), cpu.to_string().into()]);
+        }
+        match self.sandbox {
+            SandboxMode::Enforce => {}
+            SandboxMode::Log => argv.push(SECCOMP_LOG.into()),
+            SandboxMode::Off => argv.push(NO_SANDBOX.into()),
+        }
+        argv
+    }
+}
+
+/// The helper-run commands a policy enables: what `--enabled` carries.
+pub fn helper_commands(policy: &Policy) -> Policy {
+    Policy::only(policy.enabled_commands().filter(|c| c.spec().process == Process::Helper))
+}
 
 /// Parses the arguments after argv[0].
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError> {
@@ -309,5 +340,30 @@ mod tests {
             assert!(parse_timeout(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_timeout("86400"), Ok(Duration::from_secs(86400)));
+    }
+
+    #[test]
+    fn every_command_line_the_front_writes_parses_back_to_itself() {
+        let hooks = [None, Some(PathBuf::from("/etc/qemu/fsfreeze-hook"))];
+        let policies = [Policy::only([]), helper_commands(&Policy::allow_all()), Policy::only([Command::Shutdown])];
+        for hook in &hooks {
+            for enabled in &policies {
+                for sandbox in [SandboxMode::Enforce, SandboxMode::Log, SandboxMode::Off] {
+                    for cpu in [None, Some(0), Some(3)] {
+                        for hook_timeout in [DEFAULT_HOOK_TIMEOUT, Duration::from_secs(5)] {
+                            let a = Args {
+                                statedir: PathBuf::from("/run/qemu-ga-rs"),
+                                enabled: enabled.clone(),
+                                hook: hook.clone(),
+                                hook_timeout,
+                                sandbox,
+                                cpu,
+                            };
+                            assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
