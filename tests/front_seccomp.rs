@@ -140,3 +140,13 @@ fn with_file_commands_enabled_opening_for_write_is_allowed() {
 fn ordinary_calls_survive() {
     assert_succeeds(&without_file_access(), "getpid", || sys1(libc::SYS_getpid, 0));
 }
+
+#[test]
+fn uname_for_the_host_name_is_allowed_but_sethostname_kills_the_front() {
+    static UTS: std::sync::Mutex<[u8; std::mem::size_of::<libc::utsname>()]> =
+        std::sync::Mutex::new([0; std::mem::size_of::<libc::utsname>()]);
+    for p in [with_file_access(), without_file_access()] {
+        assert_succeeds(&p, "uname", || sys1(libc::SYS_uname, UTS.lock().unwrap().as_mut_ptr() as u64));
+        assert_killed(&p, "sethostname", || sys2(libc::SYS_sethostname, ptr(b"x\0"), 1));
+    }
+}

@@ -94,12 +94,12 @@ fn an_isfrozen_marker_at_start_brings_the_agent_up_frozen() {
     let r = c.cmd(r#"{"execute":"guest-get-time"}"#);
     assert_error(&r, "CommandNotFound", "Command guest-get-time has been disabled: the agent is in frozen state");
     let info = info_commands(&mut c);
-    assert_eq!(info.len(), 23);
+    assert_eq!(info.len(), qga_policy::COUNT);
     for (name, enabled, _) in &info {
         assert_eq!(*enabled, FROZEN_ALLOWLIST.contains(&name.as_str()), "{name} while frozen");
     }
     // The gate agrees with guest-info (probing never runs a command, thaw included).
-    for name in SCHEMA_ORDER {
+    for name in schema_order() {
         assert_eq!(probe_enabled(&mut c, name), FROZEN_ALLOWLIST.contains(&name), "gate for {name} while frozen");
     }
     // 7.2's check_is_frozen: no log file, no state file is created while frozen.

@@ -38,7 +38,7 @@ const fn opt(name: &'static str, ty: ArgType) -> Arg {
     Arg { name, ty, optional: true }
 }
 
-/// Every command of the qemu-ga 1.7 schema, in schema (registration) order.
+/// Every command qemu-ga-rs knows, in qemu-ga 7.2's schema (registration) order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Command {
     SyncDelimited,
@@ -64,6 +64,10 @@ pub enum Command {
     NetworkGetInterfaces,
     GetVcpus,
     SetVcpus,
+    GetHostName,
+    GetDevices,
+    GetDiskstats,
+    GetCpustats,
 }
 
 /// One row of the table.
@@ -97,7 +101,7 @@ macro_rules! row {
 }
 
 /// The table, in schema order. `Command as usize` indexes it.
-pub const TABLE: [CommandSpec; 23] = [
+pub const TABLE: [CommandSpec; 27] = [
     row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
@@ -121,7 +125,16 @@ pub const TABLE: [CommandSpec; 23] = [
     row!(NetworkGetInterfaces, "guest-network-get-interfaces", [], Front, frozen: false, reply: true, ro: true),
     row!(GetVcpus, "guest-get-vcpus", [], Front, frozen: false, reply: true, ro: true),
     row!(SetVcpus, "guest-set-vcpus", [req("vcpus", VcpuList)], Helper, frozen: false, reply: true, ro: false),
+    row!(GetHostName, "guest-get-host-name", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetDevices, "guest-get-devices", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetDiskstats, "guest-get-diskstats", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetCpustats, "guest-get-cpustats", [], Front, frozen: false, reply: true, ro: true),
 ];
+
+/// Commands qemu-ga 7.2 registers on Linux (guest-info lists them) but disables at start-up
+/// whatever its options say, because it has no Linux implementation: no policy can enable
+/// them (see [`crate::Policy`]), and calling one answers "Command ... has been disabled".
+pub const UNAVAILABLE_ON_LINUX: &[Command] = &[Command::GetDevices];
 
 /// Number of commands.
 pub const COUNT: usize = TABLE.len();
@@ -142,6 +155,11 @@ impl Command {
 
     pub fn from_name(name: &str) -> Option<Command> {
         TABLE.iter().find(|s| s.name == name).map(|s| s.command)
+    }
+
+    /// False for the commands of [`UNAVAILABLE_ON_LINUX`].
+    pub fn available(self) -> bool {
+        !UNAVAILABLE_ON_LINUX.contains(&self)
     }
 
     /// Index into per-command arrays.
@@ -167,6 +185,12 @@ mod tests {
             assert_eq!(Command::from_name(spec.name), Some(spec.command));
         }
         assert_eq!(Command::from_name("guest-exec"), None);
+    }
+
+    #[test]
+    fn only_guest_get_devices_is_unavailable_on_linux() {
+        let unavailable: Vec<_> = Command::all().filter(|c| !c.available()).map(|c| c.name()).collect();
+        assert_eq!(unavailable, ["guest-get-devices"]);
     }
 
     #[test]

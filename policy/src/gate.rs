@@ -4,7 +4,8 @@
 use crate::catalog::{Command, COUNT};
 
 /// The effective policy: for each command, enabled or not, after merging the policy file, the
-/// config keys and the command line (see [`mod@crate::merge`]).
+/// config keys and the command line (see [`mod@crate::merge`]). A command unavailable on Linux
+/// ([`crate::catalog::UNAVAILABLE_ON_LINUX`]) is never enabled, whatever is asked, as in 7.2.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     enabled: [bool; COUNT],
@@ -13,14 +14,14 @@ pub struct Policy {
 impl Policy {
     /// Every command enabled: qemu-ga's own behaviour.
     pub fn allow_all() -> Policy {
-        Policy { enabled: [true; COUNT] }
+        Policy::only(Command::all())
     }
 
     /// Exactly the given commands enabled.
     pub fn only(commands: impl IntoIterator<Item = Command>) -> Policy {
         let mut enabled = [false; COUNT];
         for c in commands {
-            enabled[c.index()] = true;
+            enabled[c.index()] = c.available();
         }
         Policy { enabled }
     }
@@ -30,7 +31,7 @@ impl Policy {
     }
 
     pub fn set(&mut self, cmd: Command, enabled: bool) {
-        self.enabled[cmd.index()] = enabled;
+        self.enabled[cmd.index()] = enabled && cmd.available();
     }
 
     /// The enabled commands, in schema order.
@@ -64,6 +65,16 @@ pub fn decide(policy: &Policy, cmd: Command, frozen: bool) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_unavailable_on_linux_is_never_enabled() {
+        let mut p = Policy::only([Command::GetDevices, Command::Ping]);
+        assert_eq!(decide(&p, Command::GetDevices, false), Decision::Disabled);
+        p.set(Command::GetDevices, true);
+        assert!(!p.is_enabled(Command::GetDevices));
+        assert!(!Policy::allow_all().is_enabled(Command::GetDevices));
+        assert!(Policy::allow_all().is_enabled(Command::GetCpustats));
+    }
 
     #[test]
     fn frozen_overrides_an_enabled_command() {

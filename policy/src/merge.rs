@@ -117,6 +117,9 @@ impl Effective {
     }
 }
 
+/// `--check-policy`'s reason for a command no policy can enable.
+pub const UNAVAILABLE_REASON: &str = "not available on Linux (qemu-ga 7.2 disables it too)";
+
 /// Checks every list name: exact, known, non-empty. The same checks for `-b` and `-a`, for the
 /// options and for the config keys.
 fn resolve_list(entries: &[ListEntry]) -> Result<Vec<(Command, &ListEntry)>, PolicyError> {
@@ -179,11 +182,14 @@ pub fn merge(file: &PolicyFile, block: &[ListEntry], allow: &[ListEntry]) -> Res
                 None => AllowListVerdict::NotListed,
             }
         };
-        let enabled = fv.enabled && allow_list != AllowListVerdict::NotListed && blocked_by.is_none();
+        let enabled =
+            cmd.available() && fv.enabled && allow_list != AllowListVerdict::NotListed && blocked_by.is_none();
 
-        // Cite the strongest layer that disabled it (block, then file, then allow list); for an
-        // enabled command, every layer that had a say.
-        let decided_by = if let Some(src) = &blocked_by {
+        // Cite the strongest layer that disabled it (platform, block, then file, then allow
+        // list); for an enabled command, every layer that had a say.
+        let decided_by = if !cmd.available() {
+            UNAVAILABLE_REASON.to_string()
+        } else if let Some(src) = &blocked_by {
             format!("blocked by {src}")
         } else if !fv.enabled {
             file_reason(&origin, &fv)
@@ -203,7 +209,9 @@ pub fn merge(file: &PolicyFile, block: &[ListEntry], allow: &[ListEntry]) -> Res
     let mut warnings = Vec::new();
     for (cmd, e) in &allowed {
         let ex = &explanations[cmd.index()];
-        if let Some(src) = &ex.blocked_by {
+        if !cmd.available() {
+            warnings.push(format!("{}: {} stays disabled: {UNAVAILABLE_REASON}", e.source, cmd.name()));
+        } else if let Some(src) = &ex.blocked_by {
             warnings.push(format!("{}: {} is also blocked by {src}; the block wins", e.source, cmd.name()));
         } else if !ex.file.enabled {
             warnings.push(format!(

@@ -32,7 +32,7 @@ fn no_freezing_example_keeps_the_status_by_exact_name() {
     for off in ["guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-shutdown", "guest-file-open"] {
         assert!(!on.contains(&off), "{off}");
     }
-    assert_eq!(on.len(), 23 - 6 - 2 - 1);
+    assert_eq!(on.len(), qga_policy::COUNT - 6 - 2 - 1 - 1, "guest-get-devices is never enabled");
 }
 
 #[test]

@@ -101,7 +101,8 @@ fn every_block_source_counts_and_repeats_are_harmless() {
         ],
         &[],
     );
-    let off: Vec<_> = Command::all().filter(|c| !e.policy().is_enabled(*c)).map(|c| c.name()).collect();
+    let off: Vec<_> =
+        Command::all().filter(|c| c.available() && !e.policy().is_enabled(*c)).map(|c| c.name()).collect();
     assert_eq!(off, ["guest-sync", "guest-ping", "guest-info"]);
     // The first entry that names a command is the one cited.
     assert_eq!(e.explanation(Command::Ping).decided_by, "blocked by -b");
@@ -188,7 +189,7 @@ fn render_table_is_one_line_per_command_in_schema_order() {
     let e = eff("default allow\ndeny guest-file-*\n", &[("guest-shutdown", "-b")], &[]);
     let table = e.render_table();
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 23);
+    assert_eq!(lines.len(), qga_policy::COUNT);
     for (line, cmd) in lines.iter().zip(Command::all()) {
         assert_eq!(line.split_whitespace().next(), Some(cmd.name()));
     }
@@ -218,4 +219,16 @@ fn a_policy_that_enables_freeze_but_not_thaw_is_warned_about() {
     assert!(both.warnings().is_empty(), "{:?}", both.warnings());
     let neither = merge(&file("default allow\ndeny guest-fsfreeze-*\n"), &[], &[]).unwrap();
     assert!(neither.warnings().is_empty(), "{:?}", neither.warnings());
+}
+
+#[test]
+fn a_command_unavailable_on_linux_stays_disabled_and_an_allow_list_naming_it_warns() {
+    let e = eff("default allow\n", &[], &[("guest-get-devices", "-a"), ("guest-ping", "-a")]);
+    assert!(!e.policy().is_enabled(Command::GetDevices));
+    assert!(e.policy().is_enabled(Command::Ping));
+    assert_eq!(e.explanation(Command::GetDevices).decided_by, "not available on Linux (qemu-ga 7.2 disables it too)");
+    assert_eq!(
+        e.warnings(),
+        ["-a: guest-get-devices stays disabled: not available on Linux (qemu-ga 7.2 disables it too)"]
+    );
 }

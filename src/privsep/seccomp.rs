@@ -69,6 +69,7 @@ const ALWAYS: &[Allowed<'static>] = &[
     allow!(SYS_restart_syscall, "restarting an interrupted wait"),
     allow!(SYS_getpid, "the pidfile written after thaw"),
     allow!(SYS_getrandom, "hash seeds in the standard library"),
+    allow!(SYS_uname, "guest-get-host-name: the kernel's node name, asked on every call"),
     allow!(SYS_exit, "exiting (the main thread's own exit)"),
     allow!(SYS_exit_group, "exiting (std::process::exit)"),
     // Time.

@@ -13,12 +13,14 @@ pub mod canary;
 mod client;
 mod process;
 mod procfs;
+mod reference;
 mod tempdir;
 
 pub use agent::*;
 pub use client::*;
 pub use process::*;
 pub use procfs::*;
+pub use reference::*;
 pub use tempdir::*;
 
 use std::path::{Path, PathBuf};
@@ -30,8 +32,9 @@ pub const HELPER_NAME: &str = "qemu-ga-rs-helper";
 /// How long a reply, a start-up or an exit may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The 23 commands of the 1.7 schema, in schema (registration) order.
-pub const SCHEMA_ORDER: [&str; 23] = [
+/// The 42 commands of qemu-ga 7.2's Linux build, in its schema (registration) order: the
+/// tests' own copy, independent of the code under test.
+pub const QEMU_7_2_ORDER: [&str; 42] = [
     "guest-sync-delimited",
     "guest-sync",
     "guest-ping",
@@ -47,6 +50,7 @@ pub const SCHEMA_ORDER: [&str; 23] = [
     "guest-file-flush",
     "guest-fsfreeze-status",
     "guest-fsfreeze-freeze",
+    "guest-fsfreeze-freeze-list",
     "guest-fsfreeze-thaw",
     "guest-fstrim",
     "guest-suspend-disk",
@@ -55,7 +59,35 @@ pub const SCHEMA_ORDER: [&str; 23] = [
     "guest-network-get-interfaces",
     "guest-get-vcpus",
     "guest-set-vcpus",
+    "guest-get-disks",
+    "guest-get-fsinfo",
+    "guest-set-user-password",
+    "guest-get-memory-blocks",
+    "guest-set-memory-blocks",
+    "guest-get-memory-block-info",
+    "guest-exec-status",
+    "guest-exec",
+    "guest-get-host-name",
+    "guest-get-users",
+    "guest-get-timezone",
+    "guest-get-osinfo",
+    "guest-get-devices",
+    "guest-ssh-get-authorized-keys",
+    "guest-ssh-add-authorized-keys",
+    "guest-ssh-remove-authorized-keys",
+    "guest-get-diskstats",
+    "guest-get-cpustats",
 ];
+
+/// The commands qemu-ga-rs implements, in 7.2's order: 7.2's list filtered by the command
+/// table (so a command added to the table is covered without touching the tests, and a table
+/// out of 7.2's order shows up as a mismatch with guest-info).
+pub fn schema_order() -> Vec<&'static str> {
+    QEMU_7_2_ORDER.iter().copied().filter(|n| qga_policy::Command::from_name(n).is_some()).collect()
+}
+
+/// Commands 7.2 lists in guest-info but always disables on Linux.
+pub const UNAVAILABLE_ON_LINUX: [&str; 1] = ["guest-get-devices"];
 
 /// The freeze allowlist (the same in 1.7, 7.2 and 10.0).
 pub const FROZEN_ALLOWLIST: [&str; 6] =

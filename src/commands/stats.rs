@@ -1,0 +1,304 @@
+//! guest-get-cpustats (/proc/stat) and guest-get-diskstats (/proc/diskstats), read from the
+//! front's own procfs instance: both files are system-wide counters, the same in every procfs
+//! instance, so the front needs no other view of the guest. Lines are parsed exactly as 7.2's
+//! `sscanf` formats read them (see [`Fields`]), which decides which members each entry has.
+
+use crate::json::{Dict, Value};
+use crate::qmp::AgentError;
+use nix::errno::Errno;
+
+const PROC_STAT: &str = "/proc/stat";
+const PROC_DISKSTATS: &str = "/proc/diskstats";
+
+/// The whole file, or 7.2's `open("PATH"): <strerror>`.
+fn read(path: &str) -> Result<Vec<u8>, AgentError> {
+    std::fs::read(path).map_err(|e| {
+        AgentError::os(format!("open(\"{path}\")"), Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
+    })
+}
+
+/// One line read the way glibc's `sscanf` reads `%s`, `%lu` and `%u`: blanks skipped before
+/// each field, a number is an optional sign and decimal digits (saturating at the maximum, a
+/// minus sign wrapping as `strtoul` does), and the scan stops at the first field that fails.
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn new(line: &'a [u8]) -> Fields<'a> {
+        Fields { rest: line }
+    }
+
+    fn skip_blanks(&mut self) {
+        let n = self.rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        self.rest = &self.rest[n..];
+    }
+
+    /// `%s`: None at the end of the line.
+    fn word(&mut self) -> Option<&'a [u8]> {
+        self.skip_blanks();
+        let n = self.rest.iter().take_while(|b| !b.is_ascii_whitespace()).count();
+        let (word, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        (n > 0).then_some(word)
+    }
+
+    /// `%lu`: None when no digits follow (the scan ends there).
+    fn ulong(&mut self) -> Option<u64> {
+        self.skip_blanks();
+        let (negative, start) = match self.rest.first() {
+            Some(b'-') => (true, 1),
+            Some(b'+') => (false, 1),
+            _ => (false, 0),
+        };
+        let digits = self.rest[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let text = &self.rest[start..start + digits];
+        self.rest = &self.rest[start + digits..];
+        let value = text.iter().try_fold(0u64, |v, d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+        Some(match value {
+            None => u64::MAX,
+            Some(v) if negative => v.wrapping_neg(),
+            Some(v) => v,
+        })
+    }
+
+    /// `%u`: the `%lu` value truncated to 32 bits, as glibc stores it in an `unsigned int`.
+    fn uint(&mut self) -> Option<u64> {
+        self.ulong().map(|v| u64::from(v as u32))
+    }
+}
+
+/// `atoi`: optional sign and leading digits, 0 without any.
+fn atoi(text: &[u8]) -> i32 {
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let v = digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0i32, |v, d| v.wrapping_mul(10).wrapping_add((d - b'0') as i32));
+    if negative {
+        v.wrapping_neg()
+    } else {
+        v
+    }
+}
+
+pub fn get_cpustats() -> Result<Value, AgentError> {
+    let clk_tck = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    };
+    Ok(Value::List(cpustats(&read(PROC_STAT)?, clk_tck)))
+}
+
+/// The per-processor lines ("cpuN ..."; the "cpu" total is left out) in file order, each
+/// counter converted from clock ticks to milliseconds with 7.2's unsigned arithmetic.
+fn cpustats(text: &[u8], clk_tck: u64) -> Vec<Value> {
+    const NAMES: [&str; 10] =
+        ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guestnice"];
+    let mut list = Vec::new();
+    for line in text.split(|b| *b == b'\n') {
+        let mut f = Fields::new(line);
+        let Some(name) = f.word() else { continue };
+        let numbers: Vec<u64> = std::iter::from_fn(|| f.ulong()).take(NAMES.len()).collect();
+        if !name.starts_with(b"cpu") || name.len() == 3 {
+            continue;
+        }
+        // sscanf's count: the name and the numbers.
+        let count = 1 + numbers.len();
+        if count < 5 {
+            crate::slog!("Parsing cpu stat from {PROC_STAT} failed, see \"man proc\"");
+            break;
+        }
+        let ms = |i: usize| Value::UInt(numbers.get(i).copied().unwrap_or(0).wrapping_mul(1000) / clk_tck);
+        let mut d = Dict::new().with("type", Value::str("linux")).with("cpu", Value::Int(i64::from(atoi(&name[3..]))));
+        for (i, member) in NAMES.iter().enumerate().take(4) {
+            d = d.with(member, ms(i));
+        }
+        // Which optional members 7.2 sets for a given count (irq and softirq come together).
+        let optional: [(usize, bool); 6] =
+            [(4, count > 5), (5, count > 6), (6, count > 6), (7, count > 8), (8, count > 9), (9, count > 10)];
+        for (i, present) in optional {
+            if present {
+                d = d.with(NAMES[i], ms(i));
+            }
+        }
+        list.push(d.into());
+    }
+    list
+}
+
+pub fn get_diskstats() -> Result<Value, AgentError> {
+    Ok(Value::List(diskstats(&read(PROC_DISKSTATS)?)))
+}
+
+/// One entry per line with at least the 2.4 kernels' partition format (major, minor, name
+/// and four counters); the members present follow how many fields the line has, as in 7.2.
+fn diskstats(text: &[u8]) -> Vec<Value> {
+    let mut list = Vec::new();
+    for line in text.split(|b| *b == b'\n') {
+        let mut f = Fields::new(line);
+        let (Some(major), Some(minor), Some(name)) = (f.uint(), f.uint(), f.word()) else { continue };
+        // The 17 counters of 7.2's format: %lu or %u each.
+        let wide = [
+            true, true, true, true, true, true, true, false, false, false, false, true, true, true, false, true, false,
+        ];
+        let mut n: Vec<u64> = Vec::with_capacity(wide.len());
+        for is_wide in wide {
+            match if is_wide { f.ulong() } else { f.uint() } {
+                Some(v) => n.push(v),
+                None => break,
+            }
+        }
+        let count = 3 + n.len();
+        if count < 7 {
+            continue;
+        }
+        let mut stats = Dict::new();
+        let mut set = |member: &str, i: usize| stats.insert(member.as_bytes(), Value::UInt(n[i]));
+        if count == 7 {
+            set("read-ios", 0);
+            set("read-sectors", 1);
+            set("write-ios", 2);
+            set("write-sectors", 3);
+        }
+        if count >= 14 {
+            for (member, i) in [
+                ("read-ios", 0),
+                ("read-sectors", 2),
+                ("read-merges", 1),
+                ("read-ticks", 3),
+                ("write-ios", 4),
+                ("write-sectors", 6),
+                ("write-merges", 5),
+                ("write-ticks", 7),
+                ("ios-pgr", 8),
+                ("total-ticks", 9),
+                ("weight-ticks", 10),
+            ] {
+                set(member, i);
+            }
+        }
+        if count >= 18 {
+            for (member, i) in
+                [("discard-ios", 11), ("discard-merges", 12), ("discard-sectors", 13), ("discard-ticks", 14)]
+            {
+                set(member, i);
+            }
+        }
+        if count >= 20 {
+            set("flush-ios", 15);
+            set("flush-ticks", 16);
+        }
+        list.push(
+            Dict::new()
+                .with("name", Value::str(name))
+                .with("major", Value::UInt(major))
+                .with("minor", Value::UInt(minor))
+                .with("stats", stats.into())
+                .into(),
+        );
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(v: &Value) -> Vec<String> {
+        let Value::Dict(d) = v else { panic!("not an object") };
+        d.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect()
+    }
+
+    fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
+        let Value::Dict(d) = v else { panic!("not an object") };
+        d.get(key).unwrap_or_else(|| panic!("no {key}"))
+    }
+
+    const STAT: &[u8] = b"cpu  10 20 30 40 50 60 70 80 90 100\n\
+cpu0 1 2 3 4 5 6 7 8 9 10\n\
+cpu1 100 0 0 7\n\
+intr 1 2 3\n\
+ctxt 99\n";
+
+    #[test]
+    fn the_total_line_is_left_out_and_ticks_become_milliseconds() {
+        let l = cpustats(STAT, 100);
+        assert_eq!(l.len(), 2);
+        assert_eq!(get(&l[0], "cpu"), &Value::Int(0));
+        assert_eq!(get(&l[0], "user"), &Value::UInt(10));
+        assert_eq!(get(&l[0], "guestnice"), &Value::UInt(100));
+        assert_eq!(get(&l[1], "user"), &Value::UInt(1000));
+        assert_eq!(get(&l[1], "type"), &Value::str("linux"));
+    }
+
+    #[test]
+    fn an_old_kernels_four_counters_give_only_the_required_members() {
+        let l = cpustats(STAT, 100);
+        assert_eq!(members(&l[1]), ["type", "cpu", "user", "nice", "system", "idle"]);
+        assert_eq!(members(&l[0]).len(), 12);
+    }
+
+    #[test]
+    fn a_cpu_line_with_too_few_counters_ends_the_list() {
+        let l = cpustats(b"cpu0 1 2 3 4\ncpu1 1 2\ncpu2 1 2 3 4\n", 100);
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn counters_use_unsigned_wrapping_arithmetic() {
+        let l = cpustats(b"cpu3 18446744073709551615 0 0 0\n", 100);
+        assert_eq!(get(&l[0], "user"), &Value::UInt(u64::MAX.wrapping_mul(1000) / 100));
+        assert_eq!(get(&l[0], "cpu"), &Value::Int(3));
+    }
+
+    #[test]
+    fn numbers_parse_like_strtoul() {
+        let mut f = Fields::new(b"  12 -1 +3 99999999999999999999999 x");
+        assert_eq!(f.ulong(), Some(12));
+        assert_eq!(f.ulong(), Some(u64::MAX));
+        assert_eq!(f.ulong(), Some(3));
+        assert_eq!(f.ulong(), Some(u64::MAX));
+        assert_eq!(f.ulong(), None);
+        assert_eq!(Fields::new(b"4294967297").uint(), Some(1));
+        assert_eq!(atoi(b"12abc"), 12);
+        assert_eq!(atoi(b"x"), 0);
+    }
+
+    #[test]
+    fn a_modern_diskstats_line_has_every_member() {
+        let l = diskstats(b" 254       0 vda 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n");
+        assert_eq!(l.len(), 1);
+        assert_eq!(get(&l[0], "name"), &Value::str("vda"));
+        assert_eq!(get(&l[0], "major"), &Value::UInt(254));
+        let s = get(&l[0], "stats");
+        assert_eq!(members(s).len(), 17);
+        assert_eq!(get(s, "read-merges"), &Value::UInt(2));
+        assert_eq!(get(s, "read-sectors"), &Value::UInt(3));
+        assert_eq!(get(s, "weight-ticks"), &Value::UInt(11));
+        assert_eq!(get(s, "flush-ticks"), &Value::UInt(17));
+    }
+
+    #[test]
+    fn diskstats_members_follow_the_field_count() {
+        let text = b"3 1 hda1 10 20 30 40\n8 0 sda 1 2 3 4 5\n8 16 sdb 1 2 3 4 5 6 7 8 9 10 11\n\
+8 1 sda1 1 2 3 4 5 6 7 8 9 10 11 12 13 14\n8 2 sda2 1\n\n";
+        let l = diskstats(text);
+        assert_eq!(l.len(), 4);
+        let old = get(&l[0], "stats");
+        assert_eq!(members(old), ["read-ios", "read-sectors", "write-ios", "write-sectors"]);
+        assert_eq!(get(old, "read-sectors"), &Value::UInt(20));
+        // Between the two forms: an entry with no counters at all, as 7.2.
+        assert!(members(get(&l[1], "stats")).is_empty());
+        assert_eq!(members(get(&l[2], "stats")).len(), 11);
+        // 14 counters: the discard group comes only with all four of its counters.
+        assert_eq!(members(get(&l[3], "stats")).len(), 11);
+    }
+}

@@ -1,0 +1,56 @@
+//! The reference: qemu-ga 7.2 (Debian's qemu-guest-agent) serving on a unix socket in a fresh
+//! directory, started as its systemd unit starts it (an empty environment, so no TZ), and
+//! killed on drop. Differential tests send it and qemu-ga-rs the same request.
+
+use super::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// Where Debian's package installs qemu-ga 7.2.
+pub const REFERENCE: &str = "/usr/sbin/qemu-ga";
+
+pub struct Reference {
+    pub dir: TempDir,
+    child: Child,
+}
+
+impl Reference {
+    /// Starts the reference; fails loudly when it is not installed (the test dependencies
+    /// install it) or does not serve within the deadline.
+    pub fn start() -> Reference {
+        assert!(
+            Path::new(REFERENCE).exists(),
+            "{REFERENCE} (qemu-ga 7.2, package qemu-guest-agent) is not installed: a differential test cannot run"
+        );
+        let dir = TempDir::new();
+        let sock = dir.path().join("ref.sock");
+        let child = Command::new(REFERENCE)
+            .env_clear()
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&sock)
+            .arg("-t")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the reference qemu-ga");
+        let deadline = Instant::now() + TIMEOUT;
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "the reference qemu-ga did not create {} in time", sock.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Reference { dir, child }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.dir.path().join("ref.sock"))
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
