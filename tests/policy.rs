@@ -74,6 +74,9 @@ fn shipped_policies_enable_what_their_comments_promise() {
     ];
     let monitoring = [
         "guest-fsfreeze-status",
+        "guest-get-cpustats",
+        "guest-get-diskstats",
+        "guest-get-host-name",
         "guest-get-time",
         "guest-get-vcpus",
         "guest-info",
