@@ -6,9 +6,14 @@
 #   busybox-static    guest userland  e2fsprogs          mke2fs for the ext4 data disk
 #   qemu-utils        disk images     python3            the suite itself
 #   qemu-guest-agent  the reference agent (qemu-ga 7.2) the suite is compared against
+#   libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients
+#                     the libvirt suite (tests/libvirt): libvirtd, its QEMU driver and virsh;
+#                     not libvirt-daemon-system, whose services the suite does not want
+#   tzdata            the libvirt suite's guest time zone
 set -eu
 
-PACKAGES="qemu-system-x86 linux-image-amd64 busybox-static e2fsprogs qemu-utils python3 qemu-guest-agent"
+PACKAGES="qemu-system-x86 linux-image-amd64 busybox-static e2fsprogs qemu-utils python3 qemu-guest-agent
+libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients tzdata"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -115,7 +115,9 @@ def add_agent(archive, agent):
     archive.file("/etc/qga-test/agent.conf", agent.agent_conf())
 
 
-def build(agent, release, out_path):
+def build(agent, release, out_path, extra_files=None):
+    """extra_files: {guest path: bytes or str}, added last (another suite's guest files, such
+    as the libvirt suite's /etc/os-release); a path the base image already has is an error."""
     archive = CpioArchive()
     add_system_files(archive)
     add_guest_scripts(archive)
@@ -123,6 +125,10 @@ def build(agent, release, out_path):
     add_mke2fs(archive)
     add_modules(archive, release)
     add_agent(archive, agent)
+    for guest_path, data in (extra_files or {}).items():
+        if archive.has(guest_path):
+            raise hostenv.HostSetupError(f"initramfs extra {guest_path} would replace a file of the base image")
+        archive.file(guest_path, data)
     out_path = Path(out_path)
     out_path.write_bytes(archive.serialise())
     return out_path
