@@ -110,8 +110,11 @@ impl EventPoller {
 
 /// The connection requests arrive on.
 enum Conn {
-    /// A device, always open. virtio-serial is watched edge-triggered: with no host attached it
-    /// polls ready forever, so only transitions may wake the agent.
+    /// A device, always open. virtio-serial is watched edge-triggered, for reading and writing,
+    /// from start-up on and never re-registered: with no host attached it polls readable and
+    /// hung up forever, and re-registering a descriptor that is ready queues an event at once
+    /// (epoll_ctl's EPOLL_CTL_MOD), so the agent would spin; only the port's own wake-ups
+    /// (data, a host opening or closing it, room to write) may wake the agent.
     Device { file: File, virtio: bool },
     /// A listening socket and its current client, if any.
     Socket { listener: OwnedFd, client: Option<File> },
@@ -190,7 +193,7 @@ impl Server {
         let poller = EventPoller::new()?;
         let conn = match channel {
             Channel::Device { file, virtio } => {
-                register(&poller, file.as_fd(), if virtio { READ | EDGE } else { READ }, KEY_CONN)?;
+                register(&poller, file.as_fd(), if virtio { READ | WRITE | EDGE } else { READ }, KEY_CONN)?;
                 Conn::Device { file, virtio }
             }
             Channel::Listener { socket } => {
@@ -301,7 +304,7 @@ impl Server {
             let Some(mut file) = conn_file(&self.conn) else { return Ok(Input::None) };
             match file.read(&mut self.input.buf) {
                 Ok(0) => {
-                    self.peer_gone();
+                    self.end_of_input();
                     return Ok(Input::None);
                 }
                 Ok(n) => {
@@ -392,8 +395,8 @@ impl Server {
         let want_read = !self.reading_paused;
         let wanted = interest(want_read, want_write);
         let result = match &self.conn {
-            // Edge-triggered: ask for both always; edges are rare.
-            Conn::Device { file, virtio: true } => self.poller.modify(file.as_fd(), READ | WRITE | EDGE, KEY_CONN),
+            // Edge-triggered for both from start-up on; never re-registered (see `Conn::Device`).
+            Conn::Device { virtio: true, .. } => return Ok(()),
             // Level-triggered: only a change of interest needs the kernel.
             _ if wanted == self.conn_interest => Ok(()),
             Conn::Device { file, virtio: false } => self.poller.modify(file.as_fd(), wanted, KEY_CONN),
@@ -404,7 +407,17 @@ impl Server {
         result.map_err(|e| Exit::Error(format!("poll registration failed: {e}")))
     }
 
-    /// The peer went away: a socket client closed, or no host holds the virtio port.
+    /// A read found end of file. On virtio-serial it means no host holds the port now: the port
+    /// stays open, and what the host sent before it left (a partial request) and the replies
+    /// not yet sent are kept for the next host, as qemu-ga 7.2 does (a host that wants a clean
+    /// start sends 0xFF, which discards a partial request). Elsewhere the peer is gone.
+    fn end_of_input(&mut self) {
+        if !matches!(self.conn, Conn::Device { virtio: true, .. }) {
+            self.peer_gone();
+        }
+    }
+
+    /// The peer went away: a socket client closed, or a device failed to read or write.
     fn peer_gone(&mut self) {
         self.parser = MessageParser::new();
         self.input.clear();

@@ -10,7 +10,15 @@
 #                     the libvirt suite (tests/libvirt): libvirtd, its QEMU driver and virsh;
 #                     not libvirt-daemon-system, whose services the suite does not want
 #   tzdata            the libvirt suite's guest time zone
+#
+# and, with cargo, rust-vmm's vhost-device-vsock (the user-space vsock device backend the vsock
+# checks use, see vmtest/vsock.py) at a pinned version into cargo's bin directory, where it
+# stays between runs. If it cannot be built, the vsock checks are NOT RUN and say why (the
+# build's output is kept in target/vm-cache/vhost-device-vsock.log).
 set -eu
+
+VSOCK_BACKEND=vhost-device-vsock
+VSOCK_BACKEND_VERSION=0.3.0   # also in tests/vm/vmtest/vsock.py
 
 PACKAGES="qemu-system-x86 linux-image-amd64 busybox-static e2fsprogs qemu-utils python3 qemu-guest-agent
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients tzdata"
@@ -36,6 +44,22 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086 # word splitting of the package list is intended
     $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# The vsock backend: built once per machine; a failure is reported, not fatal.
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+backend_log="$repo/target/vm-cache/$VSOCK_BACKEND.log"
+if ! command -v cargo > /dev/null; then
+    echo "tests/vm/deps.sh: no cargo, so no $VSOCK_BACKEND: the vsock checks will be NOT RUN" >&2
+elif ! cargo install --list | grep -qx "$VSOCK_BACKEND v$VSOCK_BACKEND_VERSION:"; then
+    echo "tests/vm/deps.sh: building $VSOCK_BACKEND $VSOCK_BACKEND_VERSION (cargo install, once)"
+    mkdir -p "$(dirname "$backend_log")"
+    if cargo install --locked --version "$VSOCK_BACKEND_VERSION" "$VSOCK_BACKEND" > "$backend_log" 2>&1; then
+        rm -f "$backend_log"
+    else
+        echo "tests/vm/deps.sh: could not build $VSOCK_BACKEND (the vsock checks will be NOT RUN):" >&2
+        tail -n 5 "$backend_log" >&2
+    fi
 fi
 
 # Debian installs the kernel image 0600; the suite reads it to boot it and to extract vmlinux.

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
 from vmtest import checks_guest_view, checks_storage, checks_faults, checks_system, checks_transport  # noqa: E402,F401
+from vmtest import checks_reconnect, checks_vsock  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -29,6 +30,8 @@ ORDER = [
     "fstrim_shrinks_host_disk_image",
     "privilege_separation_front_unprivileged_helper_separate",
     "idle_agent_sleeps_while_no_host_is_connected",
+    "idle_agent_uses_no_cpu_while_no_host_is_connected",
+    "host_reconnects_keep_the_half_read_request_then_50_delimited_syncs",
     "isa_serial_transport_handshake_and_commands",
     "fsfreeze_blocks_writer_until_thaw",
     "fsfreeze_survives_agent_crash_and_restart",
@@ -43,7 +46,11 @@ ORDER = [
     "shutdown_reboot_resets_and_keeps_data",
     "shutdown_powerdown_stops_the_guest",
     "suspend_ram_resumes_same_boot",
-    "vsock_transport_handshake",
+    "vsock_handshake_delimited_sync_then_sync",
+    "vsock_answers_every_read_only_command_as_virtio_serial_does",
+    "vsock_client_leaves_mid_request_and_the_next_client_is_served",
+    "vsock_agent_restarted_by_its_supervisor_while_a_client_waits",
+    "vsock_agent_privileges_front_unprivileged_helper_separate",
 ]
 
 

@@ -17,6 +17,10 @@ VIRTIO_PORT = "/dev/virtio-ports/org.qemu.guest_agent.0"
 SERIAL_TTY = "/dev/ttyS1"
 STATEDIR = "/run/qga"
 SERIAL_STATEDIR = "/run/qga-serial"
+# The vsock guest's own CID (given to its vhost-user-vsock backend) and the agent's port.
+VSOCK_CID = 3
+VSOCK_PORT = 4321
+VSOCK_STATEDIR = "/run/qga-vsock"
 
 
 @dataclass
@@ -46,10 +50,12 @@ class AgentUnderTest:
         """Shell assignments for /etc/qga-test/agent.conf, read by the supervisor and checks."""
         virtio = self.argv("virtio-serial", VIRTIO_PORT, STATEDIR, "/tmp/qga.log")
         serial = self.argv("isa-serial", SERIAL_TTY, SERIAL_STATEDIR, "/tmp/qga-serial.log")
+        vsock = self.argv("vsock-listen", f"{VSOCK_CID}:{VSOCK_PORT}", VSOCK_STATEDIR, "/tmp/qga-vsock.log")
         return (
             f"AGENT_FLAVOUR={self.flavour}\n"
             f"AGENT_VIRTIO='{' '.join(virtio)}'\n"
             f"AGENT_SERIAL='{' '.join(serial)}'\n"
+            f"AGENT_VSOCK='{' '.join(vsock)}'\n"
         )
 
 

@@ -81,15 +81,16 @@ def _status_fields(text, prefix):
     return fields
 
 
+# PID_FILE: the supervisor's pid file of the agent looked at; LOG: that agent's log file.
 PROCESS_REPORT = r"""
 . /usr/libexec/qga-test/lib.sh
-front=$(agent_pid)
+front=$(cat PID_FILE)
 echo "front.pid: $front"
 echo "front.exe: $(readlink /proc/$front/exe)"
 grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs|Seccomp):' /proc/$front/status | sed 's/^/front./'
 echo "front.procmount: $(awk '$5 == "/proc"' /proc/$front/mountinfo | tail -n 1)"
 echo "front.procowner: $(stat -c %u /proc/$front/environ)"
-echo "front.landlock: $(grep -h 'helper: landlock' /tmp/qga.log | tail -n 1)"
+echo "front.landlock: $(grep -h 'helper: landlock' LOG | tail -n 1)"
 for helper in $(pids_by_exe qemu-ga-rs-helper); do
     echo "helper.pid: $helper"
     grep -E '^(PPid|Uid|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$helper/status | sed "s/^/helper.$helper./"
@@ -110,13 +111,20 @@ def privilege_separation_front_unprivileged_helper_separate(ctx):
     CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN and CAP_SYS_TIME, no_new_privs, its Landlock ruleset
     (the guest's kernel has Landlock) and its seccomp filter; the helper's launcher (which runs
     shutdown, systemctl, pm-utils) is not under a filter."""
+    expect_privilege_separation(ctx, ctx.guest.agent, "/run/qga-test/agent.pid", "/tmp/qga.log")
+
+
+def expect_privilege_separation(ctx, client, pid_file, log):
+    """The privilege facts of the supervised agent whose pid is in `pid_file`, after it
+    answered guest-ping on `client` (see privilege_separation_front_unprivileged_helper_separate)."""
+    process_report = PROCESS_REPORT.replace("PID_FILE", pid_file).replace("LOG", log)
     if ctx.agent_spec.is_reference:
-        report = ctx.guest_sh(PROCESS_REPORT)
+        report = ctx.guest_sh(process_report)
         front = _status_fields(report, "front.")
         raise NotApplicable(f"not applicable to the reference: qemu-ga is one process, Uid {front.get('Uid')}, "
                             f"CapEff {front.get('CapEff')}")
-    ctx.expect(ctx.call("guest-ping") == {}, "the agent does not answer")
-    report = ctx.guest_sh(PROCESS_REPORT)
+    ctx.expect(ctx.call("guest-ping", client=client) == {}, "the agent does not answer")
+    report = ctx.guest_sh(process_report)
     front = _status_fields(report, "front.")
     ctx.note(f"front Uid {front.get('Uid')}")
     ctx.expect(front.get("exe", "").endswith("/qemu-ga-rs"), f"the supervised process is not qemu-ga-rs:\n{report}")

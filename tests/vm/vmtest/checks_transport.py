@@ -1,13 +1,11 @@
-"""Transports: the libvirt-style handshake on virtio-serial, isa-serial, vsock."""
+"""Transports: the libvirt-style handshake on virtio-serial, isa-serial (vsock: checks_vsock.py)."""
 
 import json
 import random
-import socket
 import time
 
-from . import hostenv
-from .harness import CheckFailed, CheckNotRun, check
-from .qga import AgentClient, AgentError
+from .harness import check
+from .qga import AgentClient
 
 SERIAL_AGENT_START = """
 . /etc/qga-test/agent.conf
@@ -94,52 +92,3 @@ def isa_serial_transport_handshake_and_commands(ctx):
     finally:
         serial.close()
         ctx.guest_sh(SERIAL_AGENT_STOP)
-
-
-@check(boot="none")
-def vsock_transport_handshake(ctx):
-    """The vsock-listen transport, driven from the host over AF_VSOCK."""
-    if not hostenv.vhost_vsock_available():
-        raise CheckNotRun("this host has no /dev/vhost-vsock, so no guest can get a vsock device")
-    if not hasattr(socket, "AF_VSOCK"):
-        raise CheckNotRun("this Python has no AF_VSOCK support")
-    # The host can offer vsock: boot a guest with a vhost-vsock device and try it.
-    from .vm import Guest
-    pool = ctx.pool
-    guest = Guest(pool.workroot / "vsock", hostenv.vmlinux_path(pool.release), pool.initrd, "pvh", "vsock",
-                  accel=pool.accel)
-    cid = 3 + random.randrange(1000)
-    guest.extra_args = ["-device", f"vhost-vsock-pci,guest-cid={cid}"]
-    ctx.guest = guest
-    try:
-        guest.start()
-        guest.wait_until_up(timeout=150)
-        port = 4321
-        ctx.guest_sh(
-            ". /etc/qga-test/agent.conf\n"
-            f"set -- $AGENT_VIRTIO\nargs=$(echo \"$*\" | sed 's|-m virtio-serial -p [^ ]*|-m vsock-listen -p {cid}:{port}|;"
-            " s|-t /run/qga |-t /run/qga-vsock |')\n"
-            "mkdir -p /run/qga-vsock\nsetsid $args < /dev/null > /tmp/qga-vsock.stdio 2>&1 &\n"
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
-            try:
-                sock.connect((cid, port))
-                break
-            except OSError as err:
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise CheckFailed(f"cannot connect to vsock {cid}:{port}: {err}")
-                time.sleep(0.5)
-        client = AgentClient("vsock", "vsock agent")
-        client.sock = sock
-        ctx.client = client
-        try:
-            client.handshake(timeout=30)
-        except AgentError as err:
-            raise CheckFailed(str(err)) from None
-        ctx.expect(ctx.call("guest-ping", client=client) == {}, "guest-ping over vsock did not return {}")
-        client.close()
-    finally:
-        guest.stop()

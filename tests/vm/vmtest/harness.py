@@ -10,6 +10,7 @@ from .control import ControlError
 from .qga import AgentError
 from .qmp import QmpError
 from .vm import Guest
+from .vsock import BackendUnavailable, VsockGuest
 
 PASS, FAIL, NOT_RUN, NOT_APPLICABLE = "PASS", "FAIL", "NOT RUN", "N/A"
 
@@ -34,7 +35,7 @@ class NotApplicable(Exception):
 @dataclass
 class Check:
     name: str
-    boot: str          # "pvh" (shared main guest), "bzimage" (suspend guest) or "none"
+    boot: str          # "pvh" (shared main guest), "bzimage" (suspend guest), "vsock" or "none"
     func: object
     doc: str
 
@@ -123,9 +124,19 @@ class GuestPool:
         self.current_check = None
 
     def _kernel(self, kind):
-        if kind == "pvh":
+        if kind in ("pvh", "vsock"):
             return hostenv.vmlinux_path(self.release)
         return hostenv.bzimage_path(self.release)
+
+    def _new_guest(self, kind):
+        """The "vsock" guest is a PVH guest with a user-space vsock device (vsock.py)."""
+        workdir = self.workroot / f"{self.counter:02d}-{kind}"
+        if kind == "vsock":
+            try:
+                return VsockGuest(workdir, self._kernel(kind), self.initrd, "pvh", kind, accel=self.accel)
+            except BackendUnavailable as why:
+                raise CheckNotRun(str(why)) from None
+        return Guest(workdir, self._kernel(kind), self.initrd, kind, kind, accel=self.accel)
 
     def healthy(self, guest):
         if not guest.running():
@@ -146,8 +157,7 @@ class GuestPool:
         if guest:
             guest.stop()
         self.counter += 1
-        guest = Guest(self.workroot / f"{self.counter:02d}-{kind}", self._kernel(kind), self.initrd,
-                      kind, kind, accel=self.accel)
+        guest = self._new_guest(kind)
         started = time.monotonic()
         self.guests[kind] = guest   # registered first, so a failed start still gets reported
         try:

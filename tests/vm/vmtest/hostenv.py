@@ -107,7 +107,3 @@ def vmlinux_path(release):
         tmp.write_bytes(elf)
         tmp.rename(cached)
     return cached
-
-
-def vhost_vsock_available():
-    return os.path.exists("/dev/vhost-vsock") and os.access("/dev/vhost-vsock", os.R_OK | os.W_OK)
