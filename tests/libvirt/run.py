@@ -28,6 +28,10 @@ from lvtest.domain import Domain, Virsh  # noqa: E402
 PASS, FAIL, NOT_RUN, NOT_APPLICABLE = "PASS", "FAIL", "NOT RUN", "N/A"
 
 
+class BudgetExhausted(Exception):
+    pass
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agent", default=str(hostenv.REPO_ROOT / "target" / "release" / "qemu-ga-rs"),
@@ -39,6 +43,9 @@ def parse_args():
     parser.add_argument("--strict", action="store_true", help="count NOT RUN checks as failures")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (always kept on failure)")
     parser.add_argument("--accel", default="tcg", help="QEMU accelerator (default tcg)")
+    parser.add_argument("--budget", type=float, default=540,
+                        help="seconds after which checks not yet started fail as not started "
+                             "(default 540: keeps a run within the 10-minute CI budget)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     return parser.parse_args()
 
@@ -150,13 +157,20 @@ def main():
     try:
         domain.define()
         enabled = None
+        boot_error = None   # a guest that did not come up once is not retried: the budget matters more
         ctx = checks.Context(domain, virsh, agent.label)
         for chk in selected:
             try:
+                if boot_error:
+                    raise boot_error
+                if time.monotonic() - started > args.budget:
+                    raise BudgetExhausted(f"not started: the suite's {args.budget:.0f} s budget is exhausted")
                 ensure_guest(domain)
                 if enabled is None:
                     enabled = enabled_commands(virsh, domain)
             except Exception as err:
+                if not isinstance(err, BudgetExhausted):
+                    boot_error = err
                 detail = f"no guest to run on: {err}\n" + failure_report(domain, virsh, daemon)
                 results.append((chk.name, FAIL, detail, 0))
                 print(f"[FAIL]    {chk.name}\n{results[-1][2]}", flush=True)
