@@ -28,7 +28,7 @@ IDLE_SECONDS = 8.0
 IDLE_TICKS_LIMIT = 20
 
 
-def _delimited_sync_exactly(ctx, agent, sync_id, timeout=30.0):
+def delimited_sync_exactly(ctx, agent, sync_id, timeout=30.0):
     """0xFF + guest-sync-delimited: before the 0xFF only complete error lines (the agent's
     answer to our own 0xFF), after it exactly this id's reply and nothing more."""
     agent._send(b"\xff" + agent.request_bytes("guest-sync-delimited", {"id": sync_id}))
@@ -76,7 +76,7 @@ def host_reconnects_keep_the_half_read_request_then_50_delimited_syncs(ctx):
                    f"reconnect {round_no + 1}: the guest-sync split across it should return {sync_id}; got {raw!r}")
         ctx.expect(agent.buffer == b"", f"reconnect {round_no + 1}: stray bytes after the reply: {agent.buffer!r}")
     for _ in range(SYNCS):
-        _delimited_sync_exactly(ctx, agent, random.randrange(1, 2**31))
+        delimited_sync_exactly(ctx, agent, random.randrange(1, 2**31))
     ctx.note(f"{RECONNECTS} split requests answered across reconnects, {SYNCS} delimited syncs")
 
 

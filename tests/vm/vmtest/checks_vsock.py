@@ -7,7 +7,7 @@ import time
 
 from . import hostenv
 from .checks_guest_view import expect_privilege_separation
-from .checks_reconnect import _delimited_sync_exactly
+from .checks_reconnect import delimited_sync_exactly
 from .harness import CheckFailed, NotApplicable, check
 from .qga import AgentError
 
@@ -48,7 +48,7 @@ def vsock_handshake_delimited_sync_then_sync(ctx):
     guest-sync and guest-ping."""
     client = _vsock(ctx)
     client.connect()
-    _delimited_sync_exactly(ctx, client, random.randrange(1, 2**31))
+    delimited_sync_exactly(ctx, client, random.randrange(1, 2**31))
     plain_id = random.randrange(1, 2**31)
     reply, raw = client.execute_raw(client.request_bytes("guest-sync", {"id": plain_id}))
     ctx.expect(reply == {"return": plain_id}, f"guest-sync over vsock should return {plain_id}; got {raw!r}")
@@ -105,7 +105,7 @@ def vsock_client_leaves_mid_request_and_the_next_client_is_served(ctx):
     reply, raw = client.execute_raw(client.request_bytes("guest-sync", {"id": sync_id}))
     ctx.expect(reply == {"return": sync_id}, f"the next client's first guest-sync should return {sync_id}; got {raw!r}")
     ctx.expect(client.buffer == b"", f"stray bytes after the reply: {client.buffer!r}")
-    _delimited_sync_exactly(ctx, client, random.randrange(1, 2**31))
+    delimited_sync_exactly(ctx, client, random.randrange(1, 2**31))
     ctx.expect(ctx.call("guest-ping", client=client) == {}, "guest-ping over vsock did not return {}")
 
 
