@@ -81,6 +81,14 @@ def failure_report(domain, virsh, daemon):
         script, rc, output = domain.control.last
         lines.append(f"  last guest command (exit {rc}): {script}")
         lines += [f"      {line}" for line in output.strip().splitlines()[-12:]]
+    try:
+        # The agent's own log and its stdio as the supervisor keeps them, read without the agent.
+        agent_log = domain.control.check("tail -n 12 /tmp/qga.log /tmp/agent.stdio 2>&1; echo '==> seccomp kills:'; "
+                                         "dmesg | grep -E 'type=1326|seccomp' | tail -n 3", timeout=10)
+        lines.append("  the agent's log and stdio in the guest, and the kernel's seccomp records:")
+        lines += [f"      {line}" for line in agent_log.strip().splitlines()]
+    except Exception as err:
+        lines.append(f"  (the agent's log could not be read through the control port: {err})")
     lines.append("  guest console (last 20 lines):")
     lines += [f"      {line}" for line in domain.console_tail(20)]
     lines.append("  libvirtd log (last 8 lines):")
@@ -119,8 +127,8 @@ def run_check(chk, ctx, domain, virsh, daemon, enabled):
         return NOT_APPLICABLE, str(err), time.monotonic() - started
     except checks.CheckFailed as err:
         detail = str(err)
-    except Exception:
-        detail = traceback.format_exc().rstrip()
+    except Exception as err:
+        detail = f"{type(err).__name__}: {err}\n{traceback.format_exc().rstrip()}"
     return FAIL, detail + "\n" + failure_report(domain, virsh, daemon), time.monotonic() - started
 
 
