@@ -8,6 +8,13 @@
 //! only program path not compiled in, and it is fixed when the launcher is forked. The framing
 //! is the protocol's (`u32` little-endian length + payload); a request is a tag and a mode byte,
 //! an answer an [`Outcome`] tag and an `i32`. The launcher exits when the helper's end closes.
+//!
+//! It is also the guest's guard against a helper that dies while holding filesystems frozen
+//! (SIGKILL, a crash, a seccomp kill): it outlives the helper, keeps full root and is outside
+//! the filter, so when the helper's end closes and the frozen marker is still there (a helper
+//! that exits normally thaws and removes it first), it thaws every filesystem, removes the
+//! marker and runs the hook's `thaw`, then exits. Nothing of this is reachable from the front:
+//! the front never talks to the launcher, and the launcher acts only on the helper's EOF.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -241,6 +248,8 @@ impl Outcome {
 pub struct Config {
     pub hook: Option<PathBuf>,
     pub hook_timeout: Duration,
+    /// The frozen marker; if it exists when the helper's end closes, the launcher thaws.
+    pub thaw_marker: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -329,9 +338,13 @@ fn serve(mut sock: UnixStream, config: &Config) -> i32 {
     loop {
         let job = match read_frame(&mut sock).and_then(|p| Job::decode(&p)) {
             Ok(job) => job,
-            Err(FrameError::Closed) => return 0,
+            Err(FrameError::Closed) => {
+                thaw_if_left_frozen(config);
+                return 0;
+            }
             Err(e) => {
                 log!("launcher: refusing request: {e}");
+                thaw_if_left_frozen(config);
                 return 1;
             }
         };
@@ -340,6 +353,29 @@ fn serve(mut sock: UnixStream, config: &Config) -> i32 {
         if write_frame(&mut sock, &outcome.encode()).is_err() {
             return 1;
         }
+    }
+}
+
+/// The helper is gone. If the marker is still there it died frozen (a helper that exits thaws
+/// and removes the marker first): thaw at once, in the helper's own order (filesystems,
+/// marker, hook `thaw`), so nothing in the guest stays blocked until a host notices.
+fn thaw_if_left_frozen(config: &Config) {
+    let Some(marker) = &config.thaw_marker else { return };
+    if !crate::freeze::marker_exists(marker) {
+        return;
+    }
+    let thawed = match crate::mounts::read_mounts() {
+        Ok(mounts) => crate::freeze::thaw_mounts(&mounts),
+        Err(e) => {
+            log!("launcher: the helper died frozen and the mount list cannot be read ({e}): not thawed");
+            return;
+        }
+    };
+    crate::freeze::remove_marker(marker);
+    log!("launcher: the helper died while frozen: thawed {thawed} filesystem(s) and removed the marker");
+    if config.hook.is_some() {
+        let outcome = execute(Job::Hook(HookPhase::Thaw), config);
+        log!("launcher: fsfreeze hook thaw after the helper died: {outcome:?}");
     }
 }
 

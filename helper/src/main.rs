@@ -50,8 +50,9 @@ fn start() -> i32 {
 
     // Forked before fd 3 is wrapped (the launcher closes every descriptor it does not need)
     // and before privileges are dropped (programs it runs get full root).
-    let launcher = match Launcher::start(launcher::Config { hook: args.hook.clone(), hook_timeout: args.hook_timeout })
-    {
+    let thaw_marker = Some(freeze::marker_path(&args.statedir));
+    let config = launcher::Config { hook: args.hook.clone(), hook_timeout: args.hook_timeout, thaw_marker };
+    let launcher = match Launcher::start(config) {
         Ok(l) => l,
         Err(e) => {
             log!("{e}");

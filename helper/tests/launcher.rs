@@ -33,7 +33,9 @@ fn the_launcher_runs_the_hook_cleanly_and_reports_how_it_ended() {
         ),
         0o700,
     );
-    let mut l = Launcher::start(Config { hook: Some(hook.clone()), hook_timeout: Duration::from_secs(2) }).unwrap();
+    let mut l =
+        Launcher::start(Config { hook: Some(hook.clone()), hook_timeout: Duration::from_secs(2), thaw_marker: None })
+            .unwrap();
     assert_eq!(l.run(Job::Hook(HookPhase::Freeze)).unwrap(), Outcome::Exited(3));
     let seen = std::fs::read_to_string(&out).unwrap();
     assert!(seen.contains("args=freeze\n"), "{seen}");
@@ -76,7 +78,8 @@ fn the_launcher_runs_the_hook_cleanly_and_reports_how_it_ended() {
     assert_eq!(l.run(Job::Hook(HookPhase::Thaw)).unwrap(), Outcome::Signaled(9));
 
     // A launcher without a hook refuses hook jobs on the helper's side.
-    let mut none = Launcher::start(Config { hook: None, hook_timeout: Duration::from_secs(1) }).unwrap();
+    let mut none =
+        Launcher::start(Config { hook: None, hook_timeout: Duration::from_secs(1), thaw_marker: None }).unwrap();
     assert!(matches!(none.run(Job::Hook(HookPhase::Freeze)), Err(LaunchError::NoHook)));
 
     let _ = std::fs::remove_dir_all(&dir);

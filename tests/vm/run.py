@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
 from vmtest import checks_guest_view, checks_storage, checks_faults, checks_system, checks_transport  # noqa: E402,F401
 from vmtest import checks_reconnect, checks_vsock  # noqa: E402,F401
+from vmtest import checks_audit  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -37,6 +38,7 @@ ORDER = [
     "fsfreeze_survives_agent_crash_and_restart",
     "front_killed_while_frozen_is_thawed_by_the_helper",
     "sigterm_while_frozen_thaws_then_exits_0",
+    "helper_killed_while_frozen_is_thawed_by_the_launcher",
     "set_vcpus_takes_cpu1_offline_and_back",
     "set_vcpus_refuses_to_offline_cpu0",
     "set_vcpus_list_over_the_helpers_bound_is_refused_and_the_agent_goes_on",
