@@ -70,7 +70,13 @@ pub struct Config {
     /// The seccomp sandbox of both processes: enforced unless a debugging or profiling switch
     /// says otherwise (command line only, never from the config file).
     pub sandbox: SandboxMode,
+    /// Which requests the audit trail records (`--audit`, key `audit`).
+    pub audit: AuditScope,
+    /// The audit trail's file, besides syslog (`--audit-file`, key `audit-file`).
+    pub audit_file: Option<PathBuf>,
 }
+
+pub use crate::audit::Scope as AuditScope;
 
 pub use crate::privsep::seccomp::SandboxMode;
 
@@ -98,6 +104,8 @@ impl Default for Config {
             user: None,
             policy: None,
             sandbox: SandboxMode::Enforce,
+            audit: AuditScope::Changes,
+            audit_file: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! targets and benchmarks use the same code.
 
 pub mod alloc_tuning;
+pub mod audit;
 pub mod channel;
 pub mod cli;
 pub mod commands;

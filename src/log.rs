@@ -97,6 +97,8 @@ pub fn set_frozen(frozen: bool) {
             }
         }
     });
+    // The audit trail holds and releases its records with the log.
+    crate::audit::set_frozen(frozen);
 }
 
 /// Whether a record of this level goes anywhere (or is held while frozen). The macros ask

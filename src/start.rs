@@ -127,6 +127,22 @@ pub fn run(mut config: Config) -> i32 {
         None => None,
     };
     crate::log::init(logfile, true, config.verbose);
+    // The audit trail's file: opened like the log (append, 0600: records name paths).
+    let audit_file = match &config.audit_file {
+        Some(p) if config.audit != crate::audit::Scope::Off => match open_for_writing(p, true, frozen, 0o600) {
+            Ok(f) => Some(f),
+            Err(e) if frozen => {
+                crate::warning!("audit file not opened while frozen ({e}); auditing to syslog only");
+                None
+            }
+            Err(e) => {
+                crate::error!("unable to open the audit file: {e}");
+                return EXIT_FAILURE;
+            }
+        },
+        _ => None,
+    };
+    crate::audit::init(config.audit, config.method.name(), audit_file);
     for w in effective.warnings() {
         crate::warning!("{w}");
     }

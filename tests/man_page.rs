@@ -128,6 +128,8 @@ fn dump_conf_writes_every_key_but_the_deprecated_one() {
         "qga",
         "--policy",
         "/policy",
+        "--audit=all",
+        "--audit-file=/audit",
     ]
     .iter()
     .map(OsString::from)

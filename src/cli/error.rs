@@ -18,6 +18,8 @@ pub enum CliError {
     Config { file: PathBuf, line: usize, message: String },
     /// `-m` or the `method` key names no method.
     InvalidMethod(String),
+    /// `--audit` or the `audit` key names no scope.
+    InvalidAudit(String),
     /// An option value that must be text (a method, path, user or RPC name) is not UTF-8.
     NotUtf8 { option: &'static str },
     /// Options that cannot be combined.
@@ -53,6 +55,7 @@ impl fmt::Display for CliError {
                 write!(f, "error loading configuration from path: {}:{line}: {message}", file.display())
             }
             CliError::InvalidMethod(m) => write!(f, "invalid method: {m}"),
+            CliError::InvalidAudit(a) => write!(f, "invalid audit scope: {a} (changes, all or off)"),
             CliError::NotUtf8 { option } => write!(f, "the argument of {option} is not valid UTF-8"),
             CliError::Conflict(m) => f.write_str(m),
         }

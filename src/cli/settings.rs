@@ -3,7 +3,7 @@
 
 use super::error::CliError;
 use super::table::Opt;
-use crate::config::{Action, Config, Method, NamedRpc, SandboxMode, DEFAULT_FSFREEZE_HOOK};
+use crate::config::{Action, AuditScope, Config, Method, NamedRpc, SandboxMode, DEFAULT_FSFREEZE_HOOK};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -32,6 +32,8 @@ pub struct Settings {
     /// The method as given: checked only at the end, since a later setting may replace a
     /// bad one (7.2 checks only the final value).
     pub(super) method: String,
+    /// The audit scope as given, checked at the end like the method.
+    pub(super) audit: String,
     dump: bool,
     check_policy: Option<Option<PathBuf>>,
     warnings: Vec<String>,
@@ -68,6 +70,7 @@ impl Settings {
         let config = Config::default();
         Settings {
             method: config.method.name().to_string(),
+            audit: config.audit.name().to_string(),
             config,
             dump: false,
             check_policy: None,
@@ -139,6 +142,8 @@ impl Settings {
             Opt::CheckPolicy => self.check_policy = Some(arg.map(PathBuf::from)),
             Opt::SeccompLog => self.config.sandbox = SandboxMode::Log,
             Opt::NoSandbox => self.config.sandbox = SandboxMode::Off,
+            Opt::Audit => self.audit = value().to_string_lossy().into_owned(),
+            Opt::AuditFile => self.config.audit_file = Some(value().into()),
         }
         Ok(None)
     }
@@ -146,6 +151,7 @@ impl Settings {
     /// The parse result once every option has been applied.
     pub(super) fn finish(mut self) -> Result<Parsed, CliError> {
         self.config.method = Method::from_name(&self.method).ok_or(CliError::InvalidMethod(self.method))?;
+        self.config.audit = AuditScope::from_name(&self.audit).ok_or(CliError::InvalidAudit(self.audit))?;
         // Resolved here, as 7.2 does before `-D`, so the dump and the Config agree and a
         // dumped file reads back to the same Config. The listening methods have no default:
         // the caller reports that (unless socket activation supplies the channel).

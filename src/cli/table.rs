@@ -35,6 +35,8 @@ pub enum Opt {
     CheckPolicy,
     SeccompLog,
     NoSandbox,
+    Audit,
+    AuditFile,
 }
 
 /// Whether and how an option takes an argument.
@@ -277,6 +279,26 @@ pub const OPTIONS: &[CliOption] = &[
         }),
     },
     CliOption {
+        opt: Opt::Audit,
+        short: None,
+        long: "audit",
+        has_arg: HasArg::Required,
+        getopt_rank: 21,
+        help: help(
+            "which requests the audit trail records: changes (every\n\
+             command that is not a pure query, and every refused\n\
+             request; the default), all, or off",
+        ),
+    },
+    CliOption {
+        opt: Opt::AuditFile,
+        short: None,
+        long: "audit-file",
+        has_arg: HasArg::Required,
+        getopt_rank: 22,
+        help: help("also write the audit trail to this file (it always goes\nto syslog, facility authpriv)"),
+    },
+    CliOption {
         opt: Opt::SeccompLog,
         short: None,
         long: "seccomp-log",
@@ -451,6 +473,23 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         option: Opt::Policy,
         read: Read::String(|s, v| s.config.policy = Some(v.into())),
         dump: Some(|c| c.policy.as_deref().map(|p| Value::String(lossy(p)))),
+        deprecated: false,
+    },
+    ConfigKey {
+        name: "audit",
+        option: Opt::Audit,
+        read: Read::String(|s, v| s.audit = v),
+        // Written only when not the default, so `-D` of defaults stays 7.2's text.
+        dump: Some(|c| {
+            (c.audit != crate::config::AuditScope::Changes).then(|| Value::String(c.audit.name().to_string()))
+        }),
+        deprecated: false,
+    },
+    ConfigKey {
+        name: "audit-file",
+        option: Opt::AuditFile,
+        read: Read::String(|s, v| s.config.audit_file = Some(v.into())),
+        dump: Some(|c| c.audit_file.as_deref().map(|p| Value::String(lossy(p)))),
         deprecated: false,
     },
 ];

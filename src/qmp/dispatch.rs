@@ -5,6 +5,7 @@
 
 use super::args;
 use super::error::AgentError;
+use crate::audit::{self, Decision as Audited};
 use crate::commands::{self, Agent};
 use crate::json::writer;
 use crate::json::{qdict_order, Dict, Message, Value};
@@ -19,14 +20,19 @@ pub fn handle(agent: &mut Agent, message: Message) -> Option<Vec<u8>> {
 
 /// [`handle`], appending the reply line (if any) to `out` without a copy; true if it did.
 pub fn handle_into(agent: &mut Agent, message: Message, out: &mut Vec<u8>) -> bool {
+    let started = audit::enabled().then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
+    let mut seen = Seen::default();
     let (id, result) = match message {
         Err(text) => (None, Err(AgentError::Json(text))),
         Ok(Value::Dict(request)) => {
             let id = request.get("id").cloned();
-            (id, execute(agent, &request))
+            (id, execute(agent, &request, &mut seen))
         }
         Ok(_) => (None, Err(AgentError::InputNotObject)),
     };
+    if let Some((time, start)) = started {
+        record(seen, time, start.elapsed(), result.as_ref().err());
+    }
     let (reply, delimit) = match result {
         Ok(Outcome::Silent) => return false,
         Ok(Outcome::Return { value, delimit }) => (Dict::new().with("return", value), delimit),
@@ -57,16 +63,60 @@ pub enum Outcome {
     },
 }
 
-fn execute(agent: &mut Agent, request: &Dict) -> Result<Outcome, AgentError> {
+/// What the audit trail needs to know of a request, filled in as dispatch learns it.
+struct Seen {
+    command: Option<Command>,
+    requested: Option<Vec<u8>>,
+    decision: Audited,
+    args: Vec<(&'static str, Value)>,
+}
+
+impl Default for Seen {
+    fn default() -> Seen {
+        Seen { command: None, requested: None, decision: Audited::RefusedInvalid, args: Vec::new() }
+    }
+}
+
+/// Hands one request's record to the audit trail, if its scope wants it.
+fn record(seen: Seen, time: std::time::SystemTime, duration: std::time::Duration, error: Option<&AgentError>) {
+    if !audit::wanted(seen.command, seen.decision) {
+        return;
+    }
+    let r = audit::Record {
+        time,
+        channel: audit::channel(),
+        command: seen.command.map(Command::name),
+        requested: seen.requested.map(|n| String::from_utf8_lossy(&n).into_owned()),
+        decision: seen.decision,
+        error: error.map(|e| e.class().name()),
+        duration,
+        args: seen.args,
+    };
+    audit::write(r.format());
+}
+
+fn execute(agent: &mut Agent, request: &Dict, seen: &mut Seen) -> Result<Outcome, AgentError> {
     let (name, arguments) = check_members(request)?;
+    seen.decision = Audited::RefusedUnknown;
+    seen.requested = Some(name.to_vec());
     let command = std::str::from_utf8(name)
         .ok()
         .and_then(Command::from_name)
         .ok_or_else(|| AgentError::CommandNotFound(name.to_vec()))?;
+    seen.command = Some(command);
+    if audit::enabled() {
+        seen.args = audit::pick_arguments(command, arguments);
+    }
     match decide(&agent.policy, command, agent.frozen) {
-        Decision::Enabled => {}
-        Decision::Disabled => return Err(AgentError::CommandDisabled(command.name())),
-        Decision::Frozen => return Err(AgentError::CommandFrozen(command.name())),
+        Decision::Enabled => seen.decision = Audited::Allowed,
+        Decision::Disabled => {
+            seen.decision = Audited::RefusedPolicy;
+            return Err(AgentError::CommandDisabled(command.name()));
+        }
+        Decision::Frozen => {
+            seen.decision = Audited::RefusedFrozen;
+            return Err(AgentError::CommandFrozen(command.name()));
+        }
     }
     let spec = command.spec();
     let args = args::check(spec.args, arguments)?;

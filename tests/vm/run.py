@@ -35,6 +35,8 @@ ORDER = [
     "host_reconnects_keep_the_half_read_request_then_50_delimited_syncs",
     "isa_serial_transport_handshake_and_commands",
     "fsfreeze_blocks_writer_until_thaw",
+    "audit_records_made_while_frozen_appear_after_thaw_in_order",
+    "audit_ring_overflow_keeps_the_newest_and_says_how_many_were_dropped",
     "fsfreeze_survives_agent_crash_and_restart",
     "front_killed_while_frozen_is_thawed_by_the_helper",
     "sigterm_while_frozen_thaws_then_exits_0",

@@ -169,3 +169,17 @@ fn non_utf8_paths_pass_and_non_utf8_names_fail() {
     let r = parse_with_reader(&args, None, |_| Err(io::Error::from(io::ErrorKind::NotFound)));
     assert_eq!(r, Err(CliError::NotUtf8 { option: "-b" }));
 }
+
+#[test]
+fn audit_scope_and_file_come_from_the_option_or_the_key_and_a_bad_scope_is_an_error() {
+    use crate::config::AuditScope;
+    assert_eq!(config(run(&[])).audit, AuditScope::Changes);
+    assert_eq!(config(run(&["--audit=all"])).audit, AuditScope::All);
+    assert_eq!(config(with_conf(&[], "[general]\naudit=off\naudit-file=/var/log/qga-audit\n")).audit, AuditScope::Off);
+    assert_eq!(
+        config(with_conf(&[], "[general]\naudit-file=/var/log/qga-audit\n")).audit_file.as_deref(),
+        Some(std::path::Path::new("/var/log/qga-audit"))
+    );
+    assert_eq!(error(run(&["--audit", "some"])), CliError::InvalidAudit("some".to_string()));
+    assert_eq!(error(run(&["--audit", "some"])).to_string(), "invalid audit scope: some (changes, all or off)");
+}

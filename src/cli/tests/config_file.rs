@@ -64,6 +64,8 @@ fn config_file_sets_every_key() {
             user: Some("qga".to_string()),
             policy: Some("/etc/qga.policy".into()),
             sandbox: crate::config::SandboxMode::Enforce,
+            audit: crate::config::AuditScope::All,
+            audit_file: Some("/var/log/qga-audit.log".into()),
         }
     );
 }

@@ -72,4 +72,6 @@ block-rpcs=guest-exec
 allow-rpcs=guest-ping
 user=qga
 policy=/etc/qga.policy
+audit=all
+audit-file=/var/log/qga-audit.log
 ";

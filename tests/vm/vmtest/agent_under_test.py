@@ -41,7 +41,12 @@ class AgentUnderTest:
         return "qemu-ga-rs" if self.flavour == "rs" else "reference qemu-ga"
 
     def argv(self, method, path, statedir, logfile):
-        return self.base_argv + ["-m", method, "-p", path, "-t", statedir, "-l", logfile] + self._policy_args()
+        return (self.base_argv + ["-m", method, "-p", path, "-t", statedir, "-l", logfile] + self._policy_args()
+                + self._audit_args(logfile))
+
+    def _audit_args(self, logfile):
+        # qemu-ga-rs's audit trail next to its log (/tmp/qga.log -> /tmp/qga-audit.log).
+        return [] if self.is_reference else ["--audit-file", logfile.replace(".log", "-audit.log")]
 
     def _policy_args(self):
         return ["--policy", self.policy[1]] if self.policy else []

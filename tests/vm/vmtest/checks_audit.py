@@ -54,3 +54,103 @@ def helper_killed_while_frozen_is_thawed_by_the_launcher(ctx):
     finally:
         if not ok:
             thaw_quietly(ctx)
+
+
+AUDIT_LOG = "/tmp/qga-audit.log"
+OPEN_PATH = "/mnt/data/files/audit-{tag}-{i}"
+
+
+def _audit_lines(ctx):
+    return ctx.guest_sh(f"cat {AUDIT_LOG} 2>/dev/null || true").splitlines()
+
+
+def _field(line, key):
+    """A record's value for key (quotes kept), or None."""
+    for part in line.split(" "):
+        if part.startswith(key + "="):
+            return part[len(key) + 1:]
+    return None
+
+
+def _pipelined_opens(ctx, tag, count):
+    """Sends `count` guest-file-open requests in one write and reads every reply."""
+    agent = ctx.guest.agent
+    data = b"".join(agent.request_bytes("guest-file-open", {"path": OPEN_PATH.format(tag=tag, i=i), "mode": "w"})
+                    for i in range(count))
+    agent._send(data)
+    deadline = time.monotonic() + 120
+    for i in range(count):
+        line = agent._read_line(deadline)
+        ctx.expect(line is not None, f"no reply to pipelined request {i} of {count}")
+
+
+@check(boot="pvh")
+def audit_records_made_while_frozen_appear_after_thaw_in_order(ctx):
+    """While frozen the audit file does not grow (records wait in the front's ring); after
+    thaw it holds, in order: the freeze (allowed), three guest-file-open refused by the frozen
+    rule with their paths, then the thaw. An allowed query (guest-fsfreeze-status) leaves no
+    record by default."""
+    if ctx.agent_spec.is_reference:
+        raise NotApplicable("not applicable to the reference: qemu-ga 7.2 keeps no audit trail")
+    ok = False
+    try:
+        before = len(_audit_lines(ctx))
+        freeze(ctx)
+        for i in range(3):
+            ctx.call_expecting_error("guest-file-open", {"path": OPEN_PATH.format(tag="frozen", i=i), "mode": "w"},
+                                     "CommandNotFound",
+                                     "Command guest-file-open has been disabled: the agent is in frozen state")
+        ctx.call("guest-fsfreeze-status")
+        during = len(_audit_lines(ctx))
+        ctx.expect(during == before, f"the audit file grew while frozen: {before} -> {during} lines")
+        thawed = ctx.call("guest-fsfreeze-thaw")
+        ctx.expect(isinstance(thawed, int) and thawed >= 1, f"thaw answered {thawed!r}")
+        new = _audit_lines(ctx)[before:]
+        commands = [_field(line, "command") for line in new]
+        ctx.note(f"{len(new)} new record(s): {commands}")
+        expected = (['"guest-fsfreeze-freeze"'] + ['"guest-file-open"'] * 3 + ['"guest-fsfreeze-thaw"'])
+        ctx.expect(commands == expected, f"records after thaw: {commands}, expected {expected}")
+        ctx.expect(_field(new[0], "decision") == "allowed" and _field(new[0], "outcome") == "ok", new[0])
+        for i, line in enumerate(new[1:4]):
+            ctx.expect(_field(line, "decision") == "refused" and _field(line, "rule") == "frozen",
+                       f"a request refused while frozen is recorded as: {line}")
+            ctx.expect(_field(line, "class") == "CommandNotFound", line)
+            ctx.expect(_field(line, "arg.path") == f'"{OPEN_PATH.format(tag="frozen", i=i)}"', line)
+        times = [float(_field(line, "time")) for line in new]
+        ctx.expect(times == sorted(times), f"records out of order: {times}")
+        ctx.expect(_field(new[4], "decision") == "allowed" and _field(new[4], "outcome") == "ok", new[4])
+        ok = True
+    finally:
+        if not ok:
+            thaw_quietly(ctx)
+
+
+@check(boot="pvh")
+def audit_ring_overflow_keeps_the_newest_and_says_how_many_were_dropped(ctx):
+    """1100 refused requests while frozen overflow the 1024-record ring: after thaw one record
+    says how many were dropped (the freeze's and the oldest 76 requests': 77), then the newest
+    1024 follow in order, from request 76 to request 1099."""
+    if ctx.agent_spec.is_reference:
+        raise NotApplicable("not applicable to the reference: qemu-ga 7.2 keeps no audit trail")
+    count, ring = 1100, 1024
+    ok = False
+    try:
+        before = len(_audit_lines(ctx))
+        freeze(ctx)
+        _pipelined_opens(ctx, "ring", count)
+        ctx.call("guest-fsfreeze-thaw")
+        new = _audit_lines(ctx)[before:]
+        dropped = count + 1 - ring
+        ctx.expect(len(new) >= ring + 2, f"expected {ring + 2} new records, got {len(new)}")
+        ctx.expect(_field(new[0], "event") == "dropped-while-frozen" and _field(new[0], "count") == str(dropped),
+                   f"the first record after thaw should report {dropped} dropped; got {new[0]!r}")
+        paths = [_field(line, "arg.path") for line in new[1:ring + 1]]
+        expected = [f'"{OPEN_PATH.format(tag="ring", i=i)}"' for i in range(count - ring, count)]
+        ctx.expect(paths == expected, f"the ring's records are not requests {count - ring}..{count - 1} in order: "
+                                      f"first {paths[:2]}, last {paths[-2:]}")
+        ctx.expect(_field(new[ring + 1], "command") == '"guest-fsfreeze-thaw"', new[ring + 1])
+        ctx.note(f"{count} requests while frozen; dropped record: {new[0]}")
+        ok = True
+    finally:
+        if not ok:
+            thaw_quietly(ctx)

@@ -1,0 +1,463 @@
+//! The audit trail: one record per request, to syslog (facility authpriv) and optionally to a
+//! file (`--audit-file`), in one stable `key=value` layout that `man/qemu-ga-rs.8` (AUDIT)
+//! documents and a unit test below holds to.
+//!
+//! While filesystems are frozen nothing may be written where it could block, so records wait
+//! in a bounded ring and are written in order right after thaw; when the ring is full the
+//! oldest records are dropped and one record says how many. The agent's exit path releases the
+//! ring too (the helper has thawed by then), so a freeze that ends with the agent still gets
+//! its records out.
+//!
+//! Which requests are audited is [`Scope`]: by default every command that is not a pure query
+//! (the table's `read_only` flag), every refused request and every request that names no
+//! command; `--audit=all` adds the queries, `--audit=off` turns the trail off.
+
+use crate::json::{writer, Dict, Value};
+use qga_policy::Command;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Records kept while frozen; beyond it the oldest are dropped and counted.
+pub const RING_RECORDS: usize = 1024;
+
+/// Which requests get a record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything but the allowed, successful pure queries.
+    #[default]
+    Changes,
+    /// Every request.
+    All,
+    /// No audit trail.
+    Off,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Changes => "changes",
+            Scope::All => "all",
+            Scope::Off => "off",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Scope> {
+        [Scope::Changes, Scope::All, Scope::Off].into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// What the gate said, and by which rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Enabled by the policy.
+    Allowed,
+    /// Disabled by the policy (file, config keys or `-b`/`-a`).
+    RefusedPolicy,
+    /// Not allowed while frozen.
+    RefusedFrozen,
+    /// The request names no known command.
+    RefusedUnknown,
+    /// The request is not a well-formed command (not an object, bad members, bad JSON).
+    RefusedInvalid,
+}
+
+impl Decision {
+    fn fields(self) -> (&'static str, &'static str) {
+        match self {
+            Decision::Allowed => ("allowed", "policy"),
+            Decision::RefusedPolicy => ("refused", "policy"),
+            Decision::RefusedFrozen => ("refused", "frozen"),
+            Decision::RefusedUnknown => ("refused", "unknown-command"),
+            Decision::RefusedInvalid => ("refused", "invalid-request"),
+        }
+    }
+}
+
+/// One request as the audit trail sees it.
+#[derive(Debug)]
+pub struct Record {
+    pub time: SystemTime,
+    pub channel: &'static str,
+    /// The command's name; `None` when the request names none (or no known one).
+    pub command: Option<&'static str>,
+    /// What the request asked for when it names no known command (bounded).
+    pub requested: Option<String>,
+    pub decision: Decision,
+    /// `None` on success, else the QMP error class.
+    pub error: Option<&'static str>,
+    pub duration: Duration,
+    /// The arguments that matter, in a fixed order (see [`audited_arguments`]).
+    pub args: Vec<(&'static str, Value)>,
+}
+
+/// The arguments recorded for a command: what it touches (path and mode, handle, shutdown
+/// mode, time, vCPUs, trim minimum), never file data, passwords or key material. An
+/// exhaustive match, so a new command is a decision here.
+pub fn audited_arguments(command: Command) -> &'static [&'static str] {
+    match command {
+        Command::FileOpen => &["path", "mode"],
+        Command::FileClose | Command::FileFlush => &["handle"],
+        Command::FileRead => &["handle", "count"],
+        // buf-b64 is file data: only its handle and declared count.
+        Command::FileWrite => &["handle", "count"],
+        Command::FileSeek => &["handle", "offset", "whence"],
+        Command::Shutdown => &["mode"],
+        Command::SetTime => &["time"],
+        Command::SetVcpus => &["vcpus"],
+        Command::Fstrim => &["minimum"],
+        Command::SyncDelimited
+        | Command::Sync
+        | Command::Ping
+        | Command::GetTime
+        | Command::Info
+        | Command::FsfreezeStatus
+        | Command::FsfreezeFreeze
+        | Command::FsfreezeThaw
+        | Command::SuspendDisk
+        | Command::SuspendRam
+        | Command::SuspendHybrid
+        | Command::NetworkGetInterfaces
+        | Command::GetVcpus
+        | Command::GetHostName
+        | Command::GetDevices
+        | Command::GetDiskstats
+        | Command::GetCpustats => &[],
+    }
+}
+
+/// The recorded arguments of a request, taken from its `arguments` object as sent (a value
+/// the schema check later refuses is recorded as it was).
+pub fn pick_arguments(command: Command, arguments: Option<&Dict>) -> Vec<(&'static str, Value)> {
+    let Some(arguments) = arguments else { return Vec::new() };
+    audited_arguments(command).iter().filter_map(|&name| arguments.get(name).map(|v| (name, v.clone()))).collect()
+}
+
+/// Longest text kept of a host-supplied value; the rest is cut and marked.
+const MAX_VALUE_BYTES: usize = 512;
+
+/// Appends `s` as a quoted value: `"` and `\` escaped with a backslash, bytes outside printable
+/// ASCII as `\xNN`, cut after [`MAX_VALUE_BYTES`] with `...` inside the quotes.
+fn quote(out: &mut String, s: &[u8]) {
+    out.push('"');
+    for &b in s.iter().take(MAX_VALUE_BYTES) {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if s.len() > MAX_VALUE_BYTES {
+        out.push_str("...");
+    }
+    out.push('"');
+}
+
+fn push_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Str(s) => quote(out, s),
+        other => {
+            let mut json = Vec::new();
+            writer::write(other, &mut json);
+            quote(out, &json);
+        }
+    }
+}
+
+/// `SECONDS.MICROSECONDS` since the epoch.
+fn stamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+impl Record {
+    /// The record's text (no newline): `time=… channel=… command=… decision=… rule=…
+    /// outcome=… duration_us=…` then `arg.NAME=VALUE` per recorded argument. Fixed tokens are
+    /// bare; everything the host chose is a quoted string.
+    pub fn format(&self) -> String {
+        let (decision, rule) = self.decision.fields();
+        let mut out = format!("time={} channel={} command=", stamp(self.time), self.channel);
+        match (self.command, &self.requested) {
+            (Some(name), _) => quote(&mut out, name.as_bytes()),
+            (None, Some(requested)) => quote(&mut out, requested.as_bytes()),
+            (None, None) => out.push('-'),
+        }
+        out.push_str(&format!(" decision={decision} rule={rule} outcome="));
+        match self.error {
+            None => out.push_str("ok"),
+            Some(class) => {
+                out.push_str("error class=");
+                out.push_str(class);
+            }
+        }
+        out.push_str(&format!(" duration_us={}", self.duration.as_micros()));
+        for (name, value) in &self.args {
+            out.push_str(" arg.");
+            out.push_str(name);
+            out.push('=');
+            push_value(&mut out, value);
+        }
+        out
+    }
+}
+
+/// The record written after thaw when the ring overflowed.
+pub fn dropped_record(time: SystemTime, dropped: usize) -> String {
+    format!("time={} event=dropped-while-frozen count={dropped}", stamp(time))
+}
+
+/// A record of something the agent did on its own (not a request), e.g. a thaw by the
+/// freeze time limit.
+pub fn event_record(time: SystemTime, event: &str, detail: &str) -> String {
+    let mut out = format!("time={} event={event} detail=", stamp(time));
+    quote(&mut out, detail.as_bytes());
+    out
+}
+
+type Syslog = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
+
+struct Trail {
+    scope: Scope,
+    channel: &'static str,
+    file: Option<File>,
+    syslog: Option<Syslog>,
+    frozen: bool,
+    ring: VecDeque<String>,
+    dropped: usize,
+}
+
+thread_local! {
+    static TRAIL: RefCell<Trail> = const { RefCell::new(Trail {
+        scope: Scope::Off,
+        channel: "-",
+        file: None,
+        syslog: None,
+        frozen: false,
+        ring: VecDeque::new(),
+        dropped: 0,
+    }) };
+}
+
+/// Sets the trail up (before the sandbox: the syslog socket is connected here).
+pub fn init(scope: Scope, channel: &'static str, file: Option<File>) {
+    let syslog = if scope == Scope::Off {
+        None
+    } else {
+        syslog::unix(syslog::Formatter3164 {
+            facility: syslog::Facility::LOG_AUTHPRIV,
+            hostname: None,
+            process: "qemu-ga-rs-audit".into(),
+            pid: std::process::id(),
+        })
+        .ok()
+    };
+    TRAIL.with(|t| {
+        let mut t = t.borrow_mut();
+        t.scope = scope;
+        t.channel = channel;
+        t.file = file;
+        t.syslog = syslog;
+    });
+}
+
+pub fn channel() -> &'static str {
+    TRAIL.with(|t| t.borrow().channel)
+}
+
+/// Whether a request gets a record: never with the trail off; queries only with `all`, and
+/// only when they ran (a refused query is audited).
+pub fn wanted(command: Option<Command>, decision: Decision) -> bool {
+    TRAIL.with(|t| match t.borrow().scope {
+        Scope::Off => false,
+        Scope::All => true,
+        Scope::Changes => decision != Decision::Allowed || !command.is_some_and(|c| c.spec().read_only),
+    })
+}
+
+/// Whether the trail is on at all (so a request's time is only taken when it can be used).
+pub fn enabled() -> bool {
+    TRAIL.with(|t| t.borrow().scope != Scope::Off)
+}
+
+/// Writes (or, while frozen, keeps) one record's text.
+pub fn write(line: String) {
+    TRAIL.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.frozen {
+            if t.ring.len() == RING_RECORDS {
+                t.ring.pop_front();
+                t.dropped += 1;
+            }
+            t.ring.push_back(line);
+        } else {
+            t.emit(&line);
+        }
+    });
+}
+
+/// Enters or leaves the frozen state; leaving writes the ring, oldest first, after one record
+/// saying how many were dropped (if any).
+pub fn set_frozen(frozen: bool) {
+    TRAIL.with(|t| {
+        let mut t = t.borrow_mut();
+        t.frozen = frozen;
+        if frozen {
+            return;
+        }
+        let dropped = std::mem::take(&mut t.dropped);
+        if dropped > 0 {
+            t.emit(&dropped_record(SystemTime::now(), dropped));
+        }
+        while let Some(line) = t.ring.pop_front() {
+            t.emit(&line);
+        }
+    });
+}
+
+impl Trail {
+    fn emit(&mut self, line: &str) {
+        if let Some(f) = &mut self.file {
+            let mut bytes = Vec::with_capacity(line.len() + 1);
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+            let _ = f.write_all(&bytes);
+        }
+        if let Some(s) = &mut self.syslog {
+            let _ = s.notice(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, micros: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, micros * 1000)
+    }
+
+    #[test]
+    fn an_allowed_file_open_record_is_the_man_pages_example() {
+        let r = Record {
+            time: at(1_764_849_600, 123_456),
+            channel: "virtio-serial",
+            command: Some("guest-file-open"),
+            requested: None,
+            decision: Decision::Allowed,
+            error: None,
+            duration: Duration::from_micros(187),
+            args: vec![("path", Value::str("/etc/hostname")), ("mode", Value::str("r"))],
+        };
+        let man = include_str!("../man/qemu-ga-rs.8");
+        let line = r.format();
+        assert_eq!(
+            line,
+            "time=1764849600.123456 channel=virtio-serial command=\"guest-file-open\" decision=allowed rule=policy \
+             outcome=ok duration_us=187 arg.path=\"/etc/hostname\" arg.mode=\"r\""
+        );
+        assert!(man.contains(&man_escape(&line)), "the man page's AUDIT example differs from the format");
+    }
+
+    #[test]
+    fn a_refused_record_names_the_rule_and_the_error_class_as_the_man_page_shows() {
+        let r = Record {
+            time: at(1_764_849_601, 5),
+            channel: "virtio-serial",
+            command: Some("guest-shutdown"),
+            requested: None,
+            decision: Decision::RefusedFrozen,
+            error: Some("CommandNotFound"),
+            duration: Duration::from_micros(9),
+            args: vec![("mode", Value::str("halt"))],
+        };
+        let line = r.format();
+        assert_eq!(
+            line,
+            "time=1764849601.000005 channel=virtio-serial command=\"guest-shutdown\" decision=refused rule=frozen \
+             outcome=error class=CommandNotFound duration_us=9 arg.mode=\"halt\""
+        );
+        let man = include_str!("../man/qemu-ga-rs.8");
+        assert!(man.contains(&man_escape(&line)), "the man page's AUDIT example differs from the format");
+        assert!(man.contains(&man_escape(&dropped_record(at(1_764_849_660, 0), 17))));
+    }
+
+    /// The man page writes `\` as `\e` and a leading `-` as `\-`.
+    fn man_escape(line: &str) -> String {
+        line.replace('\\', "\\e").replace('-', "\\-")
+    }
+
+    #[test]
+    fn host_text_is_quoted_escaped_and_bounded() {
+        let mut out = String::new();
+        quote(&mut out, b"a\"b\\c\nd\xff");
+        assert_eq!(out, "\"a\\\"b\\\\c\\x0ad\\xff\"");
+        let mut long = String::new();
+        quote(&mut long, &[b'x'; 600]);
+        assert_eq!(long.len(), 1 + MAX_VALUE_BYTES + 3 + 1);
+        assert!(long.ends_with("...\""));
+    }
+
+    #[test]
+    fn an_unknown_command_is_recorded_quoted_and_lists_print_as_json() {
+        let r = Record {
+            time: at(1, 0),
+            channel: "unix-listen",
+            command: None,
+            requested: Some("guest-exec x".into()),
+            decision: Decision::RefusedUnknown,
+            error: Some("CommandNotFound"),
+            duration: Duration::ZERO,
+            args: vec![],
+        };
+        assert!(r.format().contains(" command=\"guest-exec x\" decision=refused rule=unknown-command "));
+        let mut out = String::new();
+        let vcpu = Dict::new().with("logical-id", Value::Int(1)).with("online", Value::Bool(false));
+        push_value(&mut out, &Value::List(vec![vcpu.into()]));
+        assert_eq!(out, "\"[{\\\"online\\\": false, \\\"logical-id\\\": 1}]\"");
+    }
+
+    #[test]
+    fn file_data_is_never_an_audited_argument() {
+        for c in Command::all() {
+            for a in audited_arguments(c) {
+                assert!(!a.contains("buf") && !a.contains("password") && !a.contains("key"), "{c:?} {a}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_order_drops_the_oldest_and_says_how_many() {
+        init(Scope::Changes, "unix-listen", None);
+        set_frozen(true);
+        for i in 0..RING_RECORDS + 3 {
+            write(format!("r{i}"));
+        }
+        TRAIL.with(|t| {
+            let t = t.borrow();
+            assert_eq!(t.dropped, 3);
+            assert_eq!(t.ring.front().map(String::as_str), Some("r3"));
+            assert_eq!(t.ring.back().map(String::as_str), Some(format!("r{}", RING_RECORDS + 2).as_str()));
+        });
+        set_frozen(false);
+        TRAIL.with(|t| assert!(t.borrow().ring.is_empty() && t.borrow().dropped == 0));
+    }
+
+    #[test]
+    fn queries_are_audited_only_with_all_or_when_refused() {
+        init(Scope::Changes, "-", None);
+        assert!(!wanted(Some(Command::Ping), Decision::Allowed));
+        assert!(wanted(Some(Command::Ping), Decision::RefusedPolicy));
+        assert!(wanted(Some(Command::FileOpen), Decision::Allowed));
+        assert!(wanted(None, Decision::RefusedInvalid));
+        init(Scope::All, "-", None);
+        assert!(wanted(Some(Command::Ping), Decision::Allowed));
+        init(Scope::Off, "-", None);
+        assert!(!wanted(Some(Command::FileOpen), Decision::Allowed));
+    }
+}
