@@ -54,6 +54,8 @@ fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> Resul
 
 /// Runs the agent; returns the process exit status.
 pub fn run(mut config: Config) -> i32 {
+    // Before anything drops the environment or builds the front's view (it binds that file).
+    crate::commands::osinfo::take_override_from_environment();
     // The helper takes absolute paths only; resolve relative ones against the start directory
     // (before a daemon changes it).
     for path in [Some(&mut config.statedir), config.fsfreeze_hook.as_mut()].into_iter().flatten() {
@@ -226,7 +228,11 @@ pub fn run(mut config: Config) -> i32 {
     // 8. Without file commands the front needs no filesystem: give it an empty one. With
     //    them, the real one under a /proc that shows no other process.
     if running_as_root && config.sandbox != SandboxMode::Off {
-        let view = if file_access { view::enter_own_proc() } else { view::enter_empty_view(&config.statedir) };
+        let view = if file_access {
+            view::enter_own_proc()
+        } else {
+            view::enter_empty_view(&config.statedir, &view::query_files(&policy))
+        };
         if let Err(e) = view {
             crate::error!("{e}");
             return EXIT_FAILURE;

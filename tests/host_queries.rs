@@ -1,4 +1,5 @@
-//! The host queries (guest-get-host-name, -cpustats, -diskstats, -devices) over a real socket,
+//! The host queries (guest-get-host-name, -users, -timezone, -osinfo, -devices, -diskstats,
+//! -cpustats) over a real socket,
 //! each answer compared with qemu-ga 7.2's on the same machine: byte for byte where it does
 //! not depend on time, else the same shape and member order and counters that only grow.
 //! The agent runs with the shipped default policy: the front's empty filesystem view and its
@@ -75,7 +76,14 @@ fn argument_errors_match_7_2() {
     let agent = default_agent();
     let reference = Reference::start();
     let (mut ours, mut theirs) = (agent.connect(), reference.connect());
-    for name in ["guest-get-host-name", "guest-get-cpustats", "guest-get-diskstats"] {
+    for name in [
+        "guest-get-host-name",
+        "guest-get-users",
+        "guest-get-timezone",
+        "guest-get-osinfo",
+        "guest-get-cpustats",
+        "guest-get-diskstats",
+    ] {
         for arguments in [r#"{"x":1}"#, "[]", r#""s""#, "{}"] {
             let request = format!(r#"{{"execute":"{name}","arguments":{arguments},"id":7}}"#);
             let line = raw(&mut ours, &request);
@@ -165,4 +173,48 @@ fn diskstats_list_every_device_of_proc_diskstats() {
     let listed: Vec<String> =
         reply["return"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(listed, devices);
+}
+
+#[test]
+fn osinfo_timezone_and_users_are_byte_for_byte_7_2s() {
+    // The same kernel, os-release, /etc/localtime and utmp for both; 7.2 started as its unit
+    // starts it (no TZ), the front in its empty view with the files bound in.
+    let agent = default_agent();
+    let reference = Reference::start();
+    let (mut ours, mut theirs) = (agent.connect(), reference.connect());
+    for request in [
+        r#"{"execute":"guest-get-osinfo","id":1}"#,
+        r#"{"execute":"guest-get-timezone","id":2}"#,
+        r#"{"execute":"guest-get-users","id":3}"#,
+    ] {
+        assert_eq!(raw(&mut ours, request), raw(&mut theirs, request), "{request}");
+    }
+}
+
+#[test]
+fn osinfo_reports_the_kernel_and_os_release_of_the_machine() {
+    let agent = default_agent();
+    let reply = agent.connect().cmd(r#"{"execute":"guest-get-osinfo"}"#);
+    let uts = nix::sys::utsname::uname().unwrap();
+    let info = &reply["return"];
+    assert_eq!(info["kernel-release"], uts.release().to_str().unwrap());
+    assert_eq!(info["kernel-version"], uts.version().to_str().unwrap());
+    assert_eq!(info["machine"], uts.machine().to_str().unwrap());
+    let text = std::fs::read_to_string("/etc/os-release").or_else(|_| std::fs::read_to_string("/usr/lib/os-release"));
+    let text = text.expect("this machine has an os-release");
+    let id = text.lines().find_map(|l| l.strip_prefix("ID=")).expect("os-release has an ID");
+    assert_eq!(info["id"], id.trim_matches('"'));
+}
+
+#[test]
+fn timezone_offset_and_abbreviation_are_the_c_librarys_for_etc_localtime() {
+    let agent = default_agent();
+    let reply = agent.connect().cmd(r#"{"execute":"guest-get-timezone"}"#);
+    // date(1) with no TZ reads /etc/localtime as the agent does.
+    let out = std::process::Command::new("date").env_remove("TZ").arg("+%z %Z").output().expect("date");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (z, name) = text.trim().split_once(' ').unwrap();
+    let sign = if z.starts_with('-') { -1 } else { 1 };
+    let offset = sign * (z[1..3].parse::<i64>().unwrap() * 3600 + z[3..5].parse::<i64>().unwrap() * 60);
+    assert_eq!(reply, serde_json::json!({"return": {"zone": name, "offset": offset}}));
 }

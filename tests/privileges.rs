@@ -134,6 +134,15 @@ fn front_mounts(pid: u32) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+/// The guest files the default policy's host queries read, bound read-only into the empty
+/// view where they exist on this machine (the tests' own list).
+fn query_files_here() -> Vec<&'static str> {
+    ["/var/run/utmp", "/etc/localtime", "/etc/os-release", "/usr/lib/os-release"]
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file()))
+        .collect()
+}
+
 fn is_read_only(options: &str) -> bool {
     options.split(',').any(|o| o == "ro")
 }
@@ -148,7 +157,23 @@ fn without_file_commands_the_front_sees_only_read_only_proc_and_sys() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     entries.sort();
-    assert_eq!(entries, ["proc", "sys"], "the front's filesystem view");
+    let mut expected: Vec<String> = query_files_here()
+        .iter()
+        .map(|f| f.trim_start_matches('/').split('/').next().unwrap().to_string())
+        .chain(["proc".to_string(), "sys".to_string()])
+        .collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(entries, expected, "the front's filesystem view");
+    // Each query file holds what the guest's does, and nothing else of their directories is there.
+    for file in query_files_here() {
+        let seen = std::fs::read(format!("{root}{file}")).unwrap_or_else(|e| panic!("{file} in the view: {e}"));
+        assert_eq!(seen, std::fs::read(file).unwrap(), "{file}");
+    }
+    if std::path::Path::new("/etc/localtime").exists() {
+        let etc: Vec<_> = std::fs::read_dir(format!("{root}/etc")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(etc.len() <= 2, "more than the query files in the view's /etc: {etc:?}");
+    }
     // The guest's own mount table is untouched.
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!host.contains(agent.dir.path().to_str().unwrap()), "the front's mounts leaked into the guest");
@@ -159,8 +184,12 @@ fn finding_3_every_mount_of_the_empty_view_is_read_only_sys_submounts_included()
     require_root();
     let agent = Agent::start(&["--policy", shipped_policy("default").to_str().unwrap()]);
     let mounts = front_mounts(agent.front_pid);
-    let points: Vec<&str> = mounts.iter().map(|m| m.0.as_str()).collect();
-    assert_eq!(points, ["/", "/proc", "/sys"], "no submount of the guest's comes along: {mounts:?}");
+    let mut points: Vec<&str> = mounts.iter().map(|m| m.0.as_str()).collect();
+    points.sort();
+    let mut expected = vec!["/", "/proc", "/sys"];
+    expected.extend(query_files_here());
+    expected.sort();
+    assert_eq!(points, expected, "no submount of the guest's comes along: {mounts:?}");
     for (point, options, _, _) in &mounts {
         assert!(is_read_only(options), "{point} is writable: {options}");
     }
@@ -364,4 +393,17 @@ fn front_and_helper_share_one_cpu_and_the_launcher_keeps_the_original_affinity()
     let launcher = children_of(agent.helper_pid);
     assert_eq!(launcher.len(), 1, "the helper has exactly one child, its launcher: {launcher:?}");
     assert_eq!(allowed_cpus(launcher[0]), original, "programs the launcher runs keep the agent's original affinity");
+}
+
+#[test]
+fn a_query_file_is_bound_into_the_view_only_while_its_command_is_enabled() {
+    require_root();
+    let agent = Agent::start(&[
+        "--policy",
+        shipped_policy("default").to_str().unwrap(),
+        "-b",
+        "guest-get-osinfo,guest-get-timezone,guest-get-users",
+    ]);
+    let points: Vec<String> = front_mounts(agent.front_pid).into_iter().map(|m| m.0).collect();
+    assert_eq!(points, ["/", "/proc", "/sys"], "query files of disabled commands were bound");
 }

@@ -65,6 +65,9 @@ pub enum Command {
     GetVcpus,
     SetVcpus,
     GetHostName,
+    GetUsers,
+    GetTimezone,
+    GetOsinfo,
     GetDevices,
     GetDiskstats,
     GetCpustats,
@@ -101,7 +104,7 @@ macro_rules! row {
 }
 
 /// The table, in schema order. `Command as usize` indexes it.
-pub const TABLE: [CommandSpec; 27] = [
+pub const TABLE: [CommandSpec; 30] = [
     row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
@@ -126,6 +129,9 @@ pub const TABLE: [CommandSpec; 27] = [
     row!(GetVcpus, "guest-get-vcpus", [], Front, frozen: false, reply: true, ro: true),
     row!(SetVcpus, "guest-set-vcpus", [req("vcpus", VcpuList)], Helper, frozen: false, reply: true, ro: false),
     row!(GetHostName, "guest-get-host-name", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetUsers, "guest-get-users", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetTimezone, "guest-get-timezone", [], Front, frozen: false, reply: true, ro: true),
+    row!(GetOsinfo, "guest-get-osinfo", [], Front, frozen: false, reply: true, ro: true),
     row!(GetDevices, "guest-get-devices", [], Front, frozen: false, reply: true, ro: true),
     row!(GetDiskstats, "guest-get-diskstats", [], Front, frozen: false, reply: true, ro: true),
     row!(GetCpustats, "guest-get-cpustats", [], Front, frozen: false, reply: true, ro: true),

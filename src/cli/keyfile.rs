@@ -148,6 +148,11 @@ impl KeyFile {
         self.entry(group, key).map(|e| e.line)
     }
 
+    /// A value as written, escapes not decoded (`g_key_file_get_value`); `None` if absent.
+    pub fn get_value(&self, group: &str, key: &str) -> Option<&[u8]> {
+        self.entry(group, key).map(|e| e.raw.as_slice())
+    }
+
     /// A string value, escapes decoded (`g_key_file_get_string`); `None` if absent.
     pub fn get_string(&self, group: &str, key: &str) -> Option<Result<String, KeyFileError>> {
         let e = self.entry(group, key)?;

@@ -6,10 +6,13 @@ pub mod file;
 pub mod fsfreeze;
 pub mod host;
 pub mod network;
+pub mod osinfo;
 pub mod power;
 pub mod stats;
 pub mod sync;
 pub mod time;
+pub mod timezone;
+pub mod users;
 pub mod vcpus;
 
 use crate::json::Value;
@@ -69,6 +72,9 @@ pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, Ag
         Command::GetVcpus => vcpus::get(),
         Command::SetVcpus => vcpus::set(agent, args),
         Command::GetHostName => host::get_host_name(),
+        Command::GetUsers => users::get_users(),
+        Command::GetTimezone => timezone::get_timezone(),
+        Command::GetOsinfo => osinfo::get_osinfo(),
         // The gate never lets it through (it is unavailable on Linux); the answer is the gate's.
         Command::GetDevices => Err(AgentError::CommandDisabled(command.name())),
         Command::GetDiskstats => stats::get_diskstats(),

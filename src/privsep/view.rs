@@ -1,6 +1,8 @@
 //! The front's view of the filesystem. When no `guest-file-*` command is enabled: a private
 //! mount namespace whose root is an empty read-only tmpfs holding only a read-only procfs of
-//! its own (network statistics) and a read-only sysfs (vcpus). Everything the front needs
+//! its own (network statistics, cpu and disk counters), a read-only sysfs (vcpus) and
+//! read-only binds of exactly the guest files the enabled host queries read (os-release, the
+//! time zone, utmp: [`query_files`]). Everything the front needs
 //! beyond that is already open (channel, log, state file, helper socket, syslog socket). With
 //! file commands enabled the front keeps the real filesystem (those commands are defined on
 //! it; the front's own user and seccomp filter confine them) under a procfs of its own. Either
@@ -10,7 +12,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{chdir, mkdir, pivot_root};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
 pub struct ViewError {
@@ -48,12 +50,58 @@ fn mount_own_proc(target: &Path) -> Result<(), ViewError> {
     step("mounting a procfs of its own", mount(Some("proc"), target, Some("proc"), RO, Some(PROC_OPTIONS)))
 }
 
+/// The guest files the host queries read, each needed only while its command is enabled:
+/// utmp (guest-get-users), /etc/localtime (guest-get-timezone) and the os-release files
+/// (guest-get-osinfo). A missing file is left out of the view, as the command then answers as
+/// 7.2 does without it.
+pub fn query_files(policy: &qga_policy::Policy) -> Vec<PathBuf> {
+    use qga_policy::Command;
+    let mut files = Vec::new();
+    if policy.is_enabled(Command::GetUsers) {
+        files.push(PathBuf::from("/var/run/utmp"));
+    }
+    if policy.is_enabled(Command::GetTimezone) {
+        files.push(PathBuf::from("/etc/localtime"));
+    }
+    if policy.is_enabled(Command::GetOsinfo) {
+        files.extend(crate::commands::osinfo::os_release_paths());
+    }
+    files
+}
+
+/// Binds one guest file, read-only, at the same path in the new root. The bind follows
+/// symbolic links (/etc/localtime to its zone file, /var/run to /run) and holds the file as
+/// it is now: one rewritten in place (utmp) stays current, one replaced by another file (a new
+/// time zone link) shows after a restart.
+fn bind_file(root: &Path, source: &Path) -> Result<(), ViewError> {
+    match std::fs::metadata(source) {
+        Ok(m) if m.is_file() && source.is_absolute() => {}
+        _ => return Ok(()),
+    }
+    let relative = source.strip_prefix("/").unwrap_or(source);
+    let target = root.join(relative);
+    let mut dir = root.to_path_buf();
+    for part in relative.parent().into_iter().flat_map(|p| p.components()) {
+        dir.push(part);
+        match mkdir(&dir, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(errno) => return Err(ViewError { step: "creating a directory for a query file", errno }),
+        }
+    }
+    std::fs::File::create(&target).map_err(|e| ViewError {
+        step: "creating a mount point for a query file",
+        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+    })?;
+    step("binding a query file", mount(Some(source), &target, NONE, MsFlags::MS_BIND, NONE))?;
+    step("making a query file read-only", mount(NONE, &target, NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | RO, NONE))
+}
+
 /// Replaces the front's root with the empty view. `mount_point` is any existing directory
 /// (the state directory): the new root is mounted over it inside the private namespace only,
 /// so no one else sees it. /proc and /sys are fresh instances rather than binds of the guest's,
 /// so no submount of the guest's (securityfs, cgroup, debugfs, binfmt_misc...) comes along:
 /// every mount in the view is read-only.
-pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
+pub fn enter_empty_view(mount_point: &Path, files: &[PathBuf]) -> Result<(), ViewError> {
     own_namespace(MsFlags::MS_PRIVATE)?;
     // The new root: a tiny tmpfs with two mount points.
     step(
@@ -74,6 +122,9 @@ pub fn enter_empty_view(mount_point: &Path) -> Result<(), ViewError> {
     }
     mount_own_proc(&mount_point.join("proc"))?;
     step("mounting sysfs", mount(Some("sysfs"), &mount_point.join("sys"), Some("sysfs"), RO, NONE))?;
+    for file in files {
+        bind_file(mount_point, file)?;
+    }
     step("making the new root read-only", mount(NONE, mount_point, NONE, MsFlags::MS_REMOUNT | RO, NONE))?;
     // Swap roots and drop the old one entirely.
     step("entering the new root", chdir(mount_point))?;

@@ -1,0 +1,165 @@
+//! guest-get-osinfo: the kernel's uname fields and the os-release fields 7.2 reports, read
+//! from /etc/os-release, else /usr/lib/os-release (bound read-only into the front's empty
+//! view), parsed as 7.2 does: the file as a GKeyFile group, each value through 7.2's quote
+//! handling ([`replace_special`]). 7.2's `QGA_OS_RELEASE` (a file to read instead, QEMU's own
+//! tests use it) is taken from the environment at start-up, before the front drops it.
+
+use crate::cli::keyfile::KeyFile;
+use crate::json::{Dict, Value};
+use crate::qmp::AgentError;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+
+/// `QGA_OS_RELEASE` as found at start-up (resolved to an absolute path where it exists, so the
+/// same path can be bound into the empty view and read there).
+static OVERRIDE: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Records `QGA_OS_RELEASE`; called once at start-up while the environment is still there.
+pub fn take_override_from_environment() {
+    let value = std::env::var_os("QGA_OS_RELEASE").map(|p| std::fs::canonicalize(&p).unwrap_or_else(|_| p.into()));
+    let _ = OVERRIDE.set(value);
+}
+
+/// The files guest-get-osinfo reads, in order: the override alone, else the two standard ones.
+pub fn os_release_paths() -> Vec<PathBuf> {
+    match OVERRIDE.get() {
+        Some(Some(p)) => vec![p.clone()],
+        _ => OS_RELEASE.iter().map(PathBuf::from).collect(),
+    }
+}
+
+/// The os-release keys 7.2 reports, with their member names.
+const FIELDS: [(&str, &str); 7] = [
+    ("id", "ID"),
+    ("name", "NAME"),
+    ("pretty-name", "PRETTY_NAME"),
+    ("version", "VERSION"),
+    ("version-id", "VERSION_ID"),
+    ("variant", "VARIANT"),
+    ("variant-id", "VARIANT_ID"),
+];
+
+pub fn get_osinfo() -> Result<Value, AgentError> {
+    let uts = nix::sys::utsname::uname().map_err(|e| AgentError::os("uname failed", e))?;
+    let mut info = Dict::new()
+        .with("kernel-version", Value::str(uts.version().as_bytes()))
+        .with("kernel-release", Value::str(uts.release().as_bytes()))
+        .with("machine", Value::str(uts.machine().as_bytes()));
+    if let Some(keys) = os_release_paths().iter().find_map(|path| parse_os_release(path)) {
+        for (member, key) in FIELDS {
+            if let Some(raw) = keys.get_value("os-release", key) {
+                info = info.with(member, Value::str(replace_special(raw)));
+            }
+        }
+    }
+    Ok(info.into())
+}
+
+/// One os-release file as 7.2 reads it: whole, UTF-8, and a valid key file once a group line
+/// is put before it; otherwise logged and skipped.
+fn parse_os_release(path: &Path) -> Option<KeyFile> {
+    let shown = path.display().to_string();
+    let content = match std::fs::read(path) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::slog!("failed to read '{shown}', error: {}", failed_to_open(&shown, &e));
+            return None;
+        }
+    };
+    parse_content(&shown, &content)
+}
+
+fn parse_content(path: &str, content: &[u8]) -> Option<KeyFile> {
+    if std::str::from_utf8(content).is_err() {
+        crate::slog!("file is not utf-8 encoded: {path}");
+        return None;
+    }
+    let data = [b"[os-release]\n".as_slice(), content].concat();
+    match KeyFile::parse(&data) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            crate::slog!("failed to parse file '{path}', error: {e}");
+            None
+        }
+    }
+}
+
+/// GLib's `g_file_get_contents` message.
+fn failed_to_open(path: &str, e: &std::io::Error) -> String {
+    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    format!("Failed to open file \u{201c}{path}\u{201d}: {}", crate::qmp::error::strerror(errno))
+}
+
+/// 7.2's `ga_osrelease_replace_special`, quirks included: a value not starting with a double
+/// quote is cut at its first blank, then at its first semicolon (a single-quoted value too,
+/// quotes kept); a double-quoted one loses its quotes and the backslash before `$ ' " \ ``.
+/// Without a closing quote, 7.2's in-place copy leaves the rest of the original bytes after
+/// the unescaped text.
+fn replace_special(value: &[u8]) -> Vec<u8> {
+    if value.first() != Some(&b'"') {
+        let mut v = value;
+        if let Some(i) = v.iter().position(|&b| b == b' ') {
+            v = &v[..i];
+        }
+        if let Some(i) = v.iter().position(|&b| b == b';') {
+            v = &v[..i];
+        }
+        return v.to_vec();
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut p = 1;
+    while p < value.len() {
+        if value[p] == b'\\' {
+            // A backslash before another character is kept as it is.
+            if let Some(b'$' | b'\'' | b'"' | b'\\' | b'`') = value.get(p + 1) {
+                p += 1;
+            }
+        } else if value[p] == b'"' {
+            return out;
+        }
+        out.push(value[p]);
+        p += 1;
+    }
+    let written = out.len();
+    out.extend_from_slice(&value[written..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_quoted_values_lose_quotes_and_escapes() {
+        assert_eq!(replace_special(br#""Debian GNU/Linux 12 (bookworm)""#), b"Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(replace_special(br#""a\"b\$c\\d\`e\nf""#), br#"a"b$c\d`e\nf"#);
+        assert_eq!(replace_special(br#""a" tail"#), b"a");
+    }
+
+    #[test]
+    fn unquoted_and_single_quoted_values_are_cut_at_a_blank_or_semicolon() {
+        assert_eq!(replace_special(b"debian"), b"debian");
+        assert_eq!(replace_special(b"12 (bookworm)"), b"12");
+        assert_eq!(replace_special(b"a;b c"), b"a");
+        assert_eq!(replace_special(b"'Debian GNU'"), b"'Debian");
+    }
+
+    #[test]
+    fn an_unclosed_quote_keeps_7_2s_leftover_bytes() {
+        // 7.2 copies in place and never terminates: "abc -> abc + the original's 4th byte.
+        assert_eq!(replace_special(br#""abc"#), b"abcc");
+        assert_eq!(replace_special(br#""a\\b"#), br#"a\b\b"#);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_key_file_or_not_utf8_is_skipped() {
+        assert!(parse_content("x", b"ID=debian\nnot a pair\n").is_none());
+        assert!(parse_content("x", b"ID=\xff\n").is_none());
+        let k = parse_content("x", b"# comment\nID=debian\nID=ubuntu\n\nVERSION_ID=\"12\"\n").unwrap();
+        assert_eq!(k.get_value("os-release", "ID"), Some(&b"ubuntu"[..]));
+        assert_eq!(k.get_value("os-release", "VERSION_ID"), Some(&br#""12""#[..]));
+    }
+}
