@@ -122,6 +122,9 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
         | Command::NetworkGetInterfaces
         | Command::GetVcpus
         | Command::GetHostName
+        | Command::GetUsers
+        | Command::GetTimezone
+        | Command::GetOsinfo
         | Command::GetDevices
         | Command::GetDiskstats
         | Command::GetCpustats => &[],
