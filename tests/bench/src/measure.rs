@@ -15,12 +15,24 @@ pub(crate) struct Round {
     /// MB/s by (direction, size).
     pub(crate) file: HashMap<(&'static str, usize), f64>,
     pub(crate) cpu_10k_pings: f64,
+    /// CPU seconds per request of each host query (agent processes only), by name.
+    pub(crate) cpu_per_query: HashMap<&'static str, f64>,
     pub(crate) cpu_read_64m: f64,
     pub(crate) idle_rss: f64,
     pub(crate) peak_rss: f64,
     pub(crate) rss_after_files: f64,
     pub(crate) client_share: Vec<f64>,
 }
+
+/// The read-only queries 7.2 added that both agents answer: (name, request, a reply marker).
+pub(crate) const HOST_QUERIES: [(&str, &[u8], &[u8]); 6] = [
+    ("guest-get-host-name", b"{\"execute\":\"guest-get-host-name\"}\n", b"host-name"),
+    ("guest-get-users", b"{\"execute\":\"guest-get-users\"}\n", b"\"return\""),
+    ("guest-get-timezone", b"{\"execute\":\"guest-get-timezone\"}\n", b"offset"),
+    ("guest-get-osinfo", b"{\"execute\":\"guest-get-osinfo\"}\n", b"kernel-release"),
+    ("guest-get-diskstats", b"{\"execute\":\"guest-get-diskstats\"}\n", b"\"return\""),
+    ("guest-get-cpustats", b"{\"execute\":\"guest-get-cpustats\"}\n", b"\"return\""),
+];
 
 pub(crate) fn timed_loop(conn: &mut Conn, req: &[u8], n: usize, check: &[u8]) -> (Vec<f64>, f64) {
     let mut lat = Vec::with_capacity(n);
@@ -102,6 +114,15 @@ pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read
     let (lat, rate) = timed_loop(&mut conn, info, cfg.samples, b"supported_commands");
     r.lat.insert("guest-info", lat);
     r.rate.insert("guest-info", rate);
+
+    // The host queries of qemu-ga 7.2 (read-only), each with its latency and CPU per request.
+    for (name, req, check) in HOST_QUERIES {
+        let c0 = cpu_of(&pids);
+        let (lat, rate) = timed_loop(&mut conn, req, cfg.samples, check);
+        r.cpu_per_query.insert(name, (cpu_of(&pids) - c0) / cfg.samples as f64);
+        r.lat.insert(name, lat);
+        r.rate.insert(name, rate);
+    }
 
     // Pipelined guest-ping, 64 outstanding.
     let window = 64;

@@ -61,6 +61,15 @@ pub(crate) fn report(
         add(format!("{name} p99"), both(&|k| pct(&pooled(k, name), 0.99) * 1e6), "µs", None);
         add(format!("{name} req/s (1 outstanding)"), both(&|k| agg(k, &|r| r.rate[name])), "req/s", None);
     }
+    for (name, _, _) in crate::measure::HOST_QUERIES {
+        add(format!("{name} p50"), both(&|k| pct(&pooled(k, name), 0.5) * 1e6), "µs", Some((true, 0.5)));
+        add(
+            format!("{name} CPU per request"),
+            both(&|k| agg(k, &|r| r.cpu_per_query[name]) * 1e6),
+            "µs",
+            Some((true, 0.5)),
+        );
+    }
     add("guest-ping pipelined (window 64)".into(), both(&|k| agg(k, &|r| r.pipelined)), "req/s", Some((false, 4.0)));
     for dirn in ["read", "write"] {
         let max = if dirn == "read" { MAX_READ } else { MAX_WRITE }.min(cfg.payload);
