@@ -35,7 +35,29 @@ fn main() {
         }
         Action::DumpConf(config) => print!("{}", cli::dump(&config)),
         Action::CheckPolicy { config, file } => exit(check_policy(&config, file.as_deref())),
-        Action::Run(config) => exit(start::run(config)),
+        Action::Run(config) => exit(start::run_with(config, parsed.config_file)),
+    }
+}
+
+/// Whether a running agent (the last one started with this state directory, as its start-up
+/// record says) could apply `policy` by a reload.
+fn reload_verdict(config: &config::Config, policy: &qga_policy::Policy) -> String {
+    let record = config.statedir.join(start::SANDBOX_RECORD);
+    let started_with_files = match std::fs::read_to_string(&record).as_deref() {
+        Ok(start::RECORD_WITH_FILES) => Some(true),
+        Ok(start::RECORD_WITHOUT_FILES) => Some(false),
+        _ => None,
+    };
+    match started_with_files {
+        Some(files) => match qga_policy::reload::needs_restart(policy, files) {
+            None => "a running agent applies this policy on SIGHUP (systemctl reload)".to_string(),
+            Some(why) => format!("needs a restart: {why}"),
+        },
+        None if qga_policy::reload::needs_files(policy) => format!(
+            "needs a restart unless the running agent started with file commands ({} does not say)",
+            record.display()
+        ),
+        None => "a running agent applies this policy on SIGHUP (systemctl reload)".to_string(),
     }
 }
 
@@ -48,6 +70,7 @@ fn check_policy(config: &config::Config, file: Option<&std::path::Path>) -> i32 
             for w in effective.warnings() {
                 println!("warning: {w}");
             }
+            println!("reload: {}", reload_verdict(config, effective.policy()));
             0
         }
         Err(e) => {

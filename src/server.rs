@@ -1,7 +1,7 @@
 //! The front's single-threaded poll loop. The connection is served in one straight loop
 //! (write, read, dispatch) in which requests wait, in the kernel's buffer, while too many reply
 //! bytes are unsent; the loop also relays the helper's log, watches the helper and handles
-//! termination signals.
+//! signals: termination, and SIGHUP, which reloads the policy between two requests.
 
 use crate::channel::{self, Channel};
 use crate::commands::Agent;
@@ -10,7 +10,7 @@ use crate::qmp::dispatch;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use polling::{Event, Events, PollMode, Poller};
-use qga_protocol::Reply;
+use qga_protocol::{Reply, Request};
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::ControlFlow;
@@ -539,6 +539,9 @@ impl Server {
     fn take_signal(&mut self) -> Result<(), Exit> {
         let Ok(Some(info)) = self.signals.read_signal() else { return Ok(()) };
         let signal = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
+        if signal == Signal::SIGHUP {
+            return self.reload_policy();
+        }
         crate::warning!(
             "received {signal}, exiting{}",
             if self.agent.frozen { " after thawing filesystems" } else { "" }
@@ -557,6 +560,57 @@ impl Server {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Err(Exit::Signal)
+    }
+}
+
+impl Server {
+    /// SIGHUP: the helper re-reads and validates the policy itself and answers with the new
+    /// enabled set, or why nothing changed. Only the gate's policy changes: the channel, the
+    /// parser, open file handles and the frozen state are left as they are.
+    fn reload_policy(&mut self) -> Result<(), Exit> {
+        crate::warning!("received SIGHUP, reloading the policy");
+        let reply = self.agent.helper.call(&Request::Reload);
+        self.relay_helper_log();
+        match reply {
+            Ok(Reply::Reloaded { policy }) => {
+                // The helper already refuses this; the front does not rely on it, since its own
+                // sandbox could not serve the file commands.
+                if let Some(why) = qga_policy::reload::needs_restart(&policy, self.agent.file_access) {
+                    crate::error!("policy reload refused, the policy in force is unchanged: {why}");
+                    return Ok(());
+                }
+                crate::warning!("policy reloaded: {}", describe_change(&self.agent.policy, &policy));
+                self.agent.policy = policy;
+            }
+            Ok(Reply::ReloadRefused { restart: true, reason }) => {
+                crate::warning!("policy reload refused, the policy in force is unchanged: {reason}")
+            }
+            Ok(Reply::ReloadRefused { restart: false, reason }) => {
+                crate::warning!("policy reload refused, the policy in force is unchanged: invalid policy: {reason}")
+            }
+            Ok(other) => crate::error!("unexpected reply to a policy reload from the helper: {other:?}"),
+            Err(_) => {
+                let why = self.agent.helper.lost().unwrap_or("privileged helper lost").to_string();
+                self.relay_last_helper_log();
+                return Err(Exit::HelperLost(why));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "enabled a, b; disabled c" or "no change", for the log.
+fn describe_change(old: &qga_policy::Policy, new: &qga_policy::Policy) -> String {
+    let names = |pick: &dyn Fn(qga_policy::Command) -> bool| {
+        qga_policy::Command::all().filter(|c| pick(*c)).map(|c| c.name()).collect::<Vec<_>>().join(", ")
+    };
+    let enabled = names(&|c| new.is_enabled(c) && !old.is_enabled(c));
+    let disabled = names(&|c| !new.is_enabled(c) && old.is_enabled(c));
+    match (enabled.is_empty(), disabled.is_empty()) {
+        (true, true) => "no change".to_string(),
+        (false, true) => format!("enabled {enabled}"),
+        (true, false) => format!("disabled {disabled}"),
+        (false, false) => format!("enabled {enabled}; disabled {disabled}"),
     }
 }
 

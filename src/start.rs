@@ -9,8 +9,9 @@ use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use qga_policy::reload::{ConfigFile, SOURCE_CONFIG_ALLOW, SOURCE_CONFIG_BLACKLIST, SOURCE_CONFIG_BLOCK};
 use qga_policy::trust;
-use qga_policy::{Command, Effective, ListEntry, Policy, PolicyError};
+use qga_policy::{Effective, ListEntry, Policy, PolicyError};
 use qga_protocol::{frozen, helper_args, placement};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
@@ -24,6 +25,13 @@ pub const EXIT_FAILURE: i32 = 1;
 /// The persistent state file's name inside the state directory (7.2's).
 const STATE_FILE: &str = "qga.state";
 
+/// The start-up sandbox record inside the state directory: whether this agent's front started
+/// with the file commands, so that `--check-policy` can tell whether a reload can apply a file.
+pub const SANDBOX_RECORD: &str = "qga-rs.sandbox";
+/// Its two contents.
+pub const RECORD_WITH_FILES: &str = "file-commands=enabled\n";
+pub const RECORD_WITHOUT_FILES: &str = "file-commands=disabled\n";
+
 fn entries(list: &[NamedRpc]) -> Vec<ListEntry> {
     list.iter().map(|r| ListEntry::new(r.name.clone(), r.source.clone())).collect()
 }
@@ -33,16 +41,7 @@ fn entries(list: &[NamedRpc]) -> Vec<ListEntry> {
 /// someone other than root or the agent's user could have written (see [`trust`]).
 pub fn effective_policy(config: &Config, file: Option<&Path>) -> Result<Effective, PolicyError> {
     let explicit = file.or(config.policy.as_deref());
-    let path = explicit.unwrap_or(Path::new(qga_policy::DEFAULT_PATH));
-    match trust::check_file_to_act_on(path) {
-        Ok(()) => {}
-        // A missing file is the loader's to report (or, at the default path, to replace with
-        // the built-in default).
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(PolicyError::Untrusted { reason: e.to_string() }),
-    }
-    let policy_file = qga_policy::load_configured(explicit)?;
-    qga_policy::merge(&policy_file, &entries(&config.block_rpcs), &entries(&config.allow_rpcs))
+    qga_policy::reload::effective(explicit, &entries(&config.block_rpcs), &entries(&config.allow_rpcs))
 }
 
 /// Opens a file that start-up needs before giving up root, outside the state directory (the
@@ -52,13 +51,21 @@ fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> Resul
     trust::open_file_to_write(path, trust::WriteOpen { append, create: !frozen, mode })
 }
 
-/// Runs the agent; returns the process exit status.
-pub fn run(mut config: Config) -> i32 {
+/// Runs the agent without a config file to re-read on a reload; returns the process exit status.
+pub fn run(config: Config) -> i32 {
+    run_with(config, None)
+}
+
+/// Runs the agent; `config_file` is the config file start-up looked for, which a policy reload
+/// re-reads for its lists. Returns the process exit status.
+pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     // Before anything drops the environment or builds the front's view (it binds that file).
     crate::commands::osinfo::take_override_from_environment();
     // The helper takes absolute paths only; resolve relative ones against the start directory
     // (before a daemon changes it).
-    for path in [Some(&mut config.statedir), config.fsfreeze_hook.as_mut()].into_iter().flatten() {
+    for path in
+        [Some(&mut config.statedir), config.fsfreeze_hook.as_mut(), config.policy.as_mut()].into_iter().flatten()
+    {
         if let Ok(abs) = std::path::absolute(&*path) {
             *path = abs;
         }
@@ -73,7 +80,7 @@ pub fn run(mut config: Config) -> i32 {
         }
     };
     let policy = effective.policy().clone();
-    let file_access = Command::all().any(|c| c.name().starts_with("guest-file-") && policy.is_enabled(c));
+    let file_access = qga_policy::reload::needs_files(&policy);
 
     // The freeze hook root runs (a missing one is reported when it is run, as 7.2 does).
     if let Some(hook) = &config.fsfreeze_hook {
@@ -111,6 +118,17 @@ pub fn run(mut config: Config) -> i32 {
             return EXIT_FAILURE;
         }
     };
+    // The sandbox record (not while frozen: writing to a frozen filesystem blocks).
+    if !frozen {
+        let how = trust::WriteOpen { append: false, create: true, mode: 0o644 };
+        let text = if file_access { RECORD_WITH_FILES } else { RECORD_WITHOUT_FILES };
+        let written = trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(SANDBOX_RECORD), how)
+            .map_err(|e| e.to_string())
+            .and_then(|mut f| f.set_len(0).and_then(|()| f.write_all(text.as_bytes())).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("qemu-ga-rs: warning: start-up sandbox record not written: {e}");
+        }
+    }
     drop(statedir);
 
     // 3. The log.
@@ -211,7 +229,8 @@ pub fn run(mut config: Config) -> i32 {
     // 7. The privileged helper, with the policy it re-checks every request against.
     //    Front and helper share one CPU, the one the front runs on now (see placement).
     let cpu = placement::current_cpu();
-    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu)) {
+    let reload = ReloadArgs { config_file: config_file.as_ref(), front_files: file_access };
+    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload)) {
         Ok(h) => h,
         Err(e) => {
             crate::error!("failed to start the privileged helper: {e}");
@@ -262,8 +281,14 @@ pub fn run(mut config: Config) -> i32 {
     //     after a thaw and, with file commands, the state file holding the handle counter.
     let truncatable: Vec<RawFd> =
         pidfile_on_thaw.iter().chain(state.iter().filter(|_| file_access)).map(AsRawFd::as_raw_fd).collect();
-    let agent =
-        Agent { policy, frozen, files: Handles::new(state), helper: HelperLink::new(helper.socket), pidfile_on_thaw };
+    let agent = Agent {
+        policy,
+        frozen,
+        files: Handles::new(state),
+        helper: HelperLink::new(helper.socket),
+        pidfile_on_thaw,
+        file_access,
+    };
     let mut server = match Server::new(channel, agent, helper.child, helper.log, signals) {
         Ok(s) => s,
         Err(e) => {
@@ -289,7 +314,23 @@ pub fn run(mut config: Config) -> i32 {
     }
 }
 
-fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>) -> Vec<OsString> {
+/// What the helper needs to re-read the policy on a reload, as start-up resolved it.
+struct ReloadArgs<'a> {
+    config_file: Option<&'a ConfigFile>,
+    /// The front's sandbox includes the file commands.
+    front_files: bool,
+}
+
+/// The command line's part of a list (the config file's part is re-read by the helper).
+fn command_line_entries(list: &[NamedRpc], source: &str) -> Vec<ListEntry> {
+    let config_sources = [SOURCE_CONFIG_BLOCK, SOURCE_CONFIG_BLACKLIST, SOURCE_CONFIG_ALLOW];
+    list.iter()
+        .filter(|r| !config_sources.contains(&r.source.as_str()))
+        .map(|r| ListEntry::new(&r.name, source))
+        .collect()
+}
+
+fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>, reload: ReloadArgs) -> Vec<OsString> {
     helper_args::Args {
         statedir: config.statedir.clone(),
         enabled: helper_args::helper_commands(policy),
@@ -297,6 +338,13 @@ fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>) -> Vec<OsSt
         hook_timeout: helper_args::DEFAULT_HOOK_TIMEOUT,
         sandbox: config.sandbox,
         cpu,
+        reload: qga_policy::reload::Sources {
+            policy: config.policy.clone(),
+            config: reload.config_file.cloned(),
+            block: command_line_entries(&config.block_rpcs, helper_args::CLI_BLOCK_SOURCE),
+            allow: command_line_entries(&config.allow_rpcs, helper_args::CLI_ALLOW_SOURCE),
+        },
+        front_files: reload.front_files,
     }
     .to_argv()
 }

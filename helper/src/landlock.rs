@@ -7,7 +7,10 @@
 //! - read its own `/proc/self` (mountinfo);
 //! - read and write `/sys/devices/system/cpu` (cpuN/online), `/sys/power/state` and
 //!   `/dev/rtc0` (with its ioctls, where the kernel controls device ioctls);
-//! - create, write and remove regular files in the state directory (the freeze marker).
+//! - create, write and remove regular files in the state directory (the freeze marker);
+//! - read files in the directories of the policy file and the config file, which a reload
+//!   re-reads (directories, not the files: an editor replaces a file by renaming a new one over
+//!   it, and a rule on the old file would not cover the new one).
 //!
 //! Everything else it opens, creates, removes or renames is refused with EACCES. The launcher
 //! was forked before, so it and what it runs (shutdown, the freeze hook) are not restricted.
@@ -17,7 +20,7 @@
 //! with it left out of the LSM list) leaves the helper as it was, and the helper logs that.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -80,15 +83,36 @@ pub fn handled_rights(abi: i32) -> u64 {
 }
 
 /// What each path may be used for, with why. Rights the kernel does not handle are masked off.
-pub fn rules(statedir: &Path) -> Vec<(&Path, u64, &'static str)> {
-    vec![
+pub fn rules<'a>(statedir: &'a Path, reread: &'a [PathBuf]) -> Vec<(&'a Path, u64, &'static str)> {
+    let mut rules = vec![
         (Path::new("/"), READ_DIR, "freeze, thaw and trim open every mount point as a directory"),
         (Path::new("/proc/self"), READ_FILE, "the helper's own mountinfo"),
         (Path::new(SYSFS_CPU), READ_FILE | WRITE_FILE, "set-vcpus: cpuN/online"),
         (Path::new(SYS_POWER_STATE), READ_FILE | WRITE_FILE, "suspend's kernel fallback"),
         (Path::new(RTC_DEVICE), READ_FILE | WRITE_FILE | IOCTL_DEV, "set-time: RTC_RD_TIME, RTC_SET_TIME"),
         (statedir, READ_FILE | WRITE_FILE | MAKE_REG | REMOVE_FILE, "the freeze marker"),
-    ]
+    ];
+    rules.extend(reread.iter().map(|dir| (dir.as_path(), READ_FILE, "a reload re-reads the policy and config files")));
+    rules
+}
+
+/// The directories a reload reads files in: those of the policy file (as named and as resolved,
+/// for a symbolic link) and of the config file.
+pub fn reread_directories(sources: &qga_policy::reload::Sources) -> Vec<PathBuf> {
+    let policy = sources.policy.clone().unwrap_or_else(|| PathBuf::from(qga_policy::DEFAULT_PATH));
+    let config = sources.config.as_ref().map(|c| c.path.clone());
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in std::iter::once(policy).chain(config) {
+        let resolved = std::fs::canonicalize(&file).ok();
+        for path in std::iter::once(file).chain(resolved) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+    }
+    dirs
 }
 
 /// How [`restrict`] ended.
@@ -132,6 +156,11 @@ pub fn abi_version() -> Result<i32, Errno> {
 /// (demote does). A path that does not exist gets no rule (what needs it then fails as it would
 /// have anyway); a path that cannot be opened otherwise is an error.
 pub fn restrict(statedir: &Path) -> Result<Restricted, LandlockError> {
+    restrict_with(statedir, &[])
+}
+
+/// [`restrict`], also letting files be read in `reread` (see [`reread_directories`]).
+pub fn restrict_with(statedir: &Path, reread: &[PathBuf]) -> Result<Restricted, LandlockError> {
     let abi = match abi_version() {
         Ok(v) => v,
         // ENOSYS: a kernel built without it; EOPNOTSUPP: built but not enabled at boot; EPERM: an
@@ -151,7 +180,7 @@ pub fn restrict(statedir: &Path) -> Result<Restricted, LandlockError> {
     }
     // SAFETY: the call returned a new descriptor that nothing else owns.
     let ruleset = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-    for (path, rights, _why) in rules(statedir) {
+    for (path, rights, _why) in rules(statedir, reread) {
         let parent = match open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
@@ -199,7 +228,8 @@ mod tests {
 
     #[test]
     fn only_the_state_directory_may_be_written_to_as_a_directory() {
-        let rules = rules(Path::new("/var/lib/qemu-ga-rs"));
+        let reread = [PathBuf::from("/etc/qemu-ga-rs")];
+        let rules = rules(Path::new("/var/lib/qemu-ga-rs"), &reread);
         for (path, rights, why) in &rules {
             assert!(why.len() > 8, "{} has no reason", path.display());
             if rights & (MAKE_REG | REMOVE_FILE) != 0 {
@@ -209,5 +239,25 @@ mod tests {
         }
         // The whole tree is only ever opened as directories.
         assert_eq!(rules[0], (Path::new("/"), READ_DIR, rules[0].2));
+    }
+
+    #[test]
+    fn a_reload_reads_in_the_policy_and_config_directories_only() {
+        let sources = qga_policy::reload::Sources {
+            policy: None,
+            config: Some(qga_policy::reload::ConfigFile {
+                path: PathBuf::from("/nonexistent/qemu/qemu-ga.conf"),
+                required: false,
+            }),
+            ..Default::default()
+        };
+        let dirs = reread_directories(&sources);
+        assert!(dirs.contains(&PathBuf::from("/etc/qemu-ga-rs")), "{dirs:?}");
+        assert!(dirs.contains(&PathBuf::from("/nonexistent/qemu")), "{dirs:?}");
+        for (path, rights, _) in rules(Path::new("/run"), &dirs) {
+            if dirs.iter().any(|d| d == path) {
+                assert_eq!(rights, READ_FILE, "{}", path.display());
+            }
+        }
     }
 }

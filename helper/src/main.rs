@@ -29,7 +29,7 @@ fn start() -> i32 {
         Ok(a) => a,
         Err(e) => {
             log!("{e}");
-            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--cpu N] [--seccomp=log | --no-sandbox]");
+            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--cpu N] [--policy PATH] [--config PATH [--config-required]] [--cli-block NAMES] [--cli-allow NAMES] [--front-files] [--seccomp=log | --no-sandbox]");
             return exit::USAGE;
         }
     };
@@ -79,7 +79,7 @@ fn start() -> i32 {
     // After demote (no_new_privs is set) and before the seccomp filter (which does not allow
     // the Landlock calls): the filesystem narrowed to what the operations touch.
     if args.sandbox != SandboxMode::Off {
-        match landlock::restrict(&args.statedir) {
+        match landlock::restrict_with(&args.statedir, &landlock::reread_directories(&args.reload)) {
             Ok(Restricted::Enforced(abi)) => log!("landlock enforced (ABI {abi}): filesystem access narrowed"),
             Ok(Restricted::Unavailable(e)) => {
                 log!("landlock is unavailable ({}): filesystem access not narrowed", e.desc())
@@ -111,8 +111,8 @@ fn start() -> i32 {
     // SAFETY: fd 3 was checked above to be an open socket; by the start-up contract nothing
     // else in this process owns it, and from here on only this UnixStream does.
     let mut chan = unsafe { UnixStream::from_raw_fd(REQUEST_FD) };
-    let ops = System::new(launcher, &args.statedir, args.hook, args.hook_timeout);
-    let mut server = Server::new(ops, args.enabled, frozen);
+    let ops = System::new(launcher, &args.statedir, args.hook, args.hook_timeout).with_reload_sources(args.reload);
+    let mut server = Server::new(ops, args.enabled, frozen).with_front_files(args.front_files);
     let status = serve::run(&mut server, &mut chan);
     log!("exiting with status {status}");
     status

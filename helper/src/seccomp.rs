@@ -58,6 +58,12 @@ pub const TABLE: &[Allowed<'static>] = &[
     allow!(SYS_statx, "the marker's existence; std's size hint when reading mountinfo"),
     allow!(SYS_newfstatat, "btrfs: whether a mount's source is a block device (stat)"),
     allow!(SYS_fstat, "metadata of an open file (C libraries without newfstatat for it)"),
+    // A policy reload: the trust checks resolve the policy and config paths (realpath) and
+    // compare owners with the helper's own uid.
+    #[cfg(target_arch = "x86_64")]
+    allow!(SYS_readlink, "policy reload: realpath of the policy and config files (glibc's readlink)"),
+    allow!(SYS_readlinkat, "policy reload: realpath where there is no readlink"),
+    allow!(SYS_geteuid, "policy reload: a file not owned by root is compared with the helper's own uid"),
     #[cfg(target_arch = "x86_64")]
     allow!(SYS_unlink, "thaw: removing the marker (std's remove_file)"),
     allow!(SYS_unlinkat, [eq(2, 0)], "thaw: removing the marker where there is no unlink; never a directory"),

@@ -44,6 +44,9 @@ pub trait Operations {
     fn suspend(&mut self, mode: SuspendMode) -> Result<(), String>;
     fn set_vcpus(&mut self, vcpus: &[VcpuState]) -> Result<i64, String>;
     fn set_time(&mut self, time_ns: Option<i64>) -> Result<(), String>;
+    /// Reload: reads and validates the policy file and the config file's lists itself; the
+    /// error says why (with file:line), and nothing changes then.
+    fn load_policy(&mut self) -> Result<Policy, String>;
 }
 
 /// Why a request is refused (and the helper exits).
@@ -86,8 +89,11 @@ pub enum Step {
 
 pub struct Server<O: Operations> {
     ops: O,
+    /// The effective policy: from `--enabled` at start, then from each reload that applied.
     policy: Policy,
     frozen: bool,
+    /// The front's sandbox covers the file commands (it started with them enabled).
+    front_files: bool,
 }
 
 fn failed(desc: String) -> Reply {
@@ -96,7 +102,28 @@ fn failed(desc: String) -> Reply {
 
 impl<O: Operations> Server<O> {
     pub fn new(ops: O, policy: Policy, frozen: bool) -> Server<O> {
-        Server { ops, policy, frozen }
+        Server { ops, policy, frozen, front_files: false }
+    }
+
+    /// Says that the front started with the file commands, so a reload may enable them.
+    pub fn with_front_files(mut self, front_files: bool) -> Server<O> {
+        self.front_files = front_files;
+        self
+    }
+
+    /// Reload: the new policy applies only if it validates and the front's start-up sandbox
+    /// covers it; otherwise the old one stays in force and the answer says why. Frozen state and
+    /// everything else are untouched.
+    fn reload(&mut self) -> Reply {
+        let new = match self.ops.load_policy() {
+            Ok(p) => p,
+            Err(reason) => return Reply::ReloadRefused { restart: false, reason },
+        };
+        if let Some(reason) = qga_policy::reload::needs_restart(&new, self.front_files) {
+            return Reply::ReloadRefused { restart: true, reason };
+        }
+        self.policy = new.clone();
+        Reply::Reloaded { policy: new }
     }
 
     pub fn frozen(&self) -> bool {
@@ -162,6 +189,7 @@ impl<O: Operations> Server<O> {
                 Err(e) => failed(e),
             },
             Request::SetTime { time_ns } => self.ops.set_time(time_ns).map_or_else(failed, |()| Reply::Done),
+            Request::Reload => self.reload(),
         };
         Step::Reply(reply)
     }
@@ -233,6 +261,8 @@ mod tests {
         calls: Vec<&'static str>,
         freeze_count: i64,
         freeze_error: Option<String>,
+        /// What the policy file says on a reload (`None`: it does not validate).
+        next_policy: Option<Policy>,
     }
 
     impl Operations for FakeOps {
@@ -266,6 +296,10 @@ mod tests {
         fn set_time(&mut self, _: Option<i64>) -> Result<(), String> {
             self.calls.push("set_time");
             Ok(())
+        }
+        fn load_policy(&mut self) -> Result<Policy, String> {
+            self.calls.push("load_policy");
+            self.next_policy.clone().ok_or_else(|| "policy:2: unknown keyword 'alow'".to_string())
         }
     }
 
@@ -481,5 +515,57 @@ mod tests {
             chan.replies(),
             [Reply::VcpusSet { count: 2 }, Reply::Trimmed { paths: vec![] }, Reply::Done, Reply::Done]
         );
+    }
+
+    #[test]
+    fn a_reload_replaces_the_policy_the_helper_checks_against() {
+        let ops = FakeOps { next_policy: Some(Policy::only([Command::Shutdown])), ..Default::default() };
+        let mut chan = Chan::frames(&[Request::Reload, Request::Shutdown { mode: ShutdownMode::Halt }]);
+        let mut s = Server::new(ops, Policy::only([]), false);
+        assert_eq!(run(&mut s, &mut chan), exit::OK);
+        assert_eq!(chan.replies(), [Reply::Reloaded { policy: Policy::only([Command::Shutdown]) }, Reply::Done]);
+        // And back: a reload that disables it makes the next request a refusal.
+        let ops = FakeOps { next_policy: Some(Policy::only([])), ..Default::default() };
+        let mut chan = Chan::frames(&[Request::Reload, Request::Shutdown { mode: ShutdownMode::Halt }]);
+        let mut s = Server::new(ops, all_enabled(), false);
+        assert_eq!(run(&mut s, &mut chan), exit::REFUSED);
+        assert_eq!(chan.replies(), [Reply::Reloaded { policy: Policy::only([]) }]);
+        assert_eq!(s.ops.calls, ["load_policy"]);
+    }
+
+    #[test]
+    fn an_invalid_file_or_a_wider_front_sandbox_changes_nothing() {
+        let mut chan = Chan::frames(&[Request::Reload, Request::Shutdown { mode: ShutdownMode::Halt }]);
+        let mut s = Server::new(FakeOps::default(), Policy::only([Command::Shutdown]), false);
+        assert_eq!(run(&mut s, &mut chan), exit::OK);
+        let replies = chan.replies();
+        assert!(
+            matches!(&replies[0], Reply::ReloadRefused { restart: false, reason } if reason.starts_with("policy:2:"))
+        );
+        assert_eq!(replies[1], Reply::Done);
+
+        let files = Policy::only([Command::Shutdown, Command::FileOpen]);
+        let ops = FakeOps { next_policy: Some(files.clone()), ..Default::default() };
+        let mut chan = Chan::frames(&[Request::Reload, Request::Shutdown { mode: ShutdownMode::Halt }]);
+        let mut s = Server::new(ops, Policy::only([]), false);
+        assert_eq!(run(&mut s, &mut chan), exit::REFUSED, "the old policy (nothing enabled) stays");
+        assert!(matches!(&chan.replies()[0], Reply::ReloadRefused { restart: true, .. }));
+        // A front that started with file commands may get them back.
+        let ops = FakeOps { next_policy: Some(files.clone()), ..Default::default() };
+        let mut chan = Chan::frames(&[Request::Reload]);
+        let mut s = Server::new(ops, Policy::only([]), false).with_front_files(true);
+        assert_eq!(run(&mut s, &mut chan), exit::OK);
+        assert_eq!(chan.replies(), [Reply::Reloaded { policy: files }]);
+    }
+
+    #[test]
+    fn a_reload_while_frozen_keeps_the_filesystems_frozen() {
+        let ops = FakeOps { next_policy: Some(Policy::only([])), ..Default::default() };
+        let mut chan = Chan::frames(&[Request::Reload, Request::FreezeStatus]);
+        let mut s = Server::new(ops, all_enabled(), true);
+        run(&mut s, &mut chan);
+        assert_eq!(chan.replies()[1], Reply::FreezeState { frozen: true });
+        // The reload touched nothing but the policy; the thaw is the end of input's.
+        assert_eq!(s.ops.calls, ["load_policy", "thaw"]);
     }
 }

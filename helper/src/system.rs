@@ -24,11 +24,25 @@ pub struct System<R: Run> {
     marker: PathBuf,
     hook: Option<PathBuf>,
     hook_timeout: Duration,
+    /// Where a reload reads the policy from.
+    sources: qga_policy::reload::Sources,
 }
 
 impl<R: Run> System<R> {
     pub fn new(launcher: R, statedir: &Path, hook: Option<PathBuf>, hook_timeout: Duration) -> System<R> {
-        System { launcher, marker: freeze::marker_path(statedir), hook, hook_timeout }
+        System {
+            launcher,
+            marker: freeze::marker_path(statedir),
+            hook,
+            hook_timeout,
+            sources: qga_policy::reload::Sources::default(),
+        }
+    }
+
+    /// Where a reload reads the policy from.
+    pub fn with_reload_sources(mut self, sources: qga_policy::reload::Sources) -> System<R> {
+        self.sources = sources;
+        self
     }
 
     fn run_hook(&mut self, phase: HookPhase) -> Result<(), String> {
@@ -39,6 +53,14 @@ impl<R: Run> System<R> {
 }
 
 impl<R: Run> Operations for System<R> {
+    fn load_policy(&mut self) -> Result<qga_policy::Policy, String> {
+        let effective = qga_policy::reload::load(&self.sources).map_err(|e| e.to_string())?;
+        for w in effective.warnings() {
+            log!("policy reload: {w}");
+        }
+        Ok(effective.policy().clone())
+    }
+
     fn freeze(&mut self) -> Result<i64, String> {
         self.run_hook(HookPhase::Freeze)?;
         let mounts = read_mounts().map_err(|e| e.to_string())?;

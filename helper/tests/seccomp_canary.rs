@@ -202,3 +202,15 @@ fn log_mode_lets_a_forbidden_call_through() {
     let end = under_filter(&log, || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
     assert_eq!(end, End::Returned(0, 0));
 }
+
+#[test]
+fn a_policy_reload_may_resolve_paths_and_ask_its_own_uid() {
+    #[cfg(target_arch = "x86_64")]
+    // A zero-sized buffer is refused (EINVAL) before the path is looked at.
+    assert_fails_with("readlink", libc::EINVAL, || sys3(libc::SYS_readlink, ptr(MISSING), 0, 0));
+    assert_fails_with("readlinkat", libc::EINVAL, || {
+        sys5(libc::SYS_readlinkat, libc::AT_FDCWD as u64, ptr(MISSING), 0, 0, 0)
+    });
+    // The canaries run as root, whose uid is 0.
+    canary::assert_succeeds(enforcing(), "geteuid", || sys1(libc::SYS_geteuid, 0));
+}

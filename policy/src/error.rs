@@ -56,6 +56,10 @@ pub enum PolicyError {
     UnknownListName { source: String, name: String, hint: Option<&'static str> },
     /// A `-b`/`-a` entry with a `*`: those lists take exact names, as in qemu-ga.
     GlobInList { source: String, name: String },
+    /// The config file (re-read for its block and allow lists) could not be read.
+    ConfigUnreadable { path: String, message: String },
+    /// The config file is not a valid key file, or a list key's value has an invalid escape.
+    Config { path: String, line: usize, message: String },
 }
 
 /// "; did you mean 'x'?" or nothing.
@@ -129,6 +133,8 @@ impl fmt::Display for PolicyError {
             GlobInList { source, name } => {
                 write!(f, "{source}: '{name}': globs are only supported in the policy file; name each command")
             }
+            ConfigUnreadable { path, message } => write!(f, "{path}: cannot read config file: {message}"),
+            Config { path, line, message } => write!(f, "{path}:{line}: {message}"),
         }
     }
 }

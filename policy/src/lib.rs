@@ -10,8 +10,10 @@ pub mod catalog;
 pub mod error;
 pub mod file;
 pub mod gate;
+pub mod keyfile;
 pub mod merge;
 mod names;
+pub mod reload;
 pub mod seccomp;
 pub mod trust;
 

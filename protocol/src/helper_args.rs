@@ -6,6 +6,12 @@
 //! `qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH]
 //! [--hook-timeout SECS] [--seccomp=log | --no-sandbox]`
 //!
+//! The reload options say where the effective policy comes from, as the front (root, before it
+//! read a byte from the host) resolved it at start-up: `--policy PATH`, `--config PATH`
+//! (`--config-required` when `-c` named it), `--cli-block NAMES` and `--cli-allow NAMES` (the
+//! command line's lists) and `--front-files` (the front's sandbox includes the file commands).
+//! Without `--config` and `--policy` a reload reads the default policy path only.
+//!
 //! `--seccomp=log` (debugging) and `--no-sandbox` (profiling, e.g. under valgrind) weaken the
 //! seccomp filter (the helper's `seccomp` module). They are exact words, not `--seccomp VALUE`.
 
@@ -34,6 +40,10 @@ pub struct Args {
     pub sandbox: SandboxMode,
     /// The CPU the front runs on, which the helper joins (see [`crate::placement`]).
     pub cpu: Option<usize>,
+    /// What a reload re-reads.
+    pub reload: qga_policy::reload::Sources,
+    /// The front started with the file commands (a filesystem view and their system calls).
+    pub front_files: bool,
 }
 
 /// The switches that weaken the sandbox, as the front passes them.
@@ -93,6 +103,24 @@ impl Args {
         if let Some(cpu) = self.cpu {
             argv.extend(["--cpu".into(), cpu.to_string().into()]);
         }
+        if let Some(policy) = &self.reload.policy {
+            argv.extend(["--policy".into(), policy.clone().into()]);
+        }
+        if let Some(config) = &self.reload.config {
+            argv.extend(["--config".into(), config.path.clone().into()]);
+            if config.required {
+                argv.push("--config-required".into());
+            }
+        }
+        for (option, list) in [("--cli-block", &self.reload.block), ("--cli-allow", &self.reload.allow)] {
+            if !list.is_empty() {
+                let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+                argv.extend([option.into(), names.join(",").into()]);
+            }
+        }
+        if self.front_files {
+            argv.push("--front-files".into());
+        }
         match self.sandbox {
             SandboxMode::Enforce => {}
             SandboxMode::Log => argv.push(SECCOMP_LOG.into()),
@@ -101,6 +129,10 @@ impl Args {
         argv
     }
 }
+
+/// The source the helper gives the command line's block and allow entries.
+pub const CLI_BLOCK_SOURCE: &str = "-b";
+pub const CLI_ALLOW_SOURCE: &str = "-a";
 
 /// The helper-run commands a policy enables: what `--enabled` carries.
 pub fn helper_commands(policy: &Policy) -> Policy {
@@ -115,6 +147,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut timeout: Option<Duration> = None;
     let mut sandbox: Option<SandboxMode> = None;
     let mut cpu: Option<usize> = None;
+    let mut policy: Option<PathBuf> = None;
+    let mut config: Option<PathBuf> = None;
+    let mut config_required = false;
+    let mut cli_block: Option<String> = None;
+    let mut cli_allow: Option<String> = None;
+    let mut front_files = false;
 
     let mut it = args.into_iter();
     while let Some(opt) = it.next() {
@@ -142,13 +180,46 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
                 let v = value(&mut it, "--cpu")?.into_string().map_err(|_| ArgsError::NotUtf8("--cpu"))?;
                 set_once(&mut cpu, parse_cpu(&v)?, "--cpu")?;
             }
+            "--policy" => {
+                let v = value(&mut it, "--policy")?;
+                set_once(&mut policy, absolute(v, "--policy")?, "--policy")?;
+            }
+            "--config" => {
+                let v = value(&mut it, "--config")?;
+                set_once(&mut config, absolute(v, "--config")?, "--config")?;
+            }
+            "--config-required" => once_flag(&mut config_required, "--config-required")?,
+            "--front-files" => once_flag(&mut front_files, "--front-files")?,
+            "--cli-block" => {
+                let v = value(&mut it, "--cli-block")?.into_string().map_err(|_| ArgsError::NotUtf8("--cli-block"))?;
+                set_once(&mut cli_block, v, "--cli-block")?;
+            }
+            "--cli-allow" => {
+                let v = value(&mut it, "--cli-allow")?.into_string().map_err(|_| ArgsError::NotUtf8("--cli-allow"))?;
+                set_once(&mut cli_allow, v, "--cli-allow")?;
+            }
             SECCOMP_LOG => set_once(&mut sandbox, SandboxMode::Log, "--seccomp=log/--no-sandbox")?,
             NO_SANDBOX => set_once(&mut sandbox, SandboxMode::Off, "--seccomp=log/--no-sandbox")?,
             _ => return Err(ArgsError::UnknownOption(opt)),
         }
     }
 
+    if config_required && config.is_none() {
+        return Err(ArgsError::Missing("--config"));
+    }
+    // The lists are checked by the merge on every reload, as at start-up.
+    let list = |v: Option<String>, source| v.map(|v| qga_policy::split_list(&v, source)).unwrap_or_default();
+    // Sources of the command line's entries as the helper reports them (the front writes names
+    // only: `--blacklist` entries come back as `-b`).
+    let reload = qga_policy::reload::Sources {
+        policy,
+        config: config.map(|path| qga_policy::reload::ConfigFile { path, required: config_required }),
+        block: list(cli_block, CLI_BLOCK_SOURCE),
+        allow: list(cli_allow, CLI_ALLOW_SOURCE),
+    };
     Ok(Args {
+        reload,
+        front_files,
         statedir: statedir.ok_or(ArgsError::Missing("--statedir"))?,
         enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?,
         hook,
@@ -181,6 +252,14 @@ fn set_once<T>(slot: &mut Option<T>, v: T, opt: &'static str) -> Result<(), Args
         return Err(ArgsError::Duplicate(opt));
     }
     *slot = Some(v);
+    Ok(())
+}
+
+fn once_flag(flag: &mut bool, opt: &'static str) -> Result<(), ArgsError> {
+    if *flag {
+        return Err(ArgsError::Duplicate(opt));
+    }
+    *flag = true;
     Ok(())
 }
 
@@ -335,6 +414,39 @@ mod tests {
     }
 
     #[test]
+    fn the_reload_sources_are_taken_as_given_once_each() {
+        let base = ["--statedir", "/run", "--enabled", ""];
+        let with = |extra: &[&str]| p(&[&base[..], extra].concat());
+        let a = with(&[]).unwrap();
+        assert_eq!(a.reload, qga_policy::reload::Sources::default());
+        assert!(!a.front_files);
+        let a = with(&[
+            "--policy",
+            "/etc/p",
+            "--config",
+            "/etc/c",
+            "--config-required",
+            "--cli-block",
+            "guest-ping,guest-info",
+            "--cli-allow",
+            "guest-ping",
+            "--front-files",
+        ])
+        .unwrap();
+        assert_eq!(a.reload.policy, Some(PathBuf::from("/etc/p")));
+        assert_eq!(
+            a.reload.config,
+            Some(qga_policy::reload::ConfigFile { path: PathBuf::from("/etc/c"), required: true })
+        );
+        assert_eq!(a.reload.block.len(), 2);
+        assert_eq!(a.reload.allow.len(), 1);
+        assert!(a.front_files);
+        assert_eq!(with(&["--policy", "p"]), Err(ArgsError::NotAbsolute("--policy")));
+        assert_eq!(with(&["--config-required"]), Err(ArgsError::Missing("--config")));
+        assert_eq!(with(&["--front-files", "--front-files"]), Err(ArgsError::Duplicate("--front-files")));
+    }
+
+    #[test]
     fn hook_timeout_is_a_plain_positive_number_of_seconds() {
         for bad in ["0", "-1", "+5", " 5", "1e3", "", "86401", "99999999999999999999"] {
             assert!(parse_timeout(bad).is_err(), "{bad:?}");
@@ -358,7 +470,20 @@ mod tests {
                                 hook_timeout,
                                 sandbox,
                                 cpu,
+                                reload: Default::default(),
+                                front_files: false,
                             };
+                            assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
+                            let reload = qga_policy::reload::Sources {
+                                policy: Some(PathBuf::from("/etc/qemu-ga-rs/policy")),
+                                config: Some(qga_policy::reload::ConfigFile {
+                                    path: PathBuf::from("/etc/qemu/qemu-ga.conf"),
+                                    required: hook.is_some(),
+                                }),
+                                block: qga_policy::split_list("guest-ping,guest-info", CLI_BLOCK_SOURCE),
+                                allow: qga_policy::split_list("guest-ping", CLI_ALLOW_SOURCE),
+                            };
+                            let a = Args { reload, front_files: cpu.is_some(), ..a };
                             assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
                         }
                     }

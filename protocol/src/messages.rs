@@ -6,6 +6,7 @@
 //! range, a length over the bound or a byte left over is a [`FrameError`], and the helper exits
 //! on any of them without answering (it never gives the front an error to probe with).
 
+use qga_policy::{Command, Policy, COUNT};
 use std::io::{self, Read, Write};
 
 /// Largest payload either side accepts. Replies carry per-filesystem results and error texts.
@@ -65,6 +66,10 @@ pub enum Request {
     SetTime { time_ns: Option<i64> },
     /// The front is exiting on SIGTERM/SIGINT: thaw if frozen, answer, and exit.
     Quit,
+    /// The front got SIGHUP: re-read the policy file and the config file's lists, and answer
+    /// with the new enabled set or why nothing changed. It carries nothing: what the policy
+    /// says is read by the helper alone, never taken from the front.
+    Reload,
 }
 
 /// One filesystem's result of guest-fstrim.
@@ -89,6 +94,11 @@ pub enum Reply {
     Done,
     /// The operation failed; the text is the guest-visible error description.
     Failed { desc: String },
+    /// Reload: the new effective policy, already in force in the helper.
+    Reloaded { policy: Policy },
+    /// Reload: nothing changed. `restart` when the file is valid but needs a wider front
+    /// sandbox than the one it started with; `reason` says why (with file:line when invalid).
+    ReloadRefused { restart: bool, reason: String },
 }
 
 /// Why a frame was refused.
@@ -280,6 +290,7 @@ impl Request {
                 }
             }
             Request::Quit => e.u8(9),
+            Request::Reload => e.u8(60),
         }
         e.0
     }
@@ -309,6 +320,7 @@ impl Request {
                 },
             },
             9 => Request::Quit,
+            60 => Request::Reload,
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -357,6 +369,19 @@ impl Reply {
                 e.u8(6);
                 e.str(desc);
             }
+            Reply::Reloaded { policy } => {
+                e.u8(60);
+                let enabled: Vec<Command> = policy.enabled_commands().collect();
+                e.u32(enabled.len() as u32);
+                for c in enabled {
+                    e.u32(c.index() as u32);
+                }
+            }
+            Reply::ReloadRefused { restart, reason } => {
+                e.u8(61);
+                e.bool(*restart);
+                e.str(reason);
+            }
         }
         e.0
     }
@@ -381,6 +406,21 @@ impl Reply {
             4 => Reply::VcpusSet { count: d.i64()? },
             5 => Reply::Done,
             6 => Reply::Failed { desc: d.str()? },
+            60 => {
+                // Table indexes, each once, in increasing order: one encoding per policy.
+                let n = d.count(COUNT)?;
+                let mut enabled = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let i = d.u32()? as usize;
+                    let c = Command::all().nth(i).ok_or(FrameError::BadValue("command index"))?;
+                    if enabled.last().is_some_and(|last: &Command| last.index() >= i) {
+                        return Err(FrameError::BadValue("command order"));
+                    }
+                    enabled.push(c);
+                }
+                Reply::Reloaded { policy: Policy::only(enabled) }
+            }
+            61 => Reply::ReloadRefused { restart: d.bool()?, reason: d.str()? },
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -436,6 +476,7 @@ impl Request {
         match (self.command(), self) {
             (Some(c), _) => c.name(),
             (None, Request::Quit) => "quit",
+            (None, Request::Reload) => "policy reload",
             (None, _) => "freeze status",
         }
     }
@@ -445,7 +486,7 @@ impl Request {
     pub fn command(&self) -> Option<qga_policy::Command> {
         use qga_policy::Command as C;
         match self {
-            Request::FreezeStatus | Request::Quit => None,
+            Request::FreezeStatus | Request::Quit | Request::Reload => None,
             Request::Freeze => Some(C::FsfreezeFreeze),
             Request::Thaw => Some(C::FsfreezeThaw),
             Request::Trim { .. } => Some(C::Fstrim),
@@ -475,6 +516,7 @@ mod tests {
             Request::SetTime { time_ns: Some(1_700_000_000_000_000_000) },
             Request::SetTime { time_ns: None },
             Request::Quit,
+            Request::Reload,
         ]
     }
 
@@ -499,6 +541,10 @@ mod tests {
             Reply::VcpusSet { count: 2 },
             Reply::Done,
             Reply::Failed { desc: "no".into() },
+            Reply::Reloaded { policy: Policy::only([Command::Ping, Command::Info]) },
+            Reply::Reloaded { policy: Policy::only([]) },
+            Reply::Reloaded { policy: Policy::allow_all() },
+            Reply::ReloadRefused { restart: true, reason: "policy:3: no".into() },
         ];
         for r in replies {
             assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
@@ -544,6 +590,28 @@ mod tests {
         let payload = r.encode();
         assert!(payload.len() <= MAX_FRAME);
         assert_eq!(Request::decode(&payload).unwrap(), r);
+    }
+
+    #[test]
+    fn a_reload_request_carries_nothing_and_a_reload_answer_is_one_encoding() {
+        // Whatever a compromised front appends to a reload request is refused, not read.
+        assert!(matches!(Request::decode(&[60, 1]), Err(FrameError::TrailingBytes(1))));
+        let index = |i: u32| i.to_le_bytes();
+        let reply = |ids: &[u32]| {
+            let mut b = vec![60];
+            b.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+            for &i in ids {
+                b.extend_from_slice(&index(i));
+            }
+            b
+        };
+        assert!(Reply::decode(&reply(&[0, 2])).is_ok());
+        assert!(Reply::decode(&reply(&[2, 0])).is_err(), "out of order");
+        assert!(Reply::decode(&reply(&[1, 1])).is_err(), "twice");
+        assert!(Reply::decode(&reply(&[COUNT as u32])).is_err(), "past the table");
+        let mut too_many = vec![60];
+        too_many.extend_from_slice(&(COUNT as u32 + 1).to_le_bytes());
+        assert!(Reply::decode(&too_many).is_err(), "more than the table");
     }
 
     #[test]

@@ -8,26 +8,10 @@ use super::table::{Read, CONFIG_KEYS};
 use std::io;
 use std::path::Path;
 
-/// The largest config file read: far above any real one, and it keeps `-c /dev/zero` from
-/// exhausting memory.
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// Reads a config file, refusing one over [`MAX_CONFIG_BYTES`] and one that someone other than
-/// root or the agent's user could have written (it names the freeze hook root runs; see
-/// [`qga_policy::trust`]).
+/// Reads a config file, with the checks and bound the helper also applies when it re-reads the
+/// file on a reload.
 pub fn read(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    // Checked before it is opened, so that a FIFO there is refused rather than waited on.
-    qga_policy::trust::check_file_to_act_on(path).map_err(|e| match e.why {
-        qga_policy::trust::Why::Io(io) => io,
-        _ => io::Error::new(io::ErrorKind::PermissionDenied, format!("refused: {e}")),
-    })?;
-    let mut data = Vec::new();
-    std::fs::File::open(path)?.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {MAX_CONFIG_BYTES} bytes")));
-    }
-    Ok(data)
+    qga_policy::reload::read_config_file(path)
 }
 
 /// Applies the `[general]` keys of `data` in the table's order (7.2's, then ours). Unknown

@@ -23,7 +23,7 @@ mod config_file;
 mod dump;
 mod error;
 pub mod help;
-pub(crate) mod keyfile;
+pub(crate) use qga_policy::keyfile;
 mod options;
 mod settings;
 pub mod table;
@@ -73,6 +73,8 @@ where
         (None, Some(env)) => (env.to_path_buf(), false),
         (None, None) => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
     };
+    let looked_for =
+        qga_policy::reload::ConfigFile { path: std::path::absolute(&file).unwrap_or(file.clone()), required };
     match read(&file) {
         Ok(data) => config_file::apply(&mut settings, &data, &file)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {}
@@ -81,7 +83,7 @@ where
 
     for token in scan.tokens {
         if let Some(action) = settings.apply(token.opt, token.arg)? {
-            return Ok(settings.early(action));
+            return Ok(Parsed { config_file: Some(looked_for), ..settings.early(action) });
         }
     }
     if let Some(e) = scan.error {
@@ -90,5 +92,5 @@ where
     if let Some(operand) = scan.operands.into_iter().next() {
         return Err(CliError::Operand(operand));
     }
-    settings.finish()
+    settings.finish().map(|p| Parsed { config_file: Some(looked_for), ..p })
 }

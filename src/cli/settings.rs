@@ -11,9 +11,7 @@ use std::path::PathBuf;
 pub const SOURCE_BLOCK: &str = "-b";
 pub const SOURCE_BLACKLIST: &str = "--blacklist";
 pub const SOURCE_ALLOW: &str = "-a";
-pub const SOURCE_CONFIG_BLOCK: &str = "config block-rpcs";
-pub const SOURCE_CONFIG_BLACKLIST: &str = "config blacklist";
-pub const SOURCE_CONFIG_ALLOW: &str = "config allow-rpcs";
+pub use qga_policy::reload::{SOURCE_CONFIG_ALLOW, SOURCE_CONFIG_BLACKLIST, SOURCE_CONFIG_BLOCK};
 
 pub(super) const WARN_BLACKLIST_OPTION: &str = "option '--blacklist' is deprecated, use '--block-rpcs' instead";
 pub(super) const WARN_BLACKLIST_KEY: &str =
@@ -24,6 +22,8 @@ pub(super) const WARN_BLACKLIST_KEY: &str =
 pub struct Parsed {
     pub action: Action,
     pub warnings: Vec<String>,
+    /// The config file looked for, which a policy reload re-reads for its lists.
+    pub config_file: Option<qga_policy::reload::ConfigFile>,
 }
 
 /// The settings being built, before the method is checked.
@@ -54,10 +54,12 @@ fn is_help(value: &str) -> bool {
 /// accepted. An empty allow value is kept as one empty (rejected) name: read as "no allow
 /// list" it would enable everything.
 fn push_list(list: &mut Vec<NamedRpc>, value: &str, source: &str, is_block: bool) {
-    if is_block && value.trim().is_empty() {
-        return;
-    }
-    list.extend(value.split(',').map(|name| NamedRpc { name: name.trim().to_string(), source: source.to_string() }));
+    // The one splitting rule, shared with the helper's re-read on a reload.
+    list.extend(
+        qga_policy::reload::list_value(value, source, is_block)
+            .into_iter()
+            .map(|e| NamedRpc { name: e.name, source: e.source }),
+    );
 }
 
 /// A list as one comma-separated value, as `-D` writes it.
@@ -166,11 +168,11 @@ impl Settings {
             (false, Some(file)) => Action::CheckPolicy { config: self.config, file },
             (false, None) => Action::Run(self.config),
         };
-        Ok(Parsed { action, warnings: self.warnings })
+        Ok(Parsed { action, warnings: self.warnings, config_file: None })
     }
 
     /// Ends parsing early (`-h`, `-V`, `-b help`) with the warnings so far.
     pub(super) fn early(self, action: Action) -> Parsed {
-        Parsed { action, warnings: self.warnings }
+        Parsed { action, warnings: self.warnings, config_file: None }
     }
 }

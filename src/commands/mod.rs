@@ -30,6 +30,9 @@ pub struct Agent {
     pub helper: HelperLink,
     /// The pidfile of an agent that started frozen, written once filesystems are thawed.
     pub pidfile_on_thaw: Option<std::fs::File>,
+    /// The front's sandbox (filesystem view, system call filter) includes the file commands:
+    /// fixed at start-up, it bounds what a policy reload may enable.
+    pub file_access: bool,
 }
 
 impl Agent {

@@ -72,6 +72,7 @@ mod tests {
             files: Handles::new(None),
             helper: HelperLink::new(front),
             pidfile_on_thaw: None,
+            file_access: true,
         };
         let arguments = Dict::new().with("mode", V::Str(b"x\n1700000000.000000: error: FORGED".to_vec()));
         let args = crate::qmp::args::check(Command::Shutdown.spec().args, Some(&arguments)).unwrap();

@@ -90,6 +90,7 @@ mod tests {
             files: Handles::new(None),
             helper: HelperLink::new(front),
             pidfile_on_thaw: None,
+            file_access: true,
         };
         // One over the bound, and far over the frame size (the front's own write failed there).
         for count in [MAX_VCPUS + 1, 120_000] {

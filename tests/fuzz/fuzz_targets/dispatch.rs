@@ -50,6 +50,7 @@ fn right_reply(request: &Request) -> Reply {
         },
         Request::SetVcpus { vcpus } => Reply::VcpusSet { count: vcpus.len() as i64 },
         Request::Shutdown { .. } | Request::Suspend { .. } | Request::SetTime { .. } | Request::Quit => Reply::Done,
+        Request::Reload => Reply::ReloadRefused { restart: false, reason: "fuzzing".into() },
     }
 }
 
@@ -87,6 +88,7 @@ fn new_agent() -> Agent {
         files: Handles::new(None),
         helper: HelperLink::new(front),
         pidfile_on_thaw: None,
+        file_access: true,
     }
 }
 

@@ -1,6 +1,9 @@
 //! A small reader and writer for GLib's key-file format, as far as qemu-ga's config file uses
 //! it: groups, `key=value` lines, comments, value escapes, strings and booleans.
 //!
+//! It lives in the policy crate because two processes read the config file: the front at
+//! start-up, and the privileged helper, which re-reads its block and allow lists on a reload.
+//!
 //! The reader follows GKeyFile's rules so that a file 7.2 accepts is accepted here and a file
 //! it rejects is rejected, line by line:
 //! - a line is first stripped of leading ASCII whitespace and of one trailing `\r`;

@@ -1,0 +1,124 @@
+//! A compromised front cannot enable a command through a reload: the reload request carries
+//! nothing, so a forged policy riding on it (or a reload answer sent as a request) ends the
+//! helper without an answer, and a genuine reload applies only what the helper read itself.
+//! Only requests that must be refused, or that act on nothing (Reload, FreezeStatus, Quit), are
+//! sent; see `common`.
+
+mod common;
+
+use common::*;
+use qga_helper::protocol::{Reply, Request, ShutdownMode};
+use qga_policy::{Command, Policy};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// A root-owned 0644 policy file with `text`, in a directory of its own (root-owned, 0755).
+fn policy_file(tag: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qga-helper-reload-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("policy");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+fn index(c: Command) -> [u8; 4] {
+    (c.index() as u32).to_le_bytes()
+}
+
+#[test]
+fn a_reload_request_carrying_a_forged_policy_ends_the_helper_without_an_answer() {
+    let policy = policy_file("forged-request", "default deny\nallow guest-ping\n");
+    let extra = ["--policy", policy.to_str().unwrap()];
+    let mut h = spawn_opts("reload-forged-request", "", Opts { extra: &extra, as_nobody: true, ..Opts::default() });
+    // Tag 60 (Reload) followed by "one command: guest-shutdown", as if the front could say it.
+    let mut payload = vec![60, 1, 0, 0, 0];
+    payload.extend_from_slice(&index(Command::Shutdown));
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    h.send_raw(&frame);
+    let (status, log) = h.exits_silently();
+    assert_refused(status, &log);
+    assert!(log.contains("trailing bytes"), "log:\n{log}");
+}
+
+#[test]
+fn a_reload_answer_sent_to_the_helper_as_a_request_ends_it_without_an_answer() {
+    for (tag, reply) in [
+        ("reloaded", Reply::Reloaded { policy: Policy::allow_all() }),
+        ("refused", Reply::ReloadRefused { restart: false, reason: "x".into() }),
+    ] {
+        let mut h = spawn_opts(&format!("reload-forged-{tag}"), "", Opts { as_nobody: true, ..Opts::default() });
+        let payload = reply.encode();
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        h.send_raw(&frame);
+        let (status, log) = h.exits_silently();
+        assert_refused(status, &log);
+    }
+}
+
+#[test]
+fn a_genuine_reload_applies_what_the_helper_read_and_the_helper_refuses_what_it_disabled() {
+    // Started with guest-shutdown enabled (as the front said at start-up); the file on disk
+    // now disables it.
+    let policy = policy_file("genuine", "default allow\ndeny guest-file-*\ndeny guest-shutdown\n");
+    let extra = ["--policy", policy.to_str().unwrap()];
+    let mut h =
+        spawn_opts("reload-genuine", "guest-shutdown", Opts { extra: &extra, as_nobody: true, ..Opts::default() });
+    h.send(&Request::Reload);
+    let Reply::Reloaded { policy: reloaded } = h.reply() else { panic!("log:\n{}", h.stderr()) };
+    assert!(!reloaded.is_enabled(Command::Shutdown));
+    assert!(reloaded.is_enabled(Command::Ping) && !reloaded.is_enabled(Command::FileOpen));
+    h.send(&Request::FreezeStatus);
+    assert_eq!(h.reply(), Reply::FreezeState { frozen: false }, "a reload leaves the frozen state alone");
+    // Whatever the front now believes, the helper refuses the command the reload disabled.
+    h.send(&Request::Shutdown { mode: ShutdownMode::Powerdown });
+    let (status, log) = h.exits_silently();
+    assert_refused(status, &log);
+    assert!(log.contains("guest-shutdown is not enabled"), "log:\n{log}");
+}
+
+#[test]
+fn a_reload_that_needs_file_commands_is_refused_unless_the_front_started_with_them() {
+    let policy = policy_file("files", "default allow\n");
+    let path = policy.to_str().unwrap();
+    let mut h = spawn_opts("reload-files", "", Opts { extra: &["--policy", path], as_nobody: true, ..Opts::default() });
+    h.send(&Request::Reload);
+    match h.reply() {
+        Reply::ReloadRefused { restart: true, reason } => assert!(reason.contains("needs a restart"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    h.send(&Request::Quit);
+    assert_eq!(h.reply(), Reply::Done);
+
+    let mut h = spawn_opts(
+        "reload-files-front",
+        "",
+        Opts { extra: &["--policy", path, "--front-files"], as_nobody: true, ..Opts::default() },
+    );
+    h.send(&Request::Reload);
+    assert_eq!(h.reply(), Reply::Reloaded { policy: Policy::allow_all() });
+    h.send(&Request::Quit);
+    assert_eq!(h.reply(), Reply::Done);
+}
+
+#[test]
+fn an_invalid_file_is_refused_with_its_line_and_changes_nothing() {
+    let policy = policy_file("invalid", "default allow\nallow guest-pnig\n");
+    let extra = ["--policy", policy.to_str().unwrap()];
+    let mut h = spawn_opts("reload-invalid", "", Opts { extra: &extra, as_nobody: true, ..Opts::default() });
+    h.send(&Request::Reload);
+    match h.reply() {
+        Reply::ReloadRefused { restart: false, reason } => {
+            assert!(reason.contains(&format!("{}:2: unknown command 'guest-pnig'", policy.display())), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Still nothing enabled: a shutdown is refused.
+    h.send(&Request::Shutdown { mode: ShutdownMode::Halt });
+    let (status, log) = h.exits_silently();
+    assert_refused(status, &log);
+}

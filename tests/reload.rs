@@ -1,0 +1,196 @@
+//! Reloading the policy on SIGHUP, observed over the real binaries: a client stays connected
+//! and keeps its file handles while commands are enabled and disabled; a file that does not
+//! validate, or one that needs a wider front sandbox, changes nothing and the log says why; the
+//! config file's lists reload with the policy file, the command line's stay.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Writes a root-owned 0644 file (the trust checks refuse anything else).
+fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+}
+
+/// An agent whose policy file is `DIR/policy` with `text`, plus `extra` options.
+fn agent_with_policy(text: &str, extra: &[&str]) -> (Agent, PathBuf) {
+    require_root();
+    let dir = TempDir::new();
+    let policy = dir.path().join("policy");
+    write_file(&policy, text);
+    let mut args = vec!["--policy".to_string(), policy.to_str().unwrap().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Agent::start_in(dir, &args), policy)
+}
+
+/// Sends SIGHUP and waits until the agent logged the reload's outcome (the `n`-th one); returns
+/// that line.
+fn reload(agent: &Agent, n: usize) -> String {
+    kill(agent.front_pid, Signal::SIGHUP);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let log = agent.stderr();
+        let outcomes: Vec<&str> =
+            log.lines().filter(|l| l.contains("policy reloaded:") || l.contains("policy reload refused")).collect();
+        if outcomes.len() >= n {
+            return outcomes[n - 1].to_string();
+        }
+        assert!(Instant::now() < deadline, "no reload outcome #{n} in the log within {TIMEOUT:?}:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn file_cmd(c: &mut Client, name: &str, args: Value) -> Value {
+    c.cmd(&json!({"execute": name, "arguments": args}).to_string())
+}
+
+#[test]
+fn enable_and_disable_by_reload_while_a_client_stays_connected_and_keeps_its_file_handles() {
+    let (agent, policy) = agent_with_policy("default allow\n", &[]);
+    let data = agent.dir.scratch().join("data");
+    write_file(&data, "0123456789");
+    let mut c = agent.connect();
+    let handle = file_cmd(&mut c, "guest-file-open", json!({"path": data, "mode": "r"}))["return"].clone();
+    assert!(handle.is_i64(), "guest-file-open: {handle}");
+    let r = file_cmd(&mut c, "guest-file-read", json!({"handle": handle, "count": 2}));
+    assert_eq!(r["return"]["buf-b64"], "MDE=", "{r}");
+
+    // Disable guest-get-time and guest-file-read: both refused as disabled, guest-info says so.
+    write_file(&policy, "default allow\ndeny guest-get-time\ndeny guest-file-read\n");
+    let line = reload(&agent, 1);
+    assert!(line.contains("disabled guest-get-time, guest-file-read"), "{line}");
+    let r = c.cmd(r#"{"execute":"guest-get-time"}"#);
+    assert_error(&r, "CommandNotFound", "Command guest-get-time has been disabled");
+    let r = file_cmd(&mut c, "guest-file-read", json!({"handle": handle, "count": 2}));
+    assert_error(&r, "CommandNotFound", "Command guest-file-read has been disabled");
+    let enabled = enabled_map(&mut c);
+    assert!(!enabled["guest-get-time"] && !enabled["guest-file-read"] && enabled["guest-file-close"]);
+
+    // Enable them again: the same connection, the same handle, read on where it stopped.
+    write_file(&policy, "default allow\n");
+    let line = reload(&agent, 2);
+    assert!(line.contains("enabled guest-get-time, guest-file-read"), "{line}");
+    assert!(c.cmd(r#"{"execute":"guest-get-time"}"#)["return"].is_i64());
+    let r = file_cmd(&mut c, "guest-file-read", json!({"handle": handle, "count": 2}));
+    assert_eq!(r["return"]["buf-b64"], "MjM=", "the handle and its position survived two reloads: {r}");
+    assert!(enabled_map(&mut c).values().all(|e| *e));
+    let r = file_cmd(&mut c, "guest-file-close", json!({"handle": handle}));
+    assert_eq!(r["return"], json!({}), "{r}");
+}
+
+#[test]
+fn a_file_that_does_not_validate_keeps_the_old_policy_and_the_log_names_file_and_line() {
+    let (agent, policy) = agent_with_policy("default allow\ndeny guest-file-*\n", &[]);
+    let mut c = agent.connect();
+    let before = enabled_map(&mut c);
+    // Line 3 is wrong; line 2 alone would disable guest-get-time.
+    write_file(&policy, "default allow\ndeny guest-get-time\nalow guest-ping\n");
+    let line = reload(&agent, 1);
+    assert!(line.contains(&format!("{}:3: unknown keyword 'alow'", policy.display())), "{line}");
+    assert!(line.contains("unchanged"), "{line}");
+    assert_eq!(enabled_map(&mut c), before, "nothing changed");
+    assert!(c.cmd(r#"{"execute":"guest-get-time"}"#)["return"].is_i64());
+    // A file made group-writable is refused too, before it is read.
+    write_file(&policy, "default allow\ndeny guest-get-time\n");
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let line = reload(&agent, 2);
+    assert!(line.contains("unchanged") && line.contains(&policy.display().to_string()), "{line}");
+    assert_eq!(enabled_map(&mut c), before);
+}
+
+#[test]
+fn a_reload_that_needs_a_wider_front_sandbox_applies_nothing_and_says_it_needs_a_restart() {
+    let (agent, policy) = agent_with_policy("default allow\ndeny guest-file-*\n", &[]);
+    let mut c = agent.connect();
+    let before = enabled_map(&mut c);
+    // Enables the file commands (the front started without them) and disables guest-get-time.
+    write_file(&policy, "default allow\ndeny guest-get-time\n");
+    let line = reload(&agent, 1);
+    assert!(line.contains("needs a restart") && line.contains("guest-file-open"), "{line}");
+    assert_eq!(enabled_map(&mut c), before, "not even the narrowing part applies");
+    let r = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/etc/hostname"}}"#);
+    assert_error(&r, "CommandNotFound", "Command guest-file-open has been disabled");
+    // Narrowing alone does apply.
+    write_file(&policy, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
+    let line = reload(&agent, 2);
+    assert!(line.contains("policy reloaded: disabled guest-get-time"), "{line}");
+    assert!(!enabled_map(&mut c)["guest-get-time"]);
+}
+
+#[test]
+fn the_config_files_lists_reload_and_the_command_lines_stay() {
+    require_root();
+    let conf_dir = TempDir::new();
+    let conf = conf_dir.path().join("qemu-ga.conf");
+    write_file(&conf, "[general]\nblock-rpcs=guest-get-time\n");
+    let (agent, _policy) =
+        agent_with_policy("default allow\ndeny guest-file-*\n", &["-c", conf.to_str().unwrap(), "-b", "guest-ping"]);
+    let mut c = agent.connect();
+    let e = enabled_map(&mut c);
+    assert!(!e["guest-get-time"] && !e["guest-ping"] && e["guest-get-vcpus"]);
+    write_file(&conf, "[general]\nblock-rpcs=guest-get-vcpus\n");
+    let line = reload(&agent, 1);
+    assert!(line.contains("enabled guest-get-time; disabled guest-get-vcpus"), "{line}");
+    let e = enabled_map(&mut c);
+    assert!(e["guest-get-time"] && !e["guest-ping"] && !e["guest-get-vcpus"], "-b guest-ping still applies");
+    // A broken config file changes nothing, and the log names its line.
+    write_file(&conf, "[general]\nblock-rpcs=guest-info\nnot a key\n");
+    let line = reload(&agent, 2);
+    assert!(line.contains(&format!("{}:3:", conf.display())) && line.contains("unchanged"), "{line}");
+    assert!(enabled_map(&mut c)["guest-info"]);
+    // An unknown name in the config list is refused as at start-up.
+    write_file(&conf, "[general]\nallow-rpcs=guest-pnig\n");
+    let line = reload(&agent, 3);
+    assert!(line.contains("config allow-rpcs: unknown command 'guest-pnig'"), "{line}");
+}
+
+#[test]
+fn sighup_reloads_instead_of_ending_the_agent_and_sigterm_still_ends_it() {
+    let (mut agent, _policy) = agent_with_policy("default allow\ndeny guest-file-*\n", &[]);
+    let mut c = agent.connect();
+    let line = reload(&agent, 1);
+    assert!(line.contains("policy reloaded: no change"), "{line}");
+    assert!(c.cmd(r#"{"execute":"guest-ping"}"#)["return"].is_object());
+    drop(c);
+    let status = agent.terminate();
+    assert!(status.success(), "{status}; stderr:\n{}", agent.stderr());
+}
+
+#[test]
+fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_restart() {
+    let (agent, _policy) = agent_with_policy("default allow\ndeny guest-file-*\n", &[]);
+    let statedir = agent.dir.path().to_str().unwrap();
+    let record = std::fs::read_to_string(agent.path("qga-rs.sandbox")).expect("the start-up record");
+    assert_eq!(record, "file-commands=disabled\n");
+    let candidates = TempDir::new();
+    let wider = candidates.path().join("wider");
+    write_file(&wider, "default allow\n");
+    let narrower = candidates.path().join("narrower");
+    write_file(&narrower, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
+    let verdict = |file: &Path| {
+        let out = run_to_exit(&["-t", statedir, "--check-policy", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout
+            .lines()
+            .find(|l| l.starts_with("reload: "))
+            .unwrap_or_else(|| panic!("no verdict:\n{stdout}"))
+            .to_string()
+    };
+    let line = verdict(&wider);
+    assert!(line.starts_with("reload: needs a restart: it enables guest-file-open"), "{line}");
+    let line = verdict(&narrower);
+    assert_eq!(line, "reload: a running agent applies this policy on SIGHUP (systemctl reload)");
+    // And the agent agrees with both verdicts.
+    write_file(&agent.path("policy"), &std::fs::read_to_string(&wider).unwrap());
+    assert!(reload(&agent, 1).contains("needs a restart"));
+    write_file(&agent.path("policy"), &std::fs::read_to_string(&narrower).unwrap());
+    assert!(reload(&agent, 2).contains("policy reloaded: disabled guest-get-time"));
+}
