@@ -579,14 +579,18 @@ impl Server {
                     crate::error!("policy reload refused, the policy in force is unchanged: {why}");
                     return Ok(());
                 }
-                crate::warning!("policy reloaded: {}", describe_change(&self.agent.policy, &policy));
+                let change = describe_change(&self.agent.policy, &policy);
+                crate::warning!("policy reloaded: {change}");
+                audit_reload("policy-reload-applied", &change);
                 self.agent.policy = policy;
             }
             Ok(Reply::ReloadRefused { restart: true, reason }) => {
-                crate::warning!("policy reload refused, the policy in force is unchanged: {reason}")
+                crate::warning!("policy reload refused, the policy in force is unchanged: {reason}");
+                audit_reload("policy-reload-refused", &reason);
             }
             Ok(Reply::ReloadRefused { restart: false, reason }) => {
-                crate::warning!("policy reload refused, the policy in force is unchanged: invalid policy: {reason}")
+                crate::warning!("policy reload refused, the policy in force is unchanged: invalid policy: {reason}");
+                audit_reload("policy-reload-refused", &format!("invalid policy: {reason}"));
             }
             Ok(other) => crate::error!("unexpected reply to a policy reload from the helper: {other:?}"),
             Err(_) => {
@@ -596,6 +600,14 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// A reload changes what the host may do: the audit trail records it (applied or refused, and
+/// why), whatever its scope.
+fn audit_reload(event: &str, detail: &str) {
+    if crate::audit::enabled() {
+        crate::audit::write(crate::audit::event_record(std::time::SystemTime::now(), event, detail));
     }
 }
 

@@ -195,3 +195,30 @@ fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_resta
     write_file(&agent.path("policy"), &std::fs::read_to_string(&narrower).unwrap());
     assert!(reload(&agent, 2).contains("policy reloaded: disabled guest-get-time"));
 }
+
+#[test]
+fn the_audit_trail_records_each_reload_applied_or_refused_and_why() {
+    require_root();
+    let dir = TempDir::new();
+    let audit = dir.path().join("audit");
+    let (agent, policy) =
+        agent_with_policy("default allow\ndeny guest-file-*\n", &["--audit-file", audit.to_str().unwrap()]);
+    write_file(&policy, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
+    reload(&agent, 1);
+    write_file(&policy, "default allow\nalow guest-ping\n");
+    reload(&agent, 2);
+    let deadline = Instant::now() + TIMEOUT;
+    let lines = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let lines: Vec<String> =
+            text.lines().filter(|l| l.contains(" event=policy-reload")).map(String::from).collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains("event=policy-reload-applied detail=\"disabled guest-get-time\""), "{}", lines[0]);
+    assert!(lines[1].contains("event=policy-reload-refused detail=\"invalid policy: "), "{}", lines[1]);
+    assert!(lines[1].contains(&format!("{}:2: unknown keyword", policy.display())), "{}", lines[1]);
+}
