@@ -19,6 +19,7 @@ from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
 from vmtest import checks_guest_view, checks_storage, checks_faults, checks_system, checks_transport  # noqa: E402,F401
 from vmtest import checks_reconnect, checks_vsock  # noqa: E402,F401
 from vmtest import checks_audit  # noqa: E402,F401
+from vmtest import checks_reload  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -34,6 +35,7 @@ ORDER = [
     "idle_agent_uses_no_cpu_while_no_host_is_connected",
     "host_reconnects_keep_the_half_read_request_then_50_delimited_syncs",
     "isa_serial_transport_handshake_and_commands",
+    "sighup_reloads_the_policy_while_the_host_stays_connected",
     "fsfreeze_blocks_writer_until_thaw",
     "audit_records_made_while_frozen_appear_after_thaw_in_order",
     "audit_ring_overflow_keeps_the_newest_and_says_how_many_were_dropped",
