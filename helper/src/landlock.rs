@@ -5,7 +5,8 @@
 //! - open any directory for reading (`/`, read-dir): freeze, thaw and trim open every mount
 //!   point, and mounts come and go while the helper runs;
 //! - read its own `/proc/self` (mountinfo);
-//! - read and write `/sys/devices/system/cpu` (cpuN/online), `/sys/power/state` and
+//! - read and write `/sys/devices/system/cpu` (cpuN/online), `/sys/devices/system/memory`
+//!   (memoryN/state), `/sys/power/state` and
 //!   `/dev/rtc0` (with its ioctls, where the kernel controls device ioctls);
 //! - create, write and remove regular files in the state directory (the freeze marker);
 //! - read files in the directories of the policy file and the config file, which a reload
@@ -28,6 +29,7 @@ use nix::libc;
 use nix::sys::stat::Mode;
 
 use crate::clock::RTC_DEVICE;
+use crate::memory::SYSFS_MEMORY;
 use crate::power::SYS_POWER_STATE;
 use crate::vcpus::SYSFS_CPU;
 
@@ -88,6 +90,7 @@ pub fn rules<'a>(statedir: &'a Path, reread: &'a [PathBuf]) -> Vec<(&'a Path, u6
         (Path::new("/"), READ_DIR, "freeze, thaw and trim open every mount point as a directory"),
         (Path::new("/proc/self"), READ_FILE, "the helper's own mountinfo"),
         (Path::new(SYSFS_CPU), READ_FILE | WRITE_FILE, "set-vcpus: cpuN/online"),
+        (Path::new(SYSFS_MEMORY), READ_FILE | WRITE_FILE, "set-memory-blocks: memoryN/state"),
         (Path::new(SYS_POWER_STATE), READ_FILE | WRITE_FILE, "suspend's kernel fallback"),
         (Path::new(RTC_DEVICE), READ_FILE | WRITE_FILE | IOCTL_DEV, "set-time: RTC_RD_TIME, RTC_SET_TIME"),
         (statedir, READ_FILE | WRITE_FILE | MAKE_REG | REMOVE_FILE, "the freeze marker"),

@@ -12,6 +12,7 @@ pub mod hook;
 pub mod landlock;
 pub mod launcher;
 pub mod log;
+pub mod memory;
 pub mod mounts;
 pub mod power;
 pub mod seccomp;

@@ -8,6 +8,10 @@
 //!   one filesystem is frozen, thawed and trimmed once (the later 10.0 rule; 7.2 froze it
 //!   twice and ignored the EBUSY).
 //!
+//! guest-fsfreeze-freeze-list picks mounts by mount point first, among every mount (a bind mount
+//! or a second mount of a device is named as 7.2 names it), and drops repeated devices after:
+//! [`read_mounts_named`].
+//!
 //! The list keeps mount order; freeze walks it backwards.
 
 use std::ffi::OsString;
@@ -66,6 +70,20 @@ pub fn read_mounts() -> Result<Vec<Mount>, MountsError> {
     Ok(parse_mountinfo(&text, block_device_numbers))
 }
 
+/// The mounts whose mount point is, byte for byte, one of `names` (7.2's `strcmp`), each
+/// filesystem once (at its first matching mount), in mount order. The names are only
+/// compared with the helper's own mount table: a name that is no mount point matches nothing.
+pub fn read_mounts_named(names: &[Vec<u8>]) -> Result<Vec<Mount>, MountsError> {
+    let text = std::fs::read(MOUNTINFO).map_err(|e| MountsError::Read(errno_of(&e)))?;
+    Ok(select_named(all_mounts(&text, block_device_numbers), names))
+}
+
+/// [`read_mounts_named`] on a parsed table.
+pub fn select_named(all: Vec<Mount>, names: &[Vec<u8>]) -> Vec<Mount> {
+    use std::os::unix::ffi::OsStrExt;
+    one_per_device(all.into_iter().filter(|m| names.iter().any(|n| n.as_slice() == m.dir.as_os_str().as_bytes())))
+}
+
 /// The errno behind an `io::Error` (EIO for the rare error that has none).
 pub fn errno_of(e: &std::io::Error) -> Errno {
     e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
@@ -82,7 +100,23 @@ pub fn block_device_numbers(dev: &Path) -> Option<(u64, u64)> {
 }
 
 /// Builds the list from mountinfo text; `block_dev` resolves a btrfs source device.
-pub fn parse_mountinfo(text: &[u8], mut block_dev: impl FnMut(&Path) -> Option<(u64, u64)>) -> Vec<Mount> {
+pub fn parse_mountinfo(text: &[u8], block_dev: impl FnMut(&Path) -> Option<(u64, u64)>) -> Vec<Mount> {
+    one_per_device(all_mounts(text, block_dev).into_iter())
+}
+
+/// Keeps the first mount of each device.
+fn one_per_device(mounts: impl Iterator<Item = Mount>) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    for m in mounts {
+        if !out.iter().any(|o| o.major == m.major && o.minor == m.minor) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// Every mount of a real block device, repeated devices included, in mount order.
+fn all_mounts(text: &[u8], mut block_dev: impl FnMut(&Path) -> Option<(u64, u64)>) -> Vec<Mount> {
     let mut out: Vec<Mount> = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         let Some(raw) = parse_line(line) else { continue };
@@ -96,9 +130,6 @@ pub fn parse_mountinfo(text: &[u8], mut block_dev: impl FnMut(&Path) -> Option<(
         } else {
             continue;
         };
-        if out.iter().any(|m| m.major == major && m.minor == minor) {
-            continue;
-        }
         out.push(Mount {
             dir: PathBuf::from(OsString::from_vec(raw.dir)),
             fstype: raw.fstype,
@@ -264,6 +295,23 @@ mod tests {
         assert!(!dirs(&ms).contains(&"/mnt/bind".to_string()));
         // Two btrfs subvolumes of one device are one filesystem.
         assert!(!dirs(&ms).contains(&"/var".to_string()));
+    }
+
+    #[test]
+    fn named_mounts_match_bind_mounts_by_name_and_keep_each_device_once() {
+        let named = |names: &[&str]| {
+            let names: Vec<Vec<u8>> = names.iter().map(|n| n.as_bytes().to_vec()).collect();
+            dirs(&select_named(all_mounts(SAMPLE.as_bytes(), fake_block), &names))
+        };
+        // A bind mount is found by its own name, though the full list shows its device at /.
+        assert_eq!(named(&["/mnt/bind"]), ["/mnt/bind"]);
+        // Both names of one device: the filesystem once, at its first mount.
+        assert_eq!(named(&["/mnt/bind", "/"]), ["/"]);
+        assert_eq!(named(&["/var", "/home"]), ["/home"]);
+        // Names are compared exactly: no prefixes, no trailing slashes, no other spellings.
+        assert!(named(&["/boot/", "/bo", "boot", "/proc", "/run", "/nonexistent", ""]).is_empty());
+        assert_eq!(named(&["/mnt/with space"]), ["/mnt/with space"]);
+        assert!(named(&[]).is_empty());
     }
 
     #[test]

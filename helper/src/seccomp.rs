@@ -50,11 +50,11 @@ pub const TABLE: &[Allowed<'static>] = &[
     allow!(
         SYS_openat,
         [clear(2, libc::O_TRUNC as u64)],
-        "mountinfo, mount points, the marker, cpuN/online, /sys/power/state, /dev/rtc0; never truncating"
+        "mountinfo, mount points, the marker, cpuN/online, memoryN/state, /sys/power/state, /dev/rtc0; never truncating"
     ),
     allow!(SYS_lseek, "std's read-to-end asks the position for its size hint (mountinfo)"),
-    allow!(SYS_pread64, "set-vcpus: reading cpuN/online"),
-    allow!(SYS_pwrite64, "set-vcpus: writing cpuN/online"),
+    allow!(SYS_pread64, "set-vcpus, set-memory-blocks: reading cpuN/online, memoryN/state"),
+    allow!(SYS_pwrite64, "set-vcpus, set-memory-blocks: writing cpuN/online, memoryN/state"),
     allow!(SYS_statx, "the marker's existence; std's size hint when reading mountinfo"),
     allow!(SYS_newfstatat, "btrfs: whether a mount's source is a block device (stat)"),
     allow!(SYS_fstat, "metadata of an open file (C libraries without newfstatat for it)"),

@@ -10,7 +10,8 @@ use qga_policy::{decide, Command, Decision, Policy};
 
 use crate::log;
 use crate::protocol::{
-    read_frame, write_frame, FrameError, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState,
+    read_frame, write_frame, FrameError, MemoryBlockResult, MemoryBlockState, Reply, Request, ShutdownMode,
+    SuspendMode, TrimResult, VcpuState,
 };
 
 /// Exit statuses of the helper.
@@ -35,14 +36,17 @@ pub struct Thawed {
 
 /// The privileged operations. Errors are the guest-visible texts.
 pub trait Operations {
-    /// Hook, then freeze. `Ok(n)` with n > 0 leaves filesystems frozen; `Ok(0)` and errors
-    /// leave everything thawed (an error thaws what was frozen).
-    fn freeze(&mut self) -> Result<i64, String>;
+    /// Hook, then freeze every filesystem, or with `only` those mounted at one of its mount
+    /// points (guest-fsfreeze-freeze-list). `Ok(n)` with n > 0 leaves filesystems frozen;
+    /// `Ok(0)` and errors leave everything thawed (an error thaws what was frozen).
+    fn freeze(&mut self, only: Option<&[Vec<u8>]>) -> Result<i64, String>;
     fn thaw(&mut self) -> Thawed;
     fn trim(&mut self, minimum: i64) -> Result<Vec<TrimResult>, String>;
     fn shutdown(&mut self, mode: ShutdownMode) -> Result<(), String>;
     fn suspend(&mut self, mode: SuspendMode) -> Result<(), String>;
     fn set_vcpus(&mut self, vcpus: &[VcpuState]) -> Result<i64, String>;
+    /// One result per block; the command itself does not fail.
+    fn set_memory_blocks(&mut self, blocks: &[MemoryBlockState]) -> Vec<MemoryBlockResult>;
     fn set_time(&mut self, time_ns: Option<i64>) -> Result<(), String>;
     /// Reload: reads and validates the policy file and the config file's lists itself; the
     /// error says why (with file:line), and nothing changes then.
@@ -141,18 +145,8 @@ impl<O: Operations> Server<O> {
                 self.thaw_if_frozen("quit");
                 return Step::ReplyAndExit(Reply::Done, exit::OK);
             }
-            Request::Freeze => match self.ops.freeze() {
-                Ok(count) => {
-                    self.frozen = count > 0;
-                    log!("froze {count} filesystem(s)");
-                    Reply::FreezeCount { count, frozen: self.frozen }
-                }
-                Err(e) => {
-                    self.frozen = false;
-                    log!("freeze failed: {e}");
-                    failed(e)
-                }
-            },
+            Request::Freeze => self.freeze(None),
+            Request::FreezeList { mountpoints } => self.freeze(mountpoints.as_deref()),
             Request::Thaw => {
                 let was_frozen = self.frozen;
                 let t = self.ops.thaw();
@@ -188,10 +182,30 @@ impl<O: Operations> Server<O> {
                 Ok(count) => Reply::VcpusSet { count },
                 Err(e) => failed(e),
             },
+            Request::SetMemoryBlocks { blocks } => {
+                Reply::MemoryBlocksSet { results: self.ops.set_memory_blocks(&blocks) }
+            }
             Request::SetTime { time_ns } => self.ops.set_time(time_ns).map_or_else(failed, |()| Reply::Done),
             Request::Reload => self.reload(),
         };
         Step::Reply(reply)
+    }
+
+    /// guest-fsfreeze-freeze and -freeze-list: one path, so both keep the same frozen state,
+    /// marker, hook and logging.
+    fn freeze(&mut self, only: Option<&[Vec<u8>]>) -> Reply {
+        match self.ops.freeze(only) {
+            Ok(count) => {
+                self.frozen = count > 0;
+                log!("froze {count} filesystem(s)");
+                Reply::FreezeCount { count, frozen: self.frozen }
+            }
+            Err(e) => {
+                self.frozen = false;
+                log!("freeze failed: {e}");
+                failed(e)
+            }
+        }
     }
 
     /// Thaws (with the hook) if frozen, before the helper goes away.
@@ -266,8 +280,8 @@ mod tests {
     }
 
     impl Operations for FakeOps {
-        fn freeze(&mut self) -> Result<i64, String> {
-            self.calls.push("freeze");
+        fn freeze(&mut self, only: Option<&[Vec<u8>]>) -> Result<i64, String> {
+            self.calls.push(if only.is_some() { "freeze_list" } else { "freeze" });
             match &self.freeze_error {
                 Some(e) => Err(e.clone()),
                 None => Ok(self.freeze_count),
@@ -301,6 +315,14 @@ mod tests {
             self.calls.push("load_policy");
             self.next_policy.clone().ok_or_else(|| "policy:2: unknown keyword 'alow'".to_string())
         }
+        fn set_memory_blocks(&mut self, blocks: &[MemoryBlockState]) -> Vec<MemoryBlockResult> {
+            self.calls.push("set_memory_blocks");
+            let success = crate::protocol::MemoryBlockResponse::Success;
+            blocks
+                .iter()
+                .map(|b| MemoryBlockResult { phys_index: b.phys_index, response: success, error_code: None })
+                .collect()
+        }
     }
 
     fn all_enabled() -> Policy {
@@ -314,10 +336,12 @@ mod tests {
     fn acting_requests() -> Vec<Request> {
         vec![
             Request::Freeze,
+            Request::FreezeList { mountpoints: Some(vec![b"/".to_vec()]) },
             Request::Trim { minimum: 0 },
             Request::Shutdown { mode: ShutdownMode::Powerdown },
             Request::Suspend { mode: SuspendMode::Ram },
             Request::SetVcpus { vcpus: vec![] },
+            Request::SetMemoryBlocks { blocks: vec![] },
             Request::SetTime { time_ns: None },
         ]
     }
@@ -403,6 +427,34 @@ mod tests {
         assert!(matches!(s.handle(Request::FreezeStatus), Step::Reply(Reply::FreezeState { frozen: true })));
         assert!(matches!(s.handle(Request::Thaw), Step::Reply(Reply::FreezeCount { count: 2, frozen: false })));
         assert!(!s.frozen());
+    }
+
+    #[test]
+    fn freeze_list_takes_the_freeze_path_and_its_state() {
+        let mut s = server(false);
+        let req = Request::FreezeList { mountpoints: Some(vec![b"/".to_vec()]) };
+        assert!(matches!(s.handle(req.clone()), Step::Reply(Reply::FreezeCount { count: 3, frozen: true })));
+        assert!(s.frozen());
+        // Frozen by either command, neither may run again until thaw.
+        assert!(matches!(s.handle(req), Step::Refuse(Refusal::Frozen(Command::FsfreezeFreezeList))));
+        assert!(matches!(s.handle(Request::Freeze), Step::Refuse(Refusal::Frozen(Command::FsfreezeFreeze))));
+        assert!(matches!(s.handle(Request::Thaw), Step::Reply(Reply::FreezeCount { count: 2, frozen: false })));
+        assert_eq!(s.ops.calls, ["freeze_list", "thaw"]);
+    }
+
+    #[test]
+    fn a_freeze_list_matching_nothing_answers_zero_and_stays_thawed() {
+        let mut s = Server::new(FakeOps::default(), all_enabled(), false);
+        let req = Request::FreezeList { mountpoints: Some(vec![]) };
+        assert!(matches!(s.handle(req), Step::Reply(Reply::FreezeCount { count: 0, frozen: false })));
+        assert!(!s.frozen());
+    }
+
+    #[test]
+    fn freeze_list_is_gated_by_its_own_name() {
+        let only_freeze = crate::args::parse_enabled("guest-fsfreeze-freeze").unwrap();
+        let req = Request::FreezeList { mountpoints: None };
+        assert!(matches!(check(&req, &only_freeze, false), Err(Refusal::Disabled(Command::FsfreezeFreezeList))));
     }
 
     #[test]

@@ -12,9 +12,10 @@ use crate::freeze::{self, freeze_mounts, thaw_mounts};
 use crate::hook::{self, HookPhase};
 use crate::launcher::{Job, Run};
 use crate::log;
-use crate::mounts::read_mounts;
+use crate::memory::{self, SYSFS_MEMORY};
+use crate::mounts::{read_mounts, read_mounts_named};
 use crate::power::{self, SysfsPower};
-use crate::protocol::{ShutdownMode, SuspendMode, TrimResult, VcpuState};
+use crate::protocol::{MemoryBlockResult, MemoryBlockState, ShutdownMode, SuspendMode, TrimResult, VcpuState};
 use crate::serve::{Operations, Thawed};
 use crate::trim::trim_mounts;
 use crate::vcpus::{self, SYSFS_CPU};
@@ -61,9 +62,13 @@ impl<R: Run> Operations for System<R> {
         Ok(effective.policy().clone())
     }
 
-    fn freeze(&mut self) -> Result<i64, String> {
+    fn freeze(&mut self, only: Option<&[Vec<u8>]>) -> Result<i64, String> {
         self.run_hook(HookPhase::Freeze)?;
-        let mounts = read_mounts().map_err(|e| e.to_string())?;
+        let mounts = match only {
+            None => read_mounts(),
+            Some(names) => read_mounts_named(names),
+        }
+        .map_err(|e| e.to_string())?;
         freeze::create_marker(&self.marker);
         match freeze_mounts(&mounts) {
             Ok(0) => {
@@ -105,6 +110,10 @@ impl<R: Run> Operations for System<R> {
 
     fn set_vcpus(&mut self, vcpus: &[VcpuState]) -> Result<i64, String> {
         vcpus::set_vcpus(Path::new(SYSFS_CPU), vcpus).map_err(|e| e.to_string())
+    }
+
+    fn set_memory_blocks(&mut self, blocks: &[MemoryBlockState]) -> Vec<MemoryBlockResult> {
+        memory::set_memory_blocks(Path::new(SYSFS_MEMORY), blocks)
     }
 
     fn set_time(&mut self, time_ns: Option<i64>) -> Result<(), String> {

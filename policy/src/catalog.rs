@@ -8,7 +8,7 @@
 pub enum Process {
     /// The unprivileged front (parsing, queries, file access as the front's user).
     Front,
-    /// The privileged helper (freeze, trim, power, vcpus, time).
+    /// The privileged helper (freeze, trim, power, vcpus, memory blocks, time).
     Helper,
 }
 
@@ -21,6 +21,10 @@ pub enum ArgType {
     Whence,
     /// `guest-set-vcpus`' list of `GuestLogicalProcessor`.
     VcpuList,
+    /// A list of strings (`guest-fsfreeze-freeze-list`'s mount points).
+    StrList,
+    /// `guest-set-memory-blocks`' list of `GuestMemoryBlock`.
+    MemBlockList,
 }
 
 /// One argument of a command's `data` in the schema.
@@ -56,6 +60,7 @@ pub enum Command {
     FileFlush,
     FsfreezeStatus,
     FsfreezeFreeze,
+    FsfreezeFreezeList,
     FsfreezeThaw,
     Fstrim,
     SuspendDisk,
@@ -64,6 +69,9 @@ pub enum Command {
     NetworkGetInterfaces,
     GetVcpus,
     SetVcpus,
+    GetMemoryBlocks,
+    SetMemoryBlocks,
+    GetMemoryBlockInfo,
     GetHostName,
     GetUsers,
     GetTimezone,
@@ -104,7 +112,7 @@ macro_rules! row {
 }
 
 /// The table, in schema order. `Command as usize` indexes it.
-pub const TABLE: [CommandSpec; 30] = [
+pub const TABLE: [CommandSpec; 34] = [
     row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
@@ -120,6 +128,7 @@ pub const TABLE: [CommandSpec; 30] = [
     row!(FileFlush, "guest-file-flush", [req("handle", Int)], Front, frozen: false, reply: true, ro: false),
     row!(FsfreezeStatus, "guest-fsfreeze-status", [], Front, frozen: true, reply: true, ro: true),
     row!(FsfreezeFreeze, "guest-fsfreeze-freeze", [], Helper, frozen: false, reply: true, ro: false),
+    row!(FsfreezeFreezeList, "guest-fsfreeze-freeze-list", [opt("mountpoints", StrList)], Helper, frozen: false, reply: true, ro: false),
     row!(FsfreezeThaw, "guest-fsfreeze-thaw", [], Helper, frozen: true, reply: true, ro: false),
     row!(Fstrim, "guest-fstrim", [opt("minimum", Int)], Helper, frozen: false, reply: true, ro: false),
     row!(SuspendDisk, "guest-suspend-disk", [], Helper, frozen: false, reply: false, ro: false),
@@ -128,6 +137,9 @@ pub const TABLE: [CommandSpec; 30] = [
     row!(NetworkGetInterfaces, "guest-network-get-interfaces", [], Front, frozen: false, reply: true, ro: true),
     row!(GetVcpus, "guest-get-vcpus", [], Front, frozen: false, reply: true, ro: true),
     row!(SetVcpus, "guest-set-vcpus", [req("vcpus", VcpuList)], Helper, frozen: false, reply: true, ro: false),
+    row!(GetMemoryBlocks, "guest-get-memory-blocks", [], Front, frozen: false, reply: true, ro: true),
+    row!(SetMemoryBlocks, "guest-set-memory-blocks", [req("mem-blks", MemBlockList)], Helper, frozen: false, reply: true, ro: false),
+    row!(GetMemoryBlockInfo, "guest-get-memory-block-info", [], Front, frozen: false, reply: true, ro: true),
     row!(GetHostName, "guest-get-host-name", [], Front, frozen: false, reply: true, ro: true),
     row!(GetUsers, "guest-get-users", [], Front, frozen: false, reply: true, ro: true),
     row!(GetTimezone, "guest-get-timezone", [], Front, frozen: false, reply: true, ro: true),
@@ -230,12 +242,14 @@ mod tests {
                 "guest-set-time",
                 "guest-shutdown",
                 "guest-fsfreeze-freeze",
+                "guest-fsfreeze-freeze-list",
                 "guest-fsfreeze-thaw",
                 "guest-fstrim",
                 "guest-suspend-disk",
                 "guest-suspend-ram",
                 "guest-suspend-hybrid",
-                "guest-set-vcpus"
+                "guest-set-vcpus",
+                "guest-set-memory-blocks"
             ]
         );
     }

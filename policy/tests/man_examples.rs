@@ -19,6 +19,7 @@ fn snapshot_example_with_a_sync_glob() {
             "guest-info",
             "guest-fsfreeze-status",
             "guest-fsfreeze-freeze",
+            "guest-fsfreeze-freeze-list",
             "guest-fsfreeze-thaw"
         ]
     );
@@ -32,7 +33,7 @@ fn no_freezing_example_keeps_the_status_by_exact_name() {
     for off in ["guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-shutdown", "guest-file-open"] {
         assert!(!on.contains(&off), "{off}");
     }
-    assert_eq!(on.len(), qga_policy::COUNT - 6 - 2 - 1 - 1, "guest-get-devices is never enabled");
+    assert_eq!(on.len(), qga_policy::COUNT - 6 - 3 - 1 - 1, "file, freeze, freeze-list, thaw, shutdown off; guest-get-devices never on");
 }
 
 #[test]

@@ -196,7 +196,10 @@ fn render_table_is_one_line_per_command_in_schema_order() {
     assert_eq!(lines[0], "guest-sync-delimited          enabled   default allow (policy:1)");
     assert_eq!(lines[6], "guest-shutdown                disabled  blocked by -b");
     assert_eq!(lines[7], "guest-file-open               disabled  policy:2 (deny guest-file-*)");
-    assert_eq!(lines[20], "guest-network-get-interfaces  enabled   default allow (policy:1)");
+    assert_eq!(
+        lines[Command::NetworkGetInterfaces.index()],
+        "guest-network-get-interfaces  enabled   default allow (policy:1)"
+    );
     assert!(table.ends_with('\n'));
 }
 

@@ -126,7 +126,7 @@ fn line_order_does_not_matter() {
     let a = ok("default deny\nallow guest-fsfreeze-*\ndeny guest-fsfreeze-freeze\n");
     let b = ok("deny guest-fsfreeze-freeze\nallow guest-fsfreeze-*\ndefault deny\n");
     assert_eq!(a.policy(), b.policy());
-    assert_eq!(enabled(&a), ["guest-fsfreeze-status", "guest-fsfreeze-thaw"]);
+    assert_eq!(enabled(&a), ["guest-fsfreeze-status", "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw"]);
 }
 
 #[test]

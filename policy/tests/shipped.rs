@@ -46,6 +46,7 @@ fn default_policy_enables_everything_but_guest_file() {
         TABLE.iter().filter(|s| !s.name.starts_with("guest-file-") && s.command.available()).map(|s| s.name).collect();
     assert_eq!(enabled(&p), expected);
     assert!(expected.contains(&"guest-get-cpustats") && !expected.contains(&"guest-get-devices"));
+    assert!(expected.contains(&"guest-set-memory-blocks") && expected.contains(&"guest-fsfreeze-freeze-list"));
 }
 
 #[test]
@@ -71,6 +72,7 @@ fn backup_only_policy_is_ping_sync_info_and_fsfreeze() {
             "guest-info",
             "guest-fsfreeze-status",
             "guest-fsfreeze-freeze",
+            "guest-fsfreeze-freeze-list",
             "guest-fsfreeze-thaw"
         ]
     );

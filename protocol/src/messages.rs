@@ -16,10 +16,25 @@ pub const MAX_VCPUS: usize = 8192;
 /// Largest string inside a frame (paths, error texts).
 pub const MAX_STR: usize = 64 * 1024;
 
+/// Largest `SetMemoryBlocks` list the helper accepts: 4 TiB of 128 MiB blocks, 64 TiB of 2 GiB
+/// blocks (x86's block size on large machines).
+pub const MAX_MEMORY_BLOCKS: usize = 32768;
+/// Largest number of mount points `FreezeList` carries. Each is at most
+/// [`MAX_MOUNTPOINT_LEN`] bytes: PATH_MAX, the longest path the kernel takes (a longer one
+/// cannot have been given to mount(2) by that name).
+pub const MAX_MOUNTPOINTS: usize = 128;
+pub const MAX_MOUNTPOINT_LEN: usize = 4096;
+
 // The largest request the helper accepts (a SetVcpus list of MAX_VCPUS: tag, count, then an
 // i64 and a bool each) fits in a frame, so a request the front checked is never refused for its
 // size. SetVcpus is the only request whose size the helper bounds.
 const _: () = assert!(1 + 4 + MAX_VCPUS * (8 + 1) <= MAX_FRAME);
+// The same for the other lists: a SetMemoryBlocks list (a u64 and a bool each), a FreezeList
+// (a flag, a count, then a length and the bytes each), and the longest per-block reply (a u64,
+// the response, the flag and the error code each).
+const _: () = assert!(1 + 4 + MAX_MEMORY_BLOCKS * (8 + 1) <= MAX_FRAME);
+const _: () = assert!(1 + 1 + 4 + MAX_MOUNTPOINTS * (4 + MAX_MOUNTPOINT_LEN) <= MAX_FRAME);
+const _: () = assert!(1 + 4 + MAX_MEMORY_BLOCKS * (8 + 1 + 1 + 8) <= MAX_FRAME);
 
 /// `guest-shutdown` modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +59,61 @@ pub struct VcpuState {
     pub online: bool,
 }
 
+/// One `GuestMemoryBlock` of `guest-set-memory-blocks`, after the front's type checks
+/// (`can-offline` is ignored on input, as 7.2 does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBlockState {
+    pub phys_index: u64,
+    pub online: bool,
+}
+
+/// `GuestMemoryBlockResponseType`, in the schema's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryBlockResponse {
+    Success,
+    NotFound,
+    OperationNotSupported,
+    OperationFailed,
+}
+
+impl MemoryBlockResponse {
+    /// The schema's name, as the reply shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryBlockResponse::Success => "success",
+            MemoryBlockResponse::NotFound => "not-found",
+            MemoryBlockResponse::OperationNotSupported => "operation-not-supported",
+            MemoryBlockResponse::OperationFailed => "operation-failed",
+        }
+    }
+    fn code(self) -> u8 {
+        match self {
+            MemoryBlockResponse::Success => 0,
+            MemoryBlockResponse::NotFound => 1,
+            MemoryBlockResponse::OperationNotSupported => 2,
+            MemoryBlockResponse::OperationFailed => 3,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, FrameError> {
+        match c {
+            0 => Ok(MemoryBlockResponse::Success),
+            1 => Ok(MemoryBlockResponse::NotFound),
+            2 => Ok(MemoryBlockResponse::OperationNotSupported),
+            3 => Ok(MemoryBlockResponse::OperationFailed),
+            _ => Err(FrameError::BadValue("memory block response")),
+        }
+    }
+}
+
+/// One `GuestMemoryBlockResponse`: the block as given, the response and, when 7.2 sets it, the
+/// errno of the step that decided it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBlockResult {
+    pub phys_index: u64,
+    pub response: MemoryBlockResponse,
+    pub error_code: Option<i64>,
+}
+
 /// A request from the front. Each variant is one privileged operation; there is no generic one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -51,6 +121,10 @@ pub enum Request {
     FreezeStatus,
     /// guest-fsfreeze-freeze: run the hook with `freeze`, then freeze every filesystem.
     Freeze,
+    /// guest-fsfreeze-freeze-list: as Freeze, limited to the helper's own mounts whose mount
+    /// point is byte for byte one of `mountpoints` (all of them when absent). The strings are
+    /// only compared, never opened.
+    FreezeList { mountpoints: Option<Vec<Vec<u8>>> },
     /// guest-fsfreeze-thaw: thaw every filesystem, then run the hook with `thaw`.
     Thaw,
     /// guest-fstrim with the minimum extent length (0 when not given).
@@ -61,6 +135,8 @@ pub enum Request {
     Suspend { mode: SuspendMode },
     /// guest-set-vcpus.
     SetVcpus { vcpus: Vec<VcpuState> },
+    /// guest-set-memory-blocks.
+    SetMemoryBlocks { blocks: Vec<MemoryBlockState> },
     /// guest-set-time: with a time in ns since the epoch, set the system clock and the RTC;
     /// without, set the system clock from the RTC.
     SetTime { time_ns: Option<i64> },
@@ -90,6 +166,8 @@ pub enum Reply {
     Trimmed { paths: Vec<TrimResult> },
     /// SetVcpus: number of processors processed.
     VcpusSet { count: i64 },
+    /// SetMemoryBlocks: one result per block given, in order.
+    MemoryBlocksSet { results: Vec<MemoryBlockResult> },
     /// Shutdown / Suspend / SetTime / Quit succeeded.
     Done,
     /// The operation failed; the text is the guest-visible error description.
@@ -144,6 +222,15 @@ impl Enc {
     fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// Bytes that need not be UTF-8 (the host's strings are modified UTF-8); the caller
+    /// bounds their length.
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
     fn bool(&mut self, v: bool) {
         self.u8(v as u8);
     }
@@ -182,6 +269,16 @@ impl<'a> Dec<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(i64::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(self.i64()? as u64)
+    }
+    fn bytes(&mut self, max: usize) -> Result<Vec<u8>, FrameError> {
+        let n = self.u32()? as usize;
+        if n > max {
+            return Err(FrameError::BadValue("byte string length"));
+        }
+        Ok(self.take(n)?.to_vec())
     }
     fn bool(&mut self) -> Result<bool, FrameError> {
         match self.u8()? {
@@ -291,6 +388,27 @@ impl Request {
             }
             Request::Quit => e.u8(9),
             Request::Reload => e.u8(60),
+            Request::FreezeList { mountpoints } => {
+                e.u8(40);
+                match mountpoints {
+                    None => e.u8(0),
+                    Some(list) => {
+                        e.u8(1);
+                        e.u32(list.len() as u32);
+                        for m in list {
+                            e.bytes(m);
+                        }
+                    }
+                }
+            }
+            Request::SetMemoryBlocks { blocks } => {
+                e.u8(41);
+                e.u32(blocks.len() as u32);
+                for b in blocks {
+                    e.u64(b.phys_index);
+                    e.bool(b.online);
+                }
+            }
         }
         e.0
     }
@@ -321,6 +439,28 @@ impl Request {
             },
             9 => Request::Quit,
             60 => Request::Reload,
+            40 => Request::FreezeList {
+                mountpoints: match d.u8()? {
+                    0 => None,
+                    1 => {
+                        let n = d.count(MAX_MOUNTPOINTS)?;
+                        let mut list = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            list.push(d.bytes(MAX_MOUNTPOINT_LEN)?);
+                        }
+                        Some(list)
+                    }
+                    _ => return Err(FrameError::BadValue("optional mount point list")),
+                },
+            },
+            41 => {
+                let n = d.count(MAX_MEMORY_BLOCKS)?;
+                let mut blocks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    blocks.push(MemoryBlockState { phys_index: d.u64()?, online: d.bool()? });
+                }
+                Request::SetMemoryBlocks { blocks }
+            }
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -382,6 +522,21 @@ impl Reply {
                 e.bool(*restart);
                 e.str(reason);
             }
+            Reply::MemoryBlocksSet { results } => {
+                e.u8(40);
+                e.u32(results.len() as u32);
+                for r in results {
+                    e.u64(r.phys_index);
+                    e.u8(r.response.code());
+                    match r.error_code {
+                        None => e.u8(0),
+                        Some(c) => {
+                            e.u8(1);
+                            e.i64(c);
+                        }
+                    }
+                }
+            }
         }
         e.0
     }
@@ -421,6 +576,21 @@ impl Reply {
                 Reply::Reloaded { policy: Policy::only(enabled) }
             }
             61 => Reply::ReloadRefused { restart: d.bool()?, reason: d.str()? },
+            40 => {
+                let n = d.count(MAX_MEMORY_BLOCKS)?;
+                let mut results = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let phys_index = d.u64()?;
+                    let response = MemoryBlockResponse::from_code(d.u8()?)?;
+                    let error_code = match d.u8()? {
+                        0 => None,
+                        1 => Some(d.i64()?),
+                        _ => return Err(FrameError::BadValue("optional error code")),
+                    };
+                    results.push(MemoryBlockResult { phys_index, response, error_code });
+                }
+                Reply::MemoryBlocksSet { results }
+            }
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -488,6 +658,7 @@ impl Request {
         match self {
             Request::FreezeStatus | Request::Quit | Request::Reload => None,
             Request::Freeze => Some(C::FsfreezeFreeze),
+            Request::FreezeList { .. } => Some(C::FsfreezeFreezeList),
             Request::Thaw => Some(C::FsfreezeThaw),
             Request::Trim { .. } => Some(C::Fstrim),
             Request::Shutdown { .. } => Some(C::Shutdown),
@@ -495,6 +666,7 @@ impl Request {
             Request::Suspend { mode: SuspendMode::Ram } => Some(C::SuspendRam),
             Request::Suspend { mode: SuspendMode::Hybrid } => Some(C::SuspendHybrid),
             Request::SetVcpus { .. } => Some(C::SetVcpus),
+            Request::SetMemoryBlocks { .. } => Some(C::SetMemoryBlocks),
             Request::SetTime { .. } => Some(C::SetTime),
         }
     }
@@ -517,6 +689,15 @@ mod tests {
             Request::SetTime { time_ns: None },
             Request::Quit,
             Request::Reload,
+            Request::FreezeList { mountpoints: None },
+            Request::FreezeList { mountpoints: Some(vec![]) },
+            Request::FreezeList { mountpoints: Some(vec![b"/".to_vec(), b"/mnt/\xc0\x80\xff".to_vec()]) },
+            Request::SetMemoryBlocks {
+                blocks: vec![
+                    MemoryBlockState { phys_index: u64::MAX, online: false },
+                    MemoryBlockState { phys_index: 3, online: true },
+                ],
+            },
         ]
     }
 
@@ -545,6 +726,26 @@ mod tests {
             Reply::Reloaded { policy: Policy::only([]) },
             Reply::Reloaded { policy: Policy::allow_all() },
             Reply::ReloadRefused { restart: true, reason: "policy:3: no".into() },
+            Reply::MemoryBlocksSet {
+                results: vec![
+                    MemoryBlockResult { phys_index: 1, response: MemoryBlockResponse::Success, error_code: None },
+                    MemoryBlockResult {
+                        phys_index: u64::MAX,
+                        response: MemoryBlockResponse::NotFound,
+                        error_code: Some(2),
+                    },
+                    MemoryBlockResult {
+                        phys_index: 7,
+                        response: MemoryBlockResponse::OperationNotSupported,
+                        error_code: Some(0),
+                    },
+                    MemoryBlockResult {
+                        phys_index: 8,
+                        response: MemoryBlockResponse::OperationFailed,
+                        error_code: Some(16),
+                    },
+                ],
+            },
         ];
         for r in replies {
             assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
@@ -612,6 +813,44 @@ mod tests {
         let mut too_many = vec![60];
         too_many.extend_from_slice(&(COUNT as u32 + 1).to_le_bytes());
         assert!(Reply::decode(&too_many).is_err(), "more than the table");
+    }
+
+    #[test]
+    fn the_longest_memory_block_and_mount_point_lists_fit_a_frame_and_decode() {
+        let blocks = vec![MemoryBlockState { phys_index: u64::MAX, online: true }; MAX_MEMORY_BLOCKS];
+        let r = Request::SetMemoryBlocks { blocks };
+        assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        let r = Request::FreezeList { mountpoints: Some(vec![vec![b'x'; MAX_MOUNTPOINT_LEN]; MAX_MOUNTPOINTS]) };
+        assert!(r.encode().len() <= MAX_FRAME);
+        assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        let one =
+            MemoryBlockResult { phys_index: 1, response: MemoryBlockResponse::OperationFailed, error_code: Some(1) };
+        let r = Reply::MemoryBlocksSet { results: vec![one; MAX_MEMORY_BLOCKS] };
+        assert!(r.encode().len() <= MAX_FRAME);
+        assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn lists_and_strings_over_their_bounds_are_refused() {
+        let over = |tag: u8, n: usize| {
+            let mut b = vec![tag];
+            if tag == 40 {
+                b.push(1);
+            }
+            b.extend_from_slice(&(n as u32).to_le_bytes());
+            Request::decode(&b)
+        };
+        assert!(matches!(over(41, MAX_MEMORY_BLOCKS + 1), Err(FrameError::BadValue("list length"))));
+        assert!(matches!(over(40, MAX_MOUNTPOINTS + 1), Err(FrameError::BadValue("list length"))));
+        let mut b = vec![40, 1, 1, 0, 0, 0];
+        b.extend_from_slice(&((MAX_MOUNTPOINT_LEN + 1) as u32).to_le_bytes());
+        b.extend(std::iter::repeat_n(b'x', MAX_MOUNTPOINT_LEN + 1));
+        assert!(matches!(Request::decode(&b), Err(FrameError::BadValue("byte string length"))));
+        assert!(Request::decode(&[40, 2]).is_err(), "flag 2");
+        let mut b = vec![40, 1, 0, 0, 0];
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(4);
+        assert!(Reply::decode(&b).is_err(), "response code 4");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! guest-fsfreeze-status (the front answers, with the helper's state), guest-fsfreeze-freeze/-thaw
-//! and guest-fstrim (helper).
+//! guest-fsfreeze-status (the front answers, with the helper's state),
+//! guest-fsfreeze-freeze/-freeze-list/-thaw and guest-fstrim (helper).
 //! The front's frozen flag mirrors the helper's state after every reply; it drives the gate
 //! and keeps the log away from frozen filesystems.
 
@@ -8,7 +8,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_protocol::{Reply, Request, TrimResult};
+use qga_protocol::{Reply, Request, TrimResult, MAX_MOUNTPOINTS, MAX_MOUNTPOINT_LEN};
 use std::io::Write;
 
 /// The freeze state is the helper's: it froze the filesystems and alone can thaw them. The
@@ -24,10 +24,38 @@ pub fn status(agent: &mut Agent) -> Result<Value, AgentError> {
 }
 
 pub fn freeze(agent: &mut Agent) -> Result<Value, AgentError> {
+    freeze_with(agent, Request::Freeze)
+}
+
+/// guest-fsfreeze-freeze-list: without mount points it is guest-fsfreeze-freeze (7.2 runs the
+/// same code); with them, the helper freezes only its own mounts of those names.
+pub fn freeze_list(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let mountpoints = args.opt_str_list("mountpoints");
+    if let Some(list) = mountpoints {
+        // The helper's own bounds: a request over them would be malformed to it, and it would
+        // exit (taking the agent with it) instead of answering.
+        if list.len() > MAX_MOUNTPOINTS {
+            return Err(AgentError::command(format!(
+                "guest-fsfreeze-freeze-list takes at most {MAX_MOUNTPOINTS} mount points; {} were given",
+                list.len()
+            )));
+        }
+        if let Some(long) = list.iter().find(|m| m.len() > MAX_MOUNTPOINT_LEN) {
+            return Err(AgentError::command(format!(
+                "guest-fsfreeze-freeze-list takes mount points of at most {MAX_MOUNTPOINT_LEN} bytes; one of {} was given",
+                long.len()
+            )));
+        }
+    }
+    freeze_with(agent, Request::FreezeList { mountpoints: mountpoints.map(<[Vec<u8>]>::to_vec) })
+}
+
+/// Both freezes: the log held first, the frozen state following the helper's answer.
+fn freeze_with(agent: &mut Agent, request: Request) -> Result<Value, AgentError> {
     crate::slog!("guest-fsfreeze called");
     // Hold log records before anything is frozen: nothing may write to a frozen filesystem.
     crate::log::set_frozen(true);
-    let result = agent.helper.call(&Request::Freeze);
+    let result = agent.helper.call(&request);
     let (count, frozen) = match result {
         Ok(Reply::FreezeCount { count, frozen }) => (Ok(count), frozen),
         Ok(other) => (expect(other, |_| None::<i64>), false),

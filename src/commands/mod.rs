@@ -5,6 +5,7 @@
 pub mod file;
 pub mod fsfreeze;
 pub mod host;
+pub mod memory;
 pub mod network;
 pub mod osinfo;
 pub mod power;
@@ -69,11 +70,15 @@ pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, Ag
         Command::FileFlush => file::flush(agent, args),
         Command::FsfreezeStatus => fsfreeze::status(agent),
         Command::FsfreezeFreeze => fsfreeze::freeze(agent),
+        Command::FsfreezeFreezeList => fsfreeze::freeze_list(agent, args),
         Command::FsfreezeThaw => fsfreeze::thaw(agent),
         Command::Fstrim => fsfreeze::trim(agent, args),
         Command::NetworkGetInterfaces => network::get_interfaces(),
         Command::GetVcpus => vcpus::get(),
         Command::SetVcpus => vcpus::set(agent, args),
+        Command::GetMemoryBlocks => memory::get_blocks(),
+        Command::SetMemoryBlocks => memory::set_blocks(agent, args),
+        Command::GetMemoryBlockInfo => memory::get_block_info(),
         Command::GetHostName => host::get_host_name(),
         Command::GetUsers => users::get_users(),
         Command::GetTimezone => timezone::get_timezone(),

@@ -21,12 +21,17 @@ pub enum Whence {
 /// the helper as it is.
 pub use qga_protocol::VcpuState as Vcpu;
 
+/// One checked `GuestMemoryBlock`, likewise the protocol's own type.
+pub use qga_protocol::MemoryBlockState as MemoryBlock;
+
 #[derive(Clone, Debug, PartialEq)]
 enum Checked {
     Int(i64),
     Str(Vec<u8>),
     Whence(Whence),
     Vcpus(Vec<Vcpu>),
+    Strs(Vec<Vec<u8>>),
+    MemoryBlocks(Vec<MemoryBlock>),
 }
 
 /// A command's checked arguments.
@@ -74,6 +79,21 @@ impl Args {
     pub fn vcpus(&self, name: &'static str) -> Result<&[Vcpu], AgentError> {
         match self.get(name) {
             Some(Checked::Vcpus(v)) => Ok(v),
+            _ => Err(AgentError::MissingParameter(name.into())),
+        }
+    }
+
+    /// An optional list of strings.
+    pub fn opt_str_list(&self, name: &str) -> Option<&[Vec<u8>]> {
+        match self.get(name) {
+            Some(Checked::Strs(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn memory_blocks(&self, name: &'static str) -> Result<&[MemoryBlock], AgentError> {
+        match self.get(name) {
+            Some(Checked::MemoryBlocks(v)) => Ok(v),
             _ => Err(AgentError::MissingParameter(name.into())),
         }
     }
@@ -141,7 +161,72 @@ fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
                 .collect::<Result<_, _>>()
                 .map(Checked::Vcpus)
         }
+        ArgType::StrList => {
+            let Value::List(items) = v else { return Err(wrong_type(name, "array")) };
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::Str(s) => Ok(s.clone()),
+                    _ => Err(wrong_type(format!("{}[{i}]", arg.name).as_bytes(), "string")),
+                })
+                .collect::<Result<_, _>>()
+                .map(Checked::Strs)
+        }
+        ArgType::MemBlockList => {
+            let Value::List(items) = v else { return Err(wrong_type(name, "array")) };
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| memory_block(arg.name, i, item))
+                .collect::<Result<_, _>>()
+                .map(Checked::MemoryBlocks)
+        }
     }
+}
+
+/// A `uint64` as QEMU's input visitor takes it: any integer, a negative one wrapping around
+/// (its "backward compatibility"), nothing else; the error is a value error, not a type error.
+fn uint64_at(path: &[u8], v: &Value) -> Result<u64, AgentError> {
+    match v {
+        Value::Int(i) => Ok(*i as u64),
+        Value::UInt(u) => Ok(*u),
+        _ => Err(AgentError::InvalidParameterValue { path: path.to_vec(), expected: "uint64" }),
+    }
+}
+
+/// One `GuestMemoryBlock`: phys-index (uint64), online (bool), optional can-offline (bool,
+/// accepted and ignored as 7.2 does), in that order, then anything else is unexpected.
+fn memory_block(list: &str, index: usize, v: &Value) -> Result<MemoryBlock, AgentError> {
+    let at = |member: &str| format!("{list}[{index}]{}{member}", if member.is_empty() { "" } else { "." }).into_bytes();
+    let Value::Dict(d) = v else { return Err(wrong_type(&at(""), "object")) };
+    let phys_index = match d.get("phys-index") {
+        None => return Err(AgentError::MissingParameter(at("phys-index"))),
+        Some(v) => uint64_at(&at("phys-index"), v)?,
+    };
+    let bool_at = |member: &str, v: &Value| match v {
+        Value::Bool(b) => Ok(*b),
+        _ => Err(wrong_type(&at(member), "boolean")),
+    };
+    let online = match d.get("online") {
+        None => return Err(AgentError::MissingParameter(at("online"))),
+        Some(v) => bool_at("online", v)?,
+    };
+    const MEMBERS: [&[u8]; 3] = [b"phys-index", b"online", b"can-offline"];
+    let visited = match d.get("can-offline") {
+        Some(v) => {
+            bool_at("can-offline", v)?;
+            &MEMBERS[..]
+        }
+        None => &MEMBERS[..2],
+    };
+    if let Some(key) = first_unexpected(d, visited) {
+        let mut path = at("");
+        path.push(b'.');
+        path.extend_from_slice(key);
+        return Err(AgentError::UnexpectedParameter(path));
+    }
+    Ok(MemoryBlock { phys_index, online })
 }
 
 /// One `GuestLogicalProcessor`: logical-id (int), online (bool), optional can-offline (bool,
@@ -244,5 +329,57 @@ mod tests {
         let extra =
             Value::Dict(dict(&[("logical-id", Value::Int(1)), ("online", Value::Bool(true)), ("x", Value::Null)]));
         assert_eq!(run(Value::List(vec![extra])), "Parameter 'vcpus[0].x' is unexpected");
+    }
+
+    #[test]
+    fn mount_point_list_elements_must_be_strings() {
+        let spec = Command::FsfreezeFreezeList.spec().args;
+        let run = |v: Value| check(spec, Some(&dict(&[("mountpoints", v)])));
+        assert_eq!(
+            desc(run(Value::str("/")).unwrap_err()),
+            "Invalid parameter type for 'mountpoints', expected: array"
+        );
+        let e = run(Value::List(vec![Value::str("/"), Value::Int(1)])).unwrap_err();
+        assert_eq!(desc(e), "Invalid parameter type for 'mountpoints[1]', expected: string");
+        let ok = run(Value::List(vec![Value::str("/"), Value::str("/boot")])).unwrap();
+        assert_eq!(ok.opt_str_list("mountpoints"), Some(&[b"/".to_vec(), b"/boot".to_vec()][..]));
+        assert_eq!(check(spec, None).unwrap().opt_str_list("mountpoints"), None);
+    }
+
+    #[test]
+    fn memory_block_errors_carry_the_element_path_and_phys_index_is_a_uint64() {
+        let spec = Command::SetMemoryBlocks.spec().args;
+        let run = |v: Value| check(spec, Some(&dict(&[("mem-blks", v)])));
+        let block = |pairs: &[(&str, Value)]| Value::List(vec![Value::Dict(dict(pairs))]);
+        assert_eq!(desc(run(Value::Int(1)).unwrap_err()), "Invalid parameter type for 'mem-blks', expected: array");
+        let e = run(Value::List(vec![Value::Null])).unwrap_err();
+        assert_eq!(desc(e), "Invalid parameter type for 'mem-blks[0]', expected: object");
+        let e = run(block(&[("phys-index", Value::Int(5))])).unwrap_err();
+        assert_eq!(desc(e), "Parameter 'mem-blks[0].online' is missing");
+        let e = run(block(&[("online", Value::Bool(true))])).unwrap_err();
+        assert_eq!(desc(e), "Parameter 'mem-blks[0].phys-index' is missing");
+        for bad in [Value::Float(1.0), Value::str("1"), Value::Bool(true)] {
+            let e = run(block(&[("phys-index", bad), ("online", Value::Bool(true))])).unwrap_err();
+            assert_eq!(desc(e), "Parameter 'mem-blks[0].phys-index' expects uint64");
+        }
+        let e =
+            run(block(&[("phys-index", Value::Int(1)), ("online", Value::Bool(true)), ("can-offline", Value::Int(1))]))
+                .unwrap_err();
+        assert_eq!(desc(e), "Invalid parameter type for 'mem-blks[0].can-offline', expected: boolean");
+        let e = run(block(&[("phys-index", Value::Int(1)), ("online", Value::Bool(true)), ("x", Value::Null)]))
+            .unwrap_err();
+        assert_eq!(desc(e), "Parameter 'mem-blks[0].x' is unexpected");
+        let ok = run(Value::List(vec![
+            Value::Dict(dict(&[("phys-index", Value::Int(-1)), ("online", Value::Bool(false))])),
+            Value::Dict(dict(&[("phys-index", Value::UInt(u64::MAX - 1)), ("online", Value::Bool(true))])),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.memory_blocks("mem-blks").unwrap(),
+            [
+                MemoryBlock { phys_index: u64::MAX, online: false },
+                MemoryBlock { phys_index: u64::MAX - 1, online: true }
+            ]
+        );
     }
 }

@@ -42,6 +42,12 @@ pub enum AgentError {
         expected: &'static str,
     },
     UnexpectedParameter(Vec<u8>),
+    /// A value of the right JSON kind out of the schema type's range (QEMU's
+    /// QERR_INVALID_PARAMETER_VALUE, e.g. a uint64 given as a float).
+    InvalidParameterValue {
+        path: Vec<u8>,
+        expected: &'static str,
+    },
     InvalidEnumValue {
         name: &'static str,
         value: Vec<u8>,
@@ -91,6 +97,9 @@ impl AgentError {
                 cat(&[b"Invalid parameter type for '", path, b"', expected: ", expected.as_bytes()])
             }
             AgentError::UnexpectedParameter(p) => cat(&[b"Parameter '", p, b"' is unexpected"]),
+            AgentError::InvalidParameterValue { path, expected } => {
+                cat(&[b"Parameter '", path, b"' expects ", expected.as_bytes()])
+            }
             AgentError::InvalidEnumValue { name, value } => {
                 cat(&[b"Parameter '", name.as_bytes(), b"' does not accept value '", value, b"'"])
             }
