@@ -20,6 +20,7 @@ from vmtest import checks_guest_view, checks_storage, checks_faults, checks_syst
 from vmtest import checks_reconnect, checks_vsock  # noqa: E402,F401
 from vmtest import checks_audit  # noqa: E402,F401
 from vmtest import checks_reload  # noqa: E402,F401
+from vmtest import checks_memory_freeze_list  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -46,6 +47,8 @@ ORDER = [
     "set_vcpus_takes_cpu1_offline_and_back",
     "set_vcpus_refuses_to_offline_cpu0",
     "set_vcpus_list_over_the_helpers_bound_is_refused_and_the_agent_goes_on",
+    "memory_blocks_match_sysfs_and_set_memory_blocks_offlines_the_dimm",
+    "freeze_list_freezes_only_the_listed_mount",
     "set_time_moves_guest_clock_and_rtc",
     "set_time_without_time_sets_clock_from_rtc",
     "shutdown_invalid_mode_is_refused_and_nothing_happens",

@@ -3,7 +3,10 @@
 //!
 //! Usage: cargo run --manifest-path tests/fuzz/Cargo.toml --example helper_seeds -- DIR
 
-use qga_protocol::{write_frame, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState};
+use qga_protocol::{
+    write_frame, MemoryBlockResponse, MemoryBlockResult, MemoryBlockState, Reply, Request, ShutdownMode, SuspendMode,
+    TrimResult, VcpuState,
+};
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: helper_seeds DIR");
@@ -28,6 +31,17 @@ fn main() {
         ("req-set-time", Request::SetTime { time_ns: Some(1_700_000_000_000_000_000) }),
         ("req-set-time-rtc", Request::SetTime { time_ns: None }),
         ("req-quit", Request::Quit),
+        ("req-freeze-list-all", Request::FreezeList { mountpoints: None }),
+        ("req-freeze-list", Request::FreezeList { mountpoints: Some(vec![b"/".to_vec(), b"/mnt/\xc0\x80".to_vec()]) }),
+        (
+            "req-set-memory-blocks",
+            Request::SetMemoryBlocks {
+                blocks: vec![
+                    MemoryBlockState { phys_index: 32, online: false },
+                    MemoryBlockState { phys_index: u64::MAX, online: true },
+                ],
+            },
+        ),
     ];
     let replies = [
         ("rep-freeze-state", Reply::FreezeState { frozen: true }),
@@ -44,6 +58,19 @@ fn main() {
         ("rep-vcpus-set", Reply::VcpusSet { count: 2 }),
         ("rep-done", Reply::Done),
         ("rep-failed", Reply::Failed { desc: "Operation not permitted".into() }),
+        (
+            "rep-memory-blocks-set",
+            Reply::MemoryBlocksSet {
+                results: vec![
+                    MemoryBlockResult { phys_index: 32, response: MemoryBlockResponse::Success, error_code: None },
+                    MemoryBlockResult {
+                        phys_index: 0,
+                        response: MemoryBlockResponse::OperationFailed,
+                        error_code: Some(22),
+                    },
+                ],
+            },
+        ),
     ];
     let payloads: Vec<(&str, Vec<u8>)> =
         requests.iter().map(|(n, r)| (*n, r.encode())).chain(replies.iter().map(|(n, r)| (*n, r.encode()))).collect();
