@@ -65,6 +65,7 @@ fn shipped_policies_enable_what_their_comments_promise() {
     // comparison above pass vacuously.
     let backup = [
         "guest-fsfreeze-freeze",
+        "guest-fsfreeze-freeze-list",
         "guest-fsfreeze-status",
         "guest-fsfreeze-thaw",
         "guest-info",
@@ -77,6 +78,8 @@ fn shipped_policies_enable_what_their_comments_promise() {
         "guest-get-cpustats",
         "guest-get-diskstats",
         "guest-get-host-name",
+        "guest-get-memory-block-info",
+        "guest-get-memory-blocks",
         "guest-get-osinfo",
         "guest-get-time",
         "guest-get-timezone",
