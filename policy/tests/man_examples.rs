@@ -33,7 +33,11 @@ fn no_freezing_example_keeps_the_status_by_exact_name() {
     for off in ["guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-shutdown", "guest-file-open"] {
         assert!(!on.contains(&off), "{off}");
     }
-    assert_eq!(on.len(), qga_policy::COUNT - 6 - 3 - 1 - 1, "file, freeze, freeze-list, thaw, shutdown off; guest-get-devices never on");
+    assert_eq!(
+        on.len(),
+        qga_policy::COUNT - 6 - 3 - 1 - 1,
+        "file, freeze, freeze-list, thaw, shutdown off; guest-get-devices never on"
+    );
 }
 
 #[test]
