@@ -94,7 +94,7 @@ pub struct Record {
 }
 
 /// The arguments recorded for a command: what it touches (path and mode, handle, shutdown
-/// mode, time, vCPUs, trim minimum), never file data, passwords or key material. An
+/// mode, time, vCPUs, memory blocks, mount points, trim minimum), never file data, passwords or key material. An
 /// exhaustive match, so a new command is a decision here.
 pub fn audited_arguments(command: Command) -> &'static [&'static str] {
     match command {
@@ -107,6 +107,8 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
         Command::Shutdown => &["mode"],
         Command::SetTime => &["time"],
         Command::SetVcpus => &["vcpus"],
+        Command::SetMemoryBlocks => &["mem-blks"],
+        Command::FsfreezeFreezeList => &["mountpoints"],
         Command::Fstrim => &["minimum"],
         Command::SyncDelimited
         | Command::Sync
@@ -121,6 +123,8 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
         | Command::SuspendHybrid
         | Command::NetworkGetInterfaces
         | Command::GetVcpus
+        | Command::GetMemoryBlocks
+        | Command::GetMemoryBlockInfo
         | Command::GetHostName
         | Command::GetUsers
         | Command::GetTimezone
