@@ -74,6 +74,9 @@ pub struct Config {
     pub audit: AuditScope,
     /// The audit trail's file, besides syslog (`--audit-file`, key `audit-file`).
     pub audit_file: Option<PathBuf>,
+    /// The freeze time limit in seconds (`--fsfreeze-timeout`, key `fsfreeze-timeout`); `None`
+    /// (the default, as 7.2) means a freeze lasts until the host thaws.
+    pub fsfreeze_timeout: Option<u64>,
 }
 
 pub use crate::audit::Scope as AuditScope;
@@ -106,6 +109,7 @@ impl Default for Config {
             sandbox: SandboxMode::Enforce,
             audit: AuditScope::Changes,
             audit_file: None,
+            fsfreeze_timeout: None,
         }
     }
 }

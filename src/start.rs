@@ -336,6 +336,7 @@ fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>, reload: Rel
         enabled: helper_args::helper_commands(policy),
         hook: config.fsfreeze_hook.clone(),
         hook_timeout: helper_args::DEFAULT_HOOK_TIMEOUT,
+        freeze_timeout: config.fsfreeze_timeout.map(std::time::Duration::from_secs),
         sandbox: config.sandbox,
         cpu,
         reload: qga_policy::reload::Sources {

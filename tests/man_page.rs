@@ -129,6 +129,7 @@ fn dump_conf_writes_every_key_but_the_deprecated_one() {
         "--policy",
         "/policy",
         "--audit=all",
+        "--fsfreeze-timeout=600",
         "--audit-file=/audit",
     ]
     .iter()

@@ -112,7 +112,9 @@ fn start() -> i32 {
     // else in this process owns it, and from here on only this UnixStream does.
     let mut chan = unsafe { UnixStream::from_raw_fd(REQUEST_FD) };
     let ops = System::new(launcher, &args.statedir, args.hook, args.hook_timeout).with_reload_sources(args.reload);
-    let mut server = Server::new(ops, args.enabled, frozen).with_front_files(args.front_files);
+    let mut server = Server::new(ops, args.enabled, frozen)
+        .with_front_files(args.front_files)
+        .with_freeze_timeout(args.freeze_timeout);
     let status = serve::run(&mut server, &mut chan);
     log!("exiting with status {status}");
     status

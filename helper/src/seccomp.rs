@@ -44,6 +44,14 @@ pub const TABLE: &[Allowed<'static>] = &[
     allow!(SYS_recvfrom, [eq(4, 0)], "reading requests and launcher answers (recv: no source address)"),
     allow!(SYS_sendto, [eq(4, 0)], "writing replies and launcher jobs (send: no destination address)"),
     allow!(SYS_read, "mountinfo, /sys/power/state"),
+    #[cfg(target_arch = "x86_64")]
+    allow!(SYS_poll, "fsfreeze-timeout: waiting for a request at most until the freeze time limit"),
+    allow!(SYS_ppoll, "fsfreeze-timeout: the same wait where the C library uses ppoll"),
+    allow!(
+        SYS_clock_gettime,
+        [eq(0, libc::CLOCK_MONOTONIC as u64)],
+        "fsfreeze-timeout: the monotonic clock (std's Instant; a static binary may not use the vDSO)"
+    ),
     allow!(SYS_write, "log records on stderr; /sys/power/state (suspend's kernel fallback)"),
     allow!(SYS_close, "every descriptor the operations open"),
     // Files: mountinfo, mount points, the marker, sysfs cpu and power files, /dev/rtc0.

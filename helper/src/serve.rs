@@ -5,6 +5,7 @@
 //! [`Operations`] so the machine is tested with a fake.
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use qga_policy::{decide, Command, Decision, Policy};
 
@@ -98,6 +99,33 @@ pub struct Server<O: Operations> {
     frozen: bool,
     /// The front's sandbox covers the file commands (it started with them enabled).
     front_files: bool,
+    /// The freeze time limit (`--fsfreeze-timeout`), and when the current freeze began.
+    freeze_timeout: Option<Duration>,
+    frozen_since: Option<Instant>,
+}
+
+/// A request channel the loop can wait on with a time limit (the freeze time limit).
+pub trait WaitReadable {
+    /// Waits until a read would not block or `limit` has passed; false when it passed.
+    fn wait_readable(&mut self, limit: Duration) -> bool;
+}
+
+impl WaitReadable for std::os::unix::net::UnixStream {
+    fn wait_readable(&mut self, limit: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        // Whole milliseconds, rounded up so an expiry is never reported early; at most
+        // PollTimeout's range (the loop waits again for what is left).
+        let ms = limit.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            Ok(0) => false,
+            // Readable, closed or failed: the read that follows finds out which.
+            Ok(_) => true,
+            Err(nix::errno::Errno::EINTR) => true,
+            Err(_) => true,
+        }
+    }
 }
 
 fn failed(desc: String) -> Reply {
@@ -106,7 +134,7 @@ fn failed(desc: String) -> Reply {
 
 impl<O: Operations> Server<O> {
     pub fn new(ops: O, policy: Policy, frozen: bool) -> Server<O> {
-        Server { ops, policy, frozen, front_files: false }
+        Server { ops, policy, frozen, front_files: false, freeze_timeout: None, frozen_since: None }
     }
 
     /// Says that the front started with the file commands, so a reload may enable them.
@@ -128,6 +156,41 @@ impl<O: Operations> Server<O> {
         }
         self.policy = new.clone();
         Reply::Reloaded { policy: new }
+    }
+
+    /// Sets the freeze time limit; a freeze found at start counts from now.
+    pub fn with_freeze_timeout(mut self, limit: Option<Duration>) -> Server<O> {
+        self.freeze_timeout = limit;
+        self.frozen_since = self.timed_freeze_start();
+        self
+    }
+
+    /// When a freeze that starts now must end: only under a time limit (the clock is read
+    /// only then).
+    fn timed_freeze_start(&self) -> Option<Instant> {
+        (self.frozen && self.freeze_timeout.is_some()).then(Instant::now)
+    }
+
+    /// How long the current freeze may still last, if it is frozen under a time limit.
+    pub fn freeze_time_left(&self) -> Option<Duration> {
+        let limit = self.freeze_timeout?;
+        let since = self.frozen_since.filter(|_| self.frozen)?;
+        Some(limit.saturating_sub(since.elapsed()))
+    }
+
+    /// The freeze time limit expired: thaw (with the hook), as guest-fsfreeze-thaw would.
+    /// The front learns it from the next status or thaw (status then reads "thawed" and a
+    /// thaw answers 0).
+    pub fn freeze_time_limit_expired(&mut self) {
+        let limit = self.freeze_timeout.unwrap_or_default().as_secs();
+        let t = self.ops.thaw();
+        self.frozen = t.still_frozen;
+        match t.result {
+            Ok(n) => log!("fsfreeze-timeout: frozen for {limit} s: thawed {n} filesystem(s)"),
+            Err(e) => log!("fsfreeze-timeout: frozen for {limit} s: thaw: {e}"),
+        }
+        // A thaw that could not read the mount list is tried again after another period.
+        self.frozen_since = self.timed_freeze_start();
     }
 
     pub fn frozen(&self) -> bool {
@@ -197,6 +260,7 @@ impl<O: Operations> Server<O> {
         match self.ops.freeze(only) {
             Ok(count) => {
                 self.frozen = count > 0;
+                self.frozen_since = self.timed_freeze_start();
                 log!("froze {count} filesystem(s)");
                 Reply::FreezeCount { count, frozen: self.frozen }
             }
@@ -242,8 +306,16 @@ impl<O: Operations> Server<O> {
 }
 
 /// Serves requests on `chan` until the helper must exit; returns the exit status.
-pub fn run<O: Operations, C: Read + Write>(server: &mut Server<O>, chan: &mut C) -> i32 {
+pub fn run<O: Operations, C: Read + Write + WaitReadable>(server: &mut Server<O>, chan: &mut C) -> i32 {
     loop {
+        if let Some(left) = server.freeze_time_left() {
+            if left.is_zero() || !chan.wait_readable(left) {
+                if server.freeze_time_left().is_some_and(|l| l.is_zero()) {
+                    server.freeze_time_limit_expired();
+                }
+                continue;
+            }
+        }
         let req = match read_frame(chan).and_then(|p| Request::decode(&p)) {
             Ok(req) => req,
             Err(FrameError::Closed) => return server.front_gone("the front closed the channel"),
@@ -371,6 +443,36 @@ mod tests {
             }
             out
         }
+    }
+
+    impl WaitReadable for Chan {
+        fn wait_readable(&mut self, _: Duration) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn the_freeze_time_limit_thaws_once_and_only_when_frozen() {
+        let mut s = server(false).with_freeze_timeout(Some(Duration::from_millis(50)));
+        assert_eq!(s.freeze_time_left(), None);
+        assert!(matches!(s.handle(Request::Freeze), Step::Reply(Reply::FreezeCount { count: 3, frozen: true })));
+        assert!(s.freeze_time_left().is_some_and(|l| l <= Duration::from_millis(50)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(s.freeze_time_left(), Some(Duration::ZERO));
+        s.freeze_time_limit_expired();
+        assert!(!s.frozen());
+        assert_eq!(s.freeze_time_left(), None);
+        assert_eq!(s.ops.calls, ["freeze", "thaw"]);
+        // A later thaw is still answered.
+        assert!(matches!(s.handle(Request::Thaw), Step::Reply(Reply::FreezeCount { frozen: false, .. })));
+    }
+
+    #[test]
+    fn without_a_time_limit_a_freeze_never_expires() {
+        let mut s = server(false);
+        s.handle(Request::Freeze);
+        assert_eq!(s.freeze_time_left(), None);
+        assert_eq!(server(true).freeze_time_left(), None);
     }
 
     impl Read for Chan {

@@ -214,3 +214,19 @@ fn a_policy_reload_may_resolve_paths_and_ask_its_own_uid() {
     // The canaries run as root, whose uid is 0.
     canary::assert_succeeds(enforcing(), "geteuid", || sys1(libc::SYS_geteuid, 0));
 }
+
+#[test]
+fn waiting_with_a_time_limit_is_allowed_for_the_freeze_time_limit() {
+    // No descriptors and a zero timeout: returns 0 at once.
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(enforced(|| sys3(libc::SYS_poll, 0, 0, 0)), End::Returned(0, 0));
+    assert_eq!(enforced(|| sys5(libc::SYS_ppoll, 0, 0, ptr(ZERO_TIMESPEC), 0, 0)), End::Returned(0, 0));
+    // The monotonic clock (a NULL result pointer: EFAULT, no effect); no other clock.
+    assert_fails_with("clock_gettime(MONOTONIC)", libc::EFAULT, || {
+        sys2(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC as u64, 0)
+    });
+    assert_killed("clock_gettime(BOOTTIME)", || sys2(libc::SYS_clock_gettime, libc::CLOCK_BOOTTIME as u64, 0));
+}
+
+/// A `struct timespec` of zero seconds and zero nanoseconds.
+static ZERO_TIMESPEC: &[u8] = &[0u8; 16];

@@ -4,7 +4,7 @@
 //! checks that every command line the front can write parses back to what it wrote.
 //!
 //! `qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH]
-//! [--hook-timeout SECS] [--seccomp=log | --no-sandbox]`
+//! [--hook-timeout SECS] [--fsfreeze-timeout SECS] [--seccomp=log | --no-sandbox]`
 //!
 //! The reload options say where the effective policy comes from, as the front (root, before it
 //! read a byte from the host) resolved it at start-up: `--policy PATH`, `--config PATH`
@@ -36,6 +36,8 @@ pub struct Args {
     pub enabled: Policy,
     pub hook: Option<PathBuf>,
     pub hook_timeout: Duration,
+    /// The freeze time limit: the helper thaws on its own when a freeze lasts this long.
+    pub freeze_timeout: Option<Duration>,
     /// The seccomp filter: enforced unless `--seccomp=log` or `--no-sandbox` is given.
     pub sandbox: SandboxMode,
     /// The CPU the front runs on, which the helper joins (see [`crate::placement`]).
@@ -63,6 +65,7 @@ pub enum ArgsError {
     NotAHelperCommand(String),
     DuplicateCommand(String),
     BadTimeout(String),
+    BadFreezeTimeout(String),
     BadCpu(String),
 }
 
@@ -79,6 +82,9 @@ impl std::fmt::Display for ArgsError {
             ArgsError::NotAHelperCommand(c) => write!(f, "command '{c}' in --enabled is not run by the helper"),
             ArgsError::DuplicateCommand(c) => write!(f, "command '{c}' appears twice in --enabled"),
             ArgsError::BadCpu(v) => write!(f, "--cpu '{v}' is not a CPU number"),
+            ArgsError::BadFreezeTimeout(v) => {
+                write!(f, "--fsfreeze-timeout '{v}' is not a number of seconds in 1..={MAX_HOOK_TIMEOUT_SECS}")
+            }
             ArgsError::BadTimeout(v) => {
                 write!(f, "--hook-timeout '{v}' is not a number of seconds in 1..={MAX_HOOK_TIMEOUT_SECS}")
             }
@@ -99,6 +105,9 @@ impl Args {
         }
         if self.hook_timeout != DEFAULT_HOOK_TIMEOUT {
             argv.extend(["--hook-timeout".into(), self.hook_timeout.as_secs().to_string().into()]);
+        }
+        if let Some(t) = self.freeze_timeout {
+            argv.extend(["--fsfreeze-timeout".into(), t.as_secs().to_string().into()]);
         }
         if let Some(cpu) = self.cpu {
             argv.extend(["--cpu".into(), cpu.to_string().into()]);
@@ -145,6 +154,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut enabled: Option<Policy> = None;
     let mut hook: Option<PathBuf> = None;
     let mut timeout: Option<Duration> = None;
+    let mut freeze_timeout: Option<Duration> = None;
     let mut sandbox: Option<SandboxMode> = None;
     let mut cpu: Option<usize> = None;
     let mut policy: Option<PathBuf> = None;
@@ -175,6 +185,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
                     .into_string()
                     .map_err(|_| ArgsError::NotUtf8("--hook-timeout"))?;
                 set_once(&mut timeout, parse_timeout(&v)?, "--hook-timeout")?;
+            }
+            "--fsfreeze-timeout" => {
+                let v = value(&mut it, "--fsfreeze-timeout")?
+                    .into_string()
+                    .map_err(|_| ArgsError::NotUtf8("--fsfreeze-timeout"))?;
+                let t = parse_timeout(&v).map_err(|_| ArgsError::BadFreezeTimeout(v))?;
+                set_once(&mut freeze_timeout, t, "--fsfreeze-timeout")?;
             }
             "--cpu" => {
                 let v = value(&mut it, "--cpu")?.into_string().map_err(|_| ArgsError::NotUtf8("--cpu"))?;
@@ -224,6 +241,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
         enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?,
         hook,
         hook_timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
+        freeze_timeout,
         sandbox: sandbox.unwrap_or(SandboxMode::Enforce),
         cpu,
     })
@@ -455,6 +473,19 @@ mod tests {
     }
 
     #[test]
+    fn the_freeze_time_limit_is_optional_and_a_plain_positive_number_of_seconds() {
+        let base = ["--statedir", "/run", "--enabled", ""];
+        let with = |extra: &[&str]| p(&[&base[..], extra].concat());
+        assert_eq!(with(&[]).unwrap().freeze_timeout, None);
+        assert_eq!(with(&["--fsfreeze-timeout", "30"]).unwrap().freeze_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(with(&["--fsfreeze-timeout", "0"]), Err(ArgsError::BadFreezeTimeout("0".into())));
+        assert_eq!(
+            with(&["--fsfreeze-timeout", "1", "--fsfreeze-timeout", "2"]),
+            Err(ArgsError::Duplicate("--fsfreeze-timeout"))
+        );
+    }
+
+    #[test]
     fn every_command_line_the_front_writes_parses_back_to_itself() {
         let hooks = [None, Some(PathBuf::from("/etc/qemu/fsfreeze-hook"))];
         let policies = [Policy::only([]), helper_commands(&Policy::allow_all()), Policy::only([Command::Shutdown])];
@@ -462,12 +493,15 @@ mod tests {
             for enabled in &policies {
                 for sandbox in [SandboxMode::Enforce, SandboxMode::Log, SandboxMode::Off] {
                     for cpu in [None, Some(0), Some(3)] {
-                        for hook_timeout in [DEFAULT_HOOK_TIMEOUT, Duration::from_secs(5)] {
+                        for (hook_timeout, freeze_timeout) in
+                            [(DEFAULT_HOOK_TIMEOUT, None), (Duration::from_secs(5), Some(Duration::from_secs(30)))]
+                        {
                             let a = Args {
                                 statedir: PathBuf::from("/run/qemu-ga-rs"),
                                 enabled: enabled.clone(),
                                 hook: hook.clone(),
                                 hook_timeout,
+                                freeze_timeout,
                                 sandbox,
                                 cpu,
                                 reload: Default::default(),

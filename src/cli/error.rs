@@ -20,6 +20,8 @@ pub enum CliError {
     InvalidMethod(String),
     /// `--audit` or the `audit` key names no scope.
     InvalidAudit(String),
+    /// `--fsfreeze-timeout` or its key is not a number of seconds in range.
+    InvalidFsfreezeTimeout(String),
     /// An option value that must be text (a method, path, user or RPC name) is not UTF-8.
     NotUtf8 { option: &'static str },
     /// Options that cannot be combined.
@@ -55,6 +57,9 @@ impl fmt::Display for CliError {
                 write!(f, "error loading configuration from path: {}:{line}: {message}", file.display())
             }
             CliError::InvalidMethod(m) => write!(f, "invalid method: {m}"),
+            CliError::InvalidFsfreezeTimeout(t) => {
+                write!(f, "invalid fsfreeze-timeout: {t} (seconds, 0 to {})", super::settings::MAX_FSFREEZE_TIMEOUT)
+            }
             CliError::InvalidAudit(a) => write!(f, "invalid audit scope: {a} (changes, all or off)"),
             CliError::NotUtf8 { option } => write!(f, "the argument of {option} is not valid UTF-8"),
             CliError::Conflict(m) => f.write_str(m),

@@ -34,6 +34,8 @@ pub struct Settings {
     pub(super) method: String,
     /// The audit scope as given, checked at the end like the method.
     pub(super) audit: String,
+    /// The freeze time limit as given, checked at the end.
+    pub(super) fsfreeze_timeout: String,
     dump: bool,
     check_policy: Option<Option<PathBuf>>,
     warnings: Vec<String>,
@@ -67,12 +69,31 @@ pub(super) fn names(list: &[NamedRpc]) -> String {
     list.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",")
 }
 
+/// The longest freeze time limit: the helper's bound for its own time limits.
+pub const MAX_FSFREEZE_TIMEOUT: u64 = qga_protocol::helper_args::MAX_HOOK_TIMEOUT_SECS;
+
+/// `--fsfreeze-timeout`: empty or 0 is no limit, else decimal seconds up to the maximum.
+fn parse_freeze_timeout(v: &str) -> Option<Option<u64>> {
+    if v.is_empty() {
+        return Some(None);
+    }
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match v.parse::<u64>().ok()? {
+        0 => Some(None),
+        s if s <= MAX_FSFREEZE_TIMEOUT => Some(Some(s)),
+        _ => None,
+    }
+}
+
 impl Settings {
     pub(super) fn new() -> Settings {
         let config = Config::default();
         Settings {
             method: config.method.name().to_string(),
             audit: config.audit.name().to_string(),
+            fsfreeze_timeout: String::new(),
             config,
             dump: false,
             check_policy: None,
@@ -146,6 +167,7 @@ impl Settings {
             Opt::NoSandbox => self.config.sandbox = SandboxMode::Off,
             Opt::Audit => self.audit = value().to_string_lossy().into_owned(),
             Opt::AuditFile => self.config.audit_file = Some(value().into()),
+            Opt::FsfreezeTimeout => self.fsfreeze_timeout = value().to_string_lossy().into_owned(),
         }
         Ok(None)
     }
@@ -154,6 +176,8 @@ impl Settings {
     pub(super) fn finish(mut self) -> Result<Parsed, CliError> {
         self.config.method = Method::from_name(&self.method).ok_or(CliError::InvalidMethod(self.method))?;
         self.config.audit = AuditScope::from_name(&self.audit).ok_or(CliError::InvalidAudit(self.audit))?;
+        self.config.fsfreeze_timeout = parse_freeze_timeout(&self.fsfreeze_timeout)
+            .ok_or_else(|| CliError::InvalidFsfreezeTimeout(self.fsfreeze_timeout.clone()))?;
         // Resolved here, as 7.2 does before `-D`, so the dump and the Config agree and a
         // dumped file reads back to the same Config. The listening methods have no default:
         // the caller reports that (unless socket activation supplies the channel).

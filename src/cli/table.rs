@@ -37,6 +37,7 @@ pub enum Opt {
     NoSandbox,
     Audit,
     AuditFile,
+    FsfreezeTimeout,
 }
 
 /// Whether and how an option takes an argument.
@@ -279,6 +280,17 @@ pub const OPTIONS: &[CliOption] = &[
         }),
     },
     CliOption {
+        opt: Opt::FsfreezeTimeout,
+        short: None,
+        long: "fsfreeze-timeout",
+        has_arg: HasArg::Required,
+        getopt_rank: 23,
+        help: help(
+            "thaw on its own when a freeze lasts this many seconds\n\
+             (1 to 86400; 0 or unset: no limit, as qemu-ga)",
+        ),
+    },
+    CliOption {
         opt: Opt::Audit,
         short: None,
         long: "audit",
@@ -483,6 +495,13 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         dump: Some(|c| {
             (c.audit != crate::config::AuditScope::Changes).then(|| Value::String(c.audit.name().to_string()))
         }),
+        deprecated: false,
+    },
+    ConfigKey {
+        name: "fsfreeze-timeout",
+        option: Opt::FsfreezeTimeout,
+        read: Read::String(|s, v| s.fsfreeze_timeout = v),
+        dump: Some(|c| c.fsfreeze_timeout.map(|t| Value::String(t.to_string()))),
         deprecated: false,
     },
     ConfigKey {

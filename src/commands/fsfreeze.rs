@@ -19,7 +19,16 @@ pub fn status(agent: &mut Agent) -> Result<Value, AgentError> {
         Reply::FreezeState { frozen } => Some(frozen),
         _ => None,
     })?;
-    agent.set_frozen(frozen);
+    if agent.frozen && !frozen {
+        // Thawed without a thaw request: the helper's freeze time limit expired. The record
+        // follows the ring's records, which are older.
+        crate::warning!("the helper thawed on its own (fsfreeze-timeout expired)");
+        let record = crate::audit::event_record(std::time::SystemTime::now(), "fsfreeze-timeout", "the helper thawed");
+        agent.set_frozen(false);
+        crate::audit::write(record);
+    } else {
+        agent.set_frozen(frozen);
+    }
     Ok(Value::str(if frozen { "frozen" } else { "thawed" }))
 }
 

@@ -40,6 +40,7 @@ ORDER = [
     "fsfreeze_blocks_writer_until_thaw",
     "audit_records_made_while_frozen_appear_after_thaw_in_order",
     "audit_ring_overflow_keeps_the_newest_and_says_how_many_were_dropped",
+    "fsfreeze_time_limit_thaws_on_its_own",
     "fsfreeze_survives_agent_crash_and_restart",
     "front_killed_while_frozen_is_thawed_by_the_helper",
     "sigterm_while_frozen_thaws_then_exits_0",

@@ -171,6 +171,17 @@ fn non_utf8_paths_pass_and_non_utf8_names_fail() {
 }
 
 #[test]
+fn the_freeze_time_limit_is_off_by_default_and_a_number_of_seconds() {
+    assert_eq!(config(run(&[])).fsfreeze_timeout, None);
+    assert_eq!(config(run(&["--fsfreeze-timeout", "0"])).fsfreeze_timeout, None);
+    assert_eq!(config(run(&["--fsfreeze-timeout=600"])).fsfreeze_timeout, Some(600));
+    assert_eq!(config(with_conf(&[], "[general]\nfsfreeze-timeout=30\n")).fsfreeze_timeout, Some(30));
+    for bad in ["-1", "1e3", "86401", "ten"] {
+        assert_eq!(error(run(&["--fsfreeze-timeout", bad])), CliError::InvalidFsfreezeTimeout(bad.to_string()));
+    }
+}
+
+#[test]
 fn audit_scope_and_file_come_from_the_option_or_the_key_and_a_bad_scope_is_an_error() {
     use crate::config::AuditScope;
     assert_eq!(config(run(&[])).audit, AuditScope::Changes);

@@ -65,6 +65,7 @@ fn config_file_sets_every_key() {
             policy: Some("/etc/qga.policy".into()),
             sandbox: crate::config::SandboxMode::Enforce,
             audit: crate::config::AuditScope::All,
+            fsfreeze_timeout: Some(600),
             audit_file: Some("/var/log/qga-audit.log".into()),
         }
     );

@@ -73,5 +73,6 @@ allow-rpcs=guest-ping
 user=qga
 policy=/etc/qga.policy
 audit=all
+fsfreeze-timeout=600
 audit-file=/var/log/qga-audit.log
 ";

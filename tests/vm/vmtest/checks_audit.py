@@ -154,3 +154,56 @@ def audit_ring_overflow_keeps_the_newest_and_says_how_many_were_dropped(ctx):
     finally:
         if not ok:
             thaw_quietly(ctx)
+
+
+def _restart_agent_with_conf(ctx, conf):
+    """Writes (or, with None, removes) the agent's default config file and restarts it."""
+    if conf is None:
+        ctx.guest_sh("rm -f /etc/qemu/qemu-ga.conf")
+    else:
+        ctx.guest_sh(f"mkdir -p /etc/qemu && printf '{conf}' > /etc/qemu/qemu-ga.conf")
+    starts_before = int(ctx.guest_sh("cat /run/qga-test/agent.starts"))
+    ctx.guest_sh(". /usr/libexec/qga-test/lib.sh; kill -TERM $(agent_pid)")
+    _restarted(ctx, starts_before)
+    ctx.guest.agent.handshake(timeout=60)
+
+
+@check(boot="pvh")
+def fsfreeze_time_limit_thaws_on_its_own(ctx):
+    """With fsfreeze-timeout=4 (config file) a freeze the host never thaws ends by itself: the
+    writer on the frozen disk resumes about 4 s after the freeze without any request, the
+    marker is gone, guest-fsfreeze-status then reads "thawed", a later guest-fsfreeze-thaw
+    answers 0, and the audit trail holds an event=fsfreeze-timeout record."""
+    if ctx.agent_spec.is_reference:
+        raise NotApplicable("not applicable to the reference: qemu-ga 7.2 has no freeze time limit")
+    limit = 4
+    _restart_agent_with_conf(ctx, f"[general]\\nfsfreeze-timeout={limit}\\n")
+    witness = FreezeWitness(ctx)
+    witness.start()
+    ok = False
+    try:
+        freeze(ctx)
+        frozen_at = witness.uptime()
+        time.sleep(limit + 3.0)
+        rc, _ = ctx.guest_sh_rc(f"test -e {MARKER}")
+        ctx.expect(rc != 0, f"{MARKER} still exists {limit + 3} s into a freeze limited to {limit} s")
+        stamps = [float(x) for x in ctx.guest_sh(f"cat {witness.ticks}").split()]
+        resumed = [s for s in stamps if s > frozen_at + 0.5]
+        ctx.expect(resumed, f"the writer did not resume after the freeze at uptime {frozen_at:.2f}")
+        after = resumed[0] - frozen_at
+        ctx.note(f"freeze at uptime {frozen_at:.2f}; the writer resumed {after:.2f} s later (limit {limit} s)")
+        ctx.expect(limit - 1.0 <= after <= limit + 2.0, f"the writer resumed {after:.2f} s after the freeze")
+        status = ctx.call("guest-fsfreeze-status")
+        ctx.expect(status == "thawed", f"guest-fsfreeze-status reads {status!r} after the time limit")
+        thawed = ctx.call("guest-fsfreeze-thaw")
+        ctx.expect(thawed == 0, f"guest-fsfreeze-thaw after the time limit answered {thawed!r}, not 0")
+        events = [line for line in _audit_lines(ctx) if _field(line, "event") == "fsfreeze-timeout"]
+        ctx.expect(events, "the audit trail has no event=fsfreeze-timeout record")
+        log = ctx.guest_sh("grep -c 'fsfreeze-timeout: frozen for' /tmp/qga.log || true").strip()
+        ctx.expect(log not in ("", "0"), "the agent's log does not say the time limit thawed")
+        witness.verdict(frozen_at, frozen_at + limit)
+        ok = True
+    finally:
+        if not ok:
+            thaw_quietly(ctx)
+        _restart_agent_with_conf(ctx, None)
