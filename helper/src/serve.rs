@@ -7,7 +7,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use qga_policy::{decide, Command, Decision, Policy};
+use qga_policy::{decide, permit, Command, Decision, Invocation, Policy};
+use qga_protocol::set_time;
 
 use crate::log;
 use crate::protocol::{
@@ -202,6 +203,10 @@ impl<O: Operations> Server<O> {
         if let Err(r) = check(&req, &self.policy, self.frozen) {
             return Step::Refuse(r);
         }
+        if let Some(refusal) = self.refused_by_conditions(&req) {
+            log!("refused by the policy's conditions: {refusal}");
+            return Step::Reply(failed(refusal));
+        }
         let reply = match req {
             Request::FreezeStatus => Reply::FreezeState { frozen: self.frozen },
             Request::Quit => {
@@ -270,6 +275,38 @@ impl<O: Operations> Server<O> {
                 failed(e)
             }
         }
+    }
+
+    /// The argument re-check, on the request as the helper will carry it out (the clock step
+    /// from its own clock): the policy's refusal text, or `None`. The front checked first, so a
+    /// refusal here is a front that misbehaved or a clock that moved in between; either way the
+    /// request fails and nothing is done.
+    fn refused_by_conditions(&self, req: &Request) -> Option<String> {
+        let ids: Vec<u64>;
+        let invocation = match req {
+            Request::Shutdown { mode } => Invocation::Shutdown { mode: (*mode).into() },
+            Request::SetTime { time_ns } => {
+                Invocation::SetTime { step: time_ns.map(|ns| set_time::step_seconds(ns, set_time::now_ns())) }
+            }
+            Request::SetVcpus { vcpus } => {
+                ids = vcpus.iter().map(|v| u64::try_from(v.logical_id).unwrap_or(u64::MAX)).collect();
+                Invocation::SetVcpus { cpus: &ids }
+            }
+            Request::Trim { minimum } => Invocation::Fstrim { minimum: *minimum as u64 },
+            Request::SetMemoryBlocks { blocks } => {
+                ids = blocks.iter().map(|b| b.phys_index).collect();
+                Invocation::SetMemoryBlocks { blocks: &ids }
+            }
+            Request::FreezeList { .. }
+            | Request::FreezeStatus
+            | Request::Quit
+            | Request::Reload
+            | Request::Freeze
+            | Request::Thaw
+            | Request::Suspend { .. } => return None,
+        };
+        let cmd = req.command()?;
+        permit(&self.policy, cmd, &invocation).err().map(|r| r.0)
     }
 
     /// Thaws (with the hook) if frozen, before the helper goes away.
@@ -519,6 +556,32 @@ mod tests {
         let only_ram = Policy::only([Command::SuspendRam]);
         assert!(check(&Request::Suspend { mode: SuspendMode::Ram }, &only_ram, false).is_ok());
         assert!(check(&Request::Suspend { mode: SuspendMode::Disk }, &only_ram, false).is_err());
+    }
+
+    #[test]
+    fn a_request_the_conditions_refuse_fails_and_nothing_is_done() {
+        let conditions = qga_protocol::helper_args::parse_conditions(
+            "guest-shutdown mode=reboot\nguest-fstrim floor=4096\nguest-set-vcpus cpus=1-3\nguest-set-time max-step=60",
+        )
+        .unwrap();
+        let mut s = Server::new(FakeOps::default(), Policy::allow_all().with_conditions(conditions), false);
+        let failed = |step: Step| match step {
+            Step::Reply(Reply::Failed { desc }) => desc,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            failed(s.handle(Request::Shutdown { mode: ShutdownMode::Halt })),
+            "the policy does not allow guest-shutdown mode 'halt'"
+        );
+        assert!(failed(s.handle(Request::Trim { minimum: 0 })).contains("minimum 0"));
+        let cpu0 = vec![VcpuState { logical_id: 0, online: false }];
+        assert!(failed(s.handle(Request::SetVcpus { vcpus: cpu0 })).contains("logical-id 0"));
+        assert!(failed(s.handle(Request::SetTime { time_ns: Some(0) })).contains("step"));
+        assert!(failed(s.handle(Request::SetTime { time_ns: None })).contains("hardware clock"));
+        assert!(s.ops.calls.is_empty(), "{:?}", s.ops.calls);
+        assert!(matches!(s.handle(Request::Shutdown { mode: ShutdownMode::Reboot }), Step::Reply(Reply::Done)));
+        assert!(matches!(s.handle(Request::Trim { minimum: 4096 }), Step::Reply(Reply::Trimmed { .. })));
+        assert_eq!(s.ops.calls, ["shutdown", "trim"]);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::io;
 
+use crate::rules::ConditionError;
+
 /// A policy the agent did not fully understand. Display gives the one-line message to print.
 #[derive(Debug)]
 pub enum PolicyError {
@@ -46,6 +48,14 @@ pub enum PolicyError {
         other_line: usize,
         other_rule: String,
     },
+    /// A `"` left open.
+    UnterminatedQuote { origin: String, line: usize },
+    /// `KEY=VALUE` conditions on a `deny` or a glob: only an exact `allow` narrows.
+    ConditionsNotAllowed { origin: String, line: usize, rule: String },
+    /// A rule's conditions are invalid (unknown key, bad value, missing key…).
+    BadConditions { origin: String, line: usize, error: ConditionError },
+    /// A plain `allow`/`deny` of a command beside an `allow` of it with conditions.
+    ConditionsConflict { origin: String, line: usize, rule: String, other_line: usize, other_rule: String },
     /// No `default` line.
     MissingDefault { origin: String },
     /// A second `default` line.
@@ -120,6 +130,17 @@ impl fmt::Display for PolicyError {
             ContradictoryRule { origin, line, rule, command, other_line, other_rule } => {
                 write!(f, "{origin}:{line}: '{rule}' contradicts line {other_line} '{other_rule}' for {command}")
             }
+            UnterminatedQuote { origin, line } => write!(f, "{origin}:{line}: unterminated '\"'"),
+            ConditionsNotAllowed { origin, line, rule } => write!(
+                f,
+                "{origin}:{line}: '{rule}' cannot take KEY=VALUE conditions (only 'allow' of one exact command can)"
+            ),
+            BadConditions { origin, line, error } => write!(f, "{origin}:{line}: {error}"),
+            ConditionsConflict { origin, line, rule, other_line, other_rule } => write!(
+                f,
+                "{origin}:{line}: '{rule}' conflicts with line {other_line} '{other_rule}': a command is either \
+                 allowed with conditions or without, not both"
+            ),
             MissingDefault { origin } => {
                 write!(f, "{origin}: no 'default allow' or 'default deny' line")
             }

@@ -22,8 +22,10 @@ use std::path::Path;
 
 use crate::catalog::{Command, COUNT};
 use crate::error::PolicyError;
+use crate::gate::Narrowing;
 use crate::gate::Policy;
 use crate::names;
+use crate::rules;
 
 /// Where the agent looks for its policy when neither `--policy` nor config `policy` names one.
 pub const DEFAULT_PATH: &str = "/etc/qemu-ga-rs/policy";
@@ -83,13 +85,65 @@ pub struct Rule {
     pub glob: bool,
     /// The commands it matches, in schema order (never empty).
     pub commands: Vec<Command>,
+    /// An `allow` of one exact command with `KEY=VALUE` conditions: what they say, and the
+    /// words as written (for messages and the helper's command line).
+    pub conditions: Option<Narrowing>,
 }
 
 impl Rule {
-    /// The rule as it would be written, e.g. "deny guest-file-*".
+    /// The rule as it would be written, e.g. "deny guest-file-*" (conditions as written but
+    /// unquoted, so for messages only).
     pub fn text(&self) -> String {
-        format!("{} {}", self.action.as_str(), self.pattern)
+        match &self.conditions {
+            None => format!("{} {}", self.action.as_str(), self.pattern),
+            Some(n) => format!("{} {} {}", self.action.as_str(), self.pattern, n.words.join(" ")),
+        }
     }
+}
+
+/// A line with a `"` left open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenQuote;
+
+/// Splits one line into words: blanks separate them, `#` outside quotes starts a comment, and
+/// inside a word `"..."` quotes blanks and `#` (`\"` and `\\` escape inside quotes). Command
+/// names never contain either character, so lines without quotes read as they always did.
+/// `Err` for a quote left open.
+pub fn split_words(line: &str) -> Result<Vec<String>, OpenQuote> {
+    let mut words = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => break,
+            '"' => {
+                let w = cur.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        None => return Err(OpenQuote),
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e @ ('"' | '\\')) => w.push(e),
+                            Some(other) => {
+                                w.push('\\');
+                                w.push(other);
+                            }
+                            None => return Err(OpenQuote),
+                        },
+                        Some(other) => w.push(other),
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if let Some(w) = cur.take() {
+                    words.push(w);
+                }
+            }
+            c => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(cur);
+    Ok(words)
 }
 
 /// Which line of the file decided one command.
@@ -150,7 +204,12 @@ impl PolicyFile {
 
     /// The file's policy on its own, before `-b`/`-a` and the config lists.
     pub fn policy(&self) -> Policy {
-        Policy::only(Command::all().filter(|c| self.verdict(*c).enabled))
+        Policy::only(Command::all().filter(|c| self.verdict(*c).enabled)).with_conditions(self.conditions())
+    }
+
+    /// The argument conditions of the `allow` lines, in file order, with their command.
+    pub fn conditions(&self) -> Vec<Narrowing> {
+        self.rules.iter().filter_map(|r| r.conditions.clone()).collect()
     }
 }
 
@@ -162,10 +221,8 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
 
     for (idx, raw) in text.split('\n').enumerate() {
         let line = idx + 1;
-        // '#' never occurs in a command name, so it can start a comment anywhere on the line.
-        let content = raw.split('#').next().unwrap_or("");
-        let words: Vec<&str> = content.split_whitespace().collect();
-        let Some(&keyword) = words.first() else { continue };
+        let words = split_words(raw).map_err(|OpenQuote| PolicyError::UnterminatedQuote { origin: o(), line })?;
+        let Some(keyword) = words.first().map(String::as_str) else { continue };
         let keyword: &'static str = match keyword {
             "default" => "default",
             "allow" => "allow",
@@ -179,12 +236,14 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
                 })
             }
         };
-        let Some(&arg) = words.get(1) else {
+        let Some(arg) = words.get(1).map(String::as_str) else {
             return Err(PolicyError::MissingArgument { origin: o(), line, keyword });
         };
-        if let Some(&extra) = words.get(2) {
+        // After the name only KEY=VALUE conditions may follow (and only on an exact allow).
+        if let Some(extra) = words[2..].iter().find(|w| keyword == "default" || !w.contains('=')) {
             return Err(PolicyError::TrailingText { origin: o(), line, text: extra.to_string() });
         }
+        let condition_words = &words[2..];
 
         if keyword == "default" {
             let action = match arg {
@@ -201,6 +260,9 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
 
         let action = if keyword == "allow" { Action::Allow } else { Action::Deny };
         let glob = arg.contains('*');
+        if !condition_words.is_empty() && (glob || action == Action::Deny) {
+            return Err(PolicyError::ConditionsNotAllowed { origin: o(), line, rule: format!("{keyword} {arg}") });
+        }
         let commands = if glob {
             if !names::glob_is_well_formed(arg) {
                 return Err(PolicyError::BadGlob { origin: o(), line, pattern: arg.to_string() });
@@ -218,7 +280,17 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
                 }
             }
         };
-        let rule = Rule { line, action, pattern: arg.to_string(), glob, commands };
+        let conditions = if condition_words.is_empty() {
+            None
+        } else {
+            let conditions = rules::parse(arg, condition_words).map_err(|error| PolicyError::BadConditions {
+                origin: o(),
+                line,
+                error,
+            })?;
+            Some(Narrowing { command: commands[0], conditions, words: condition_words.to_vec() })
+        };
+        let rule = Rule { line, action, pattern: arg.to_string(), glob, commands, conditions };
         check_against_earlier(&rule, &rules, origin)?;
         rules.push(rule);
     }
@@ -238,6 +310,29 @@ pub fn parse(text: &str, origin: &str) -> Result<PolicyFile, PolicyError> {
 /// wins, that is the point of writing it).
 fn check_against_earlier(rule: &Rule, earlier: &[Rule], origin: &str) -> Result<(), PolicyError> {
     for prev in earlier {
+        if prev.pattern == rule.pattern && (prev.conditions.is_some() || rule.conditions.is_some()) {
+            if prev.action != rule.action || prev.conditions.is_none() || rule.conditions.is_none() {
+                // `allow X` beside `allow X KEY=...` (or `deny X`) would leave X both
+                // unrestricted and narrowed: say which line to drop.
+                return Err(PolicyError::ConditionsConflict {
+                    origin: origin.to_string(),
+                    line: rule.line,
+                    rule: rule.text(),
+                    other_line: prev.line,
+                    other_rule: prev.text(),
+                });
+            }
+            let kind = rule.conditions.as_ref().map(|n| n.conditions.kind());
+            if kind.is_some_and(|k| !k.repeatable()) {
+                return Err(PolicyError::DuplicateRule {
+                    origin: origin.to_string(),
+                    line: rule.line,
+                    rule: rule.text(),
+                    first_line: prev.line,
+                });
+            }
+            continue;
+        }
         if prev.pattern == rule.pattern {
             return Err(if prev.action == rule.action {
                 PolicyError::DuplicateRule {

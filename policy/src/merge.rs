@@ -169,7 +169,7 @@ pub fn merge(file: &PolicyFile, block: &[ListEntry], allow: &[ListEntry]) -> Res
         }
     }
 
-    let mut policy = Policy::only([]);
+    let mut policy = Policy::only([]).with_conditions(file.conditions());
     let mut explanations = Vec::with_capacity(TABLE.len());
     for cmd in Command::all() {
         let fv = file.verdict(cmd).clone();

@@ -139,6 +139,14 @@ pub fn needs_files(policy: &Policy) -> bool {
 /// Why `new` cannot be applied to a front that started with (`started_with_files`) or without
 /// the file commands, or `None` when a reload can apply it.
 pub fn needs_restart(new: &Policy, started_with_files: bool) -> Option<String> {
+    // A reload tells the front only the enabled set; argument conditions it must enforce itself
+    // would be lost, so a policy with conditions applies only at start (fail closed).
+    if let Some(n) = new.conditions().first() {
+        return Some(format!(
+            "it has argument conditions ({} at least), which take effect only at start: this change needs a restart",
+            n.command.name()
+        ));
+    }
     if started_with_files || !needs_files(new) {
         return None;
     }
@@ -156,6 +164,14 @@ pub fn needs_restart(new: &Policy, started_with_files: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_with_argument_conditions_needs_a_restart() {
+        let n = crate::gate::Narrowing::parse(Command::Shutdown, vec!["mode=reboot".into()]).unwrap();
+        let p = Policy::allow_all().with_conditions(vec![n]);
+        assert!(needs_restart(&p, true).unwrap().contains("argument conditions (guest-shutdown at least)"));
+        assert_eq!(needs_restart(&Policy::allow_all(), true), None);
+    }
 
     fn with_files() -> Policy {
         Policy::only(Command::all().filter(|c| c.name() == "guest-file-open"))

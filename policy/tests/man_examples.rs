@@ -66,3 +66,22 @@ fn check_policy_table_example_matches_the_shipped_default() {
         "guest-file-open               disabled  /etc/qemu-ga-rs/policy:12 (deny guest-file-*)"
     );
 }
+
+#[test]
+fn argument_conditions_example_narrows_shutdown_time_and_files() {
+    let text = "default deny\nallow guest-ping\nallow guest-shutdown mode=powerdown,reboot\nallow guest-set-time max-step=60\nallow guest-file-open path=/var/log/ access=read\nallow guest-file-read\nallow guest-file-close\n";
+    let p = parse(text, "policy").unwrap_or_else(|e| panic!("{e}"));
+    let policy = p.policy();
+    assert_eq!(policy.conditions().len(), 3);
+    use qga_policy::rules::{Access, ShutdownMode};
+    use qga_policy::{permit, Invocation};
+    assert!(permit(&policy, Command::Shutdown, &Invocation::Shutdown { mode: ShutdownMode::Reboot }).is_ok());
+    let e = permit(&policy, Command::Shutdown, &Invocation::Shutdown { mode: ShutdownMode::Halt }).unwrap_err();
+    assert_eq!(e.0, "the policy does not allow guest-shutdown mode 'halt'");
+    assert!(permit(&policy, Command::SetTime, &Invocation::SetTime { step: Some(61) }).is_err());
+    let read = Access { read: true, ..Access::default() };
+    assert!(
+        permit(&policy, Command::FileOpen, &Invocation::FileOpen { path: b"/var/log/syslog", access: read }).is_ok()
+    );
+    assert!(permit(&policy, Command::FileOpen, &Invocation::FileOpen { path: b"/etc/shadow", access: read }).is_err());
+}

@@ -471,3 +471,94 @@ fn existing_default_location_is_read_not_the_builtin() {
     write_mode(&path, b"default deny\nallow guest-pnig\n", 0o644);
     assert!(load_or_builtin(&path).is_err());
 }
+
+// ---- argument conditions ----
+
+#[test]
+fn an_allow_with_conditions_enables_the_command_and_carries_them() {
+    let p = ok("default deny\nallow guest-shutdown mode=powerdown,reboot  # no halt\nallow guest-fstrim floor=1M\n");
+    assert_eq!(enabled(&p), ["guest-shutdown", "guest-fstrim"]);
+    let policy = p.policy();
+    assert_eq!(policy.conditions().len(), 2);
+    assert_eq!(policy.conditions_of(Command::Shutdown).count(), 1);
+    assert_eq!(policy.conditions_of(Command::Ping).count(), 0);
+}
+
+#[test]
+fn without_conditions_existing_policies_mean_what_they_meant() {
+    for (name, text) in qga_policy::SHIPPED {
+        let p = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+        assert!(p.policy().conditions().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn quoted_condition_values_keep_blanks_and_hashes() {
+    let p = ok("default deny\nallow guest-file-open \"path=/srv/a b/\" access=read # c\n");
+    assert_eq!(p.rules()[0].text(), "allow guest-file-open path=/srv/a b/ access=read");
+    assert_eq!(err("default deny\nallow guest-file-open \"path=/srv\n"), "policy:2: unterminated '\"'");
+}
+
+#[test]
+fn hostile_condition_rules_are_refused_with_file_and_line() {
+    let cases = [
+        (
+            "deny guest-shutdown mode=halt",
+            "policy:2: 'deny guest-shutdown' cannot take KEY=VALUE conditions (only 'allow' of one exact command can)",
+        ),
+        (
+            "allow guest-* mode=halt",
+            "policy:2: 'allow guest-*' cannot take KEY=VALUE conditions (only 'allow' of one exact command can)",
+        ),
+        ("allow guest-ping count=1", "policy:2: guest-ping takes no argument conditions"),
+        (
+            "allow guest-shutdown mode=off",
+            "policy:2: invalid mode='off' (expected powerdown, halt, reboot, comma-separated, each once)",
+        ),
+        ("allow guest-shutdown modes=halt", "policy:2: unknown key 'modes' for guest-shutdown (valid: mode)"),
+        ("allow guest-shutdown mode=halt mode=reboot", "policy:2: key 'mode' given twice"),
+        ("allow guest-set-time max-step=1e3", "policy:2: invalid max-step='1e3' (expected a decimal number)"),
+        ("allow guest-set-vcpus cpus=4-2", "policy:2: invalid cpus='4-2' (expected ranges such as 0-3,5)"),
+        ("allow guest-fstrim floor=-1", "policy:2: invalid floor='-1' (expected bytes, optionally with K, M or G)"),
+        (
+            "allow guest-file-open path=relative",
+            "policy:2: invalid path='relative' (expected an absolute path without '.', '..' or '//')",
+        ),
+        (
+            "allow guest-file-open path=/srv/../etc/",
+            "policy:2: invalid path='/srv/../etc/' (expected an absolute path without '.', '..' or '//')",
+        ),
+        ("allow guest-file-open access=read", "policy:2: guest-file-open rule needs 'path='"),
+        ("allow guest-exec program=/bin/true user=nobody", "policy:2: unknown command 'guest-exec'"),
+    ];
+    for (rule, want) in cases {
+        assert_eq!(err(&format!("default deny\n{rule}\n")), want, "{rule}");
+    }
+}
+
+#[test]
+fn a_command_is_either_narrowed_or_not_and_single_rules_stay_single() {
+    assert_eq!(
+        err("default deny\nallow guest-shutdown\nallow guest-shutdown mode=halt\n"),
+        "policy:3: 'allow guest-shutdown mode=halt' conflicts with line 2 'allow guest-shutdown': a command is either \
+         allowed with conditions or without, not both"
+    );
+    assert_eq!(
+        err("default deny\nallow guest-shutdown mode=halt\ndeny guest-shutdown\n"),
+        "policy:3: 'deny guest-shutdown' conflicts with line 2 'allow guest-shutdown mode=halt': a command is either \
+         allowed with conditions or without, not both"
+    );
+    assert_eq!(
+        err("default deny\nallow guest-shutdown mode=halt\nallow guest-shutdown mode=reboot\n"),
+        "policy:3: duplicate rule 'allow guest-shutdown mode=reboot' (already at line 2)"
+    );
+    let p = ok("default deny\nallow guest-file-open path=/srv/a/\nallow guest-file-open path=/srv/b/ access=write\n");
+    assert_eq!(p.policy().conditions_of(Command::FileOpen).count(), 2);
+}
+
+#[test]
+fn an_exact_narrowed_allow_beats_a_denying_glob() {
+    let p = ok("default allow\ndeny guest-s*\nallow guest-shutdown mode=powerdown\n");
+    assert!(enabled(&p).contains(&"guest-shutdown"));
+    assert!(!enabled(&p).contains(&"guest-sync"));
+}

@@ -4,7 +4,7 @@
 //! checks that every command line the front can write parses back to what it wrote.
 //!
 //! `qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH]
-//! [--hook-timeout SECS] [--fsfreeze-timeout SECS] [--seccomp=log | --no-sandbox]`
+//! [--hook-timeout SECS] [--fsfreeze-timeout SECS] [--conditions LINES] [--seccomp=log | --no-sandbox]`
 //!
 //! The reload options say where the effective policy comes from, as the front (root, before it
 //! read a byte from the host) resolved it at start-up: `--policy PATH`, `--config PATH`
@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use qga_policy::{Command, Policy, Process};
+use qga_policy::{split_words, Command, Narrowing, Policy, Process};
 
 use qga_policy::seccomp::SandboxMode;
 
@@ -67,6 +67,8 @@ pub enum ArgsError {
     BadTimeout(String),
     BadFreezeTimeout(String),
     BadCpu(String),
+    /// A `--conditions` line that does not parse as a helper command's conditions.
+    BadConditions(String),
 }
 
 impl std::fmt::Display for ArgsError {
@@ -78,6 +80,7 @@ impl std::fmt::Display for ArgsError {
             ArgsError::Missing(o) => write!(f, "option {o} is required"),
             ArgsError::NotUtf8(o) => write!(f, "the value of {o} is not valid UTF-8"),
             ArgsError::NotAbsolute(o) => write!(f, "the value of {o} must be an absolute path"),
+            ArgsError::BadConditions(l) => write!(f, "invalid line in --conditions: '{l}'"),
             ArgsError::UnknownCommand(c) => write!(f, "unknown command '{c}' in --enabled"),
             ArgsError::NotAHelperCommand(c) => write!(f, "command '{c}' in --enabled is not run by the helper"),
             ArgsError::DuplicateCommand(c) => write!(f, "command '{c}' appears twice in --enabled"),
@@ -100,6 +103,12 @@ impl Args {
         let enabled: Vec<&str> = self.enabled.enabled_commands().map(|c| c.name()).collect();
         let mut argv: Vec<OsString> =
             vec!["--statedir".into(), self.statedir.clone().into(), "--enabled".into(), enabled.join(",").into()];
+        // One line per conditioned `allow`, which the helper parses again with the policy's
+        // own parser: it enforces them on what it does, not on what the front says.
+        let conditions: Vec<String> = self.enabled.conditions().iter().map(|n| n.to_line()).collect();
+        if !conditions.is_empty() {
+            argv.extend(["--conditions".into(), conditions.join("\n").into()]);
+        }
         if let Some(hook) = &self.hook {
             argv.extend(["--fsfreeze-hook".into(), hook.clone().into()]);
         }
@@ -143,9 +152,12 @@ impl Args {
 pub const CLI_BLOCK_SOURCE: &str = "-b";
 pub const CLI_ALLOW_SOURCE: &str = "-a";
 
-/// The helper-run commands a policy enables: what `--enabled` carries.
+/// The helper-run commands a policy enables, with their argument conditions: what `--enabled`
+/// and `--conditions` carry.
 pub fn helper_commands(policy: &Policy) -> Policy {
-    Policy::only(policy.enabled_commands().filter(|c| c.spec().process == Process::Helper))
+    let helper_run = |c: Command| c.spec().process == Process::Helper && policy.is_enabled(c);
+    let conditions = policy.conditions().iter().filter(|n| helper_run(n.command)).cloned().collect();
+    Policy::only(policy.enabled_commands().filter(|c| helper_run(*c))).with_conditions(conditions)
 }
 
 /// Parses the arguments after argv[0].
@@ -163,6 +175,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut cli_block: Option<String> = None;
     let mut cli_allow: Option<String> = None;
     let mut front_files = false;
+    let mut conditions: Option<Vec<Narrowing>> = None;
 
     let mut it = args.into_iter();
     while let Some(opt) = it.next() {
@@ -175,6 +188,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
             "--enabled" => {
                 let v = value(&mut it, "--enabled")?.into_string().map_err(|_| ArgsError::NotUtf8("--enabled"))?;
                 set_once(&mut enabled, parse_enabled(&v)?, "--enabled")?;
+            }
+            "--conditions" => {
+                let v =
+                    value(&mut it, "--conditions")?.into_string().map_err(|_| ArgsError::NotUtf8("--conditions"))?;
+                set_once(&mut conditions, parse_conditions(&v)?, "--conditions")?;
             }
             "--fsfreeze-hook" => {
                 let v = value(&mut it, "--fsfreeze-hook")?;
@@ -238,7 +256,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
         reload,
         front_files,
         statedir: statedir.ok_or(ArgsError::Missing("--statedir"))?,
-        enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?,
+        enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?.with_conditions(conditions.unwrap_or_default()),
         hook,
         hook_timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
         freeze_timeout,
@@ -308,6 +326,27 @@ pub fn parse_enabled(list: &str) -> Result<Policy, ArgsError> {
         commands.push(cmd);
     }
     Ok(Policy::only(commands))
+}
+
+/// `--conditions`: one line per `allow` line with conditions, the command name then its
+/// `KEY=VALUE` words quoted (see `Narrowing::to_line`), parsed by the policy file's own parser.
+/// Only helper-run commands; anything else is refused.
+pub fn parse_conditions(text: &str) -> Result<Vec<Narrowing>, ArgsError> {
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        let bad = || ArgsError::BadConditions(line.to_owned());
+        let words = split_words(line).map_err(|_| bad())?;
+        let (name, rest) = words.split_first().ok_or_else(bad)?;
+        let cmd = Command::from_name(name).ok_or_else(|| ArgsError::UnknownCommand(name.to_owned()))?;
+        if cmd.spec().process != Process::Helper {
+            return Err(ArgsError::NotAHelperCommand(name.to_owned()));
+        }
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        out.push(Narrowing::parse(cmd, rest.to_vec()).map_err(|_| bad())?);
+    }
+    Ok(out)
 }
 
 fn parse_timeout(v: &str) -> Result<Duration, ArgsError> {
@@ -425,6 +464,23 @@ mod tests {
     }
 
     #[test]
+    fn conditions_are_helper_commands_parsed_by_the_policy_parser() {
+        let c = parse_conditions("guest-shutdown \"mode=reboot\"\nguest-fstrim \"floor=4K\"").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].to_line(), "guest-fstrim \"floor=4K\"");
+        assert_eq!(
+            parse_conditions("guest-file-open \"path=/\""),
+            Err(ArgsError::NotAHelperCommand("guest-file-open".into()))
+        );
+        assert!(matches!(parse_conditions("guest-shutdown \"mode=off\""), Err(ArgsError::BadConditions(_))));
+        assert!(matches!(parse_conditions("guest-shutdown"), Err(ArgsError::BadConditions(_))));
+        assert!(matches!(parse_conditions(""), Err(ArgsError::BadConditions(_))));
+        let a = p(&["--statedir", "/run", "--enabled", "guest-shutdown", "--conditions", "guest-shutdown mode=halt"])
+            .unwrap();
+        assert_eq!(a.enabled.conditions().len(), 1);
+    }
+
+    #[test]
     fn every_helper_command_can_be_enabled() {
         let all: Vec<_> = qga_policy::TABLE.iter().filter(|s| s.process == Process::Helper).map(|s| s.name).collect();
         let policy = parse_enabled(&all.join(",")).unwrap();
@@ -488,7 +544,20 @@ mod tests {
     #[test]
     fn every_command_line_the_front_writes_parses_back_to_itself() {
         let hooks = [None, Some(PathBuf::from("/etc/qemu/fsfreeze-hook"))];
-        let policies = [Policy::only([]), helper_commands(&Policy::allow_all()), Policy::only([Command::Shutdown])];
+        let narrowed = qga_policy::parse(
+            "default allow\nallow guest-shutdown mode=reboot\nallow guest-fstrim \"floor=4K\"\nallow guest-file-open path=/a/\n",
+            "p",
+        )
+        .unwrap()
+        .policy();
+        let policies = [
+            Policy::only([]),
+            helper_commands(&Policy::allow_all()),
+            Policy::only([Command::Shutdown]),
+            helper_commands(&narrowed),
+        ];
+        // Only the helper's commands' conditions travel.
+        assert_eq!(helper_commands(&narrowed).conditions().len(), 2);
         for hook in &hooks {
             for enabled in &policies {
                 for sandbox in [SandboxMode::Enforce, SandboxMode::Log, SandboxMode::Off] {

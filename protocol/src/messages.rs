@@ -44,6 +44,17 @@ pub enum ShutdownMode {
     Reboot,
 }
 
+impl From<ShutdownMode> for qga_policy::rules::ShutdownMode {
+    /// The mode as a policy's `mode=` names it.
+    fn from(m: ShutdownMode) -> Self {
+        match m {
+            ShutdownMode::Powerdown => qga_policy::rules::ShutdownMode::Powerdown,
+            ShutdownMode::Halt => qga_policy::rules::ShutdownMode::Halt,
+            ShutdownMode::Reboot => qga_policy::rules::ShutdownMode::Reboot,
+        }
+    }
+}
+
 /// `guest-suspend-*` modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SuspendMode {

@@ -11,6 +11,7 @@ use base64::Engine;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{fchmod, Mode};
+use qga_policy::Command;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -120,6 +121,9 @@ pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     crate::slog!("guest-file-open called, filepath: {}, mode: {}", lossy(path), lossy(mode));
     let flags =
         open_flags(mode).ok_or_else(|| AgentError::command([b"invalid file open mode '", mode, b"'"].concat()))?;
+    if agent.policy.conditions_of(Command::FileOpen).next().is_some() {
+        permit_path(agent, path, flags)?;
+    }
     let files = &mut agent.files;
     if files.open.len() >= MAX_OPEN_HANDLES {
         return Err(AgentError::command(format!("too many open file handles (limit {MAX_OPEN_HANDLES})")));
@@ -134,6 +138,29 @@ pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     files.open.insert(handle, Handle { file });
     crate::slog!("guest-file-open, handle: {handle}");
     Ok(Value::Int(handle))
+}
+
+/// The path rules of a narrowed guest-file-open, checked on the path as written: it must be
+/// absolute and normal (no `.`, `..` or empty component), so a rule's directory is a prefix
+/// only of what lies beneath it. The front opens as its own unprivileged user, so a symbolic
+/// link can lead it no further than that user may go.
+fn permit_path(agent: &Agent, path: &[u8], flags: OFlag) -> Result<(), AgentError> {
+    let normal =
+        path.starts_with(b"/") && path[1..].split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..");
+    if !normal {
+        let text = String::from_utf8_lossy(path);
+        return Err(AgentError::PolicyRefused(format!(
+            "the policy does not allow guest-file-open '{text}' (not an absolute path without '.', '..' or '//')"
+        )));
+    }
+    let acc = flags & OFlag::O_ACCMODE;
+    let access = qga_policy::rules::Access {
+        read: acc == OFlag::O_RDONLY || acc == OFlag::O_RDWR,
+        write: (acc == OFlag::O_WRONLY || acc == OFlag::O_RDWR) && !flags.contains(OFlag::O_APPEND),
+        append: flags.contains(OFlag::O_APPEND),
+        create: flags.contains(OFlag::O_CREAT),
+    };
+    agent.permit(Command::FileOpen, &qga_policy::Invocation::FileOpen { path, access }).map(|_| ())
 }
 
 /// Creates exclusively when the mode may create, so only a file this call created gets its

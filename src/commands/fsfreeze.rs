@@ -8,6 +8,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
+use qga_policy::Command;
 use qga_protocol::{Reply, Request, TrimResult, MAX_MOUNTPOINTS, MAX_MOUNTPOINT_LEN};
 use std::io::Write;
 
@@ -103,6 +104,8 @@ pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
 pub fn trim(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     let minimum = args.opt_int("minimum").unwrap_or(0);
     crate::slog!("guest-fstrim called");
+    // 7.2 takes minimum as a uint64: a negative number is its two's complement.
+    agent.permit(Command::Fstrim, &qga_policy::Invocation::Fstrim { minimum: minimum as u64 })?;
     let reply = agent.helper.call(&Request::Trim { minimum })?;
     let paths = expect(reply, |r| match r {
         Reply::Trimmed { paths } => Some(paths),

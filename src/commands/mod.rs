@@ -20,7 +20,7 @@ use crate::json::Value;
 use crate::privsep::link::HelperLink;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_policy::{Command, Policy};
+use qga_policy::{Command, Grant, Invocation, Policy};
 
 /// What the handlers share: the effective policy, the frozen flag, open file handles and the
 /// link to the helper.
@@ -37,6 +37,15 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The argument gate for a request about to be carried out: its grant, or the policy's
+    /// refusal (logged, and answered as a GenericError; nothing has been done or sent).
+    pub fn permit(&self, command: Command, invocation: &Invocation<'_>) -> Result<Grant<'_>, AgentError> {
+        qga_policy::permit(&self.policy, command, invocation).map_err(|refusal| {
+            crate::slog!("{} refused by policy: {refusal}", command.name());
+            AgentError::PolicyRefused(refusal.0)
+        })
+    }
+
     /// Enters or leaves the frozen state: the gate, the log and the deferred start-up work
     /// follow the flag.
     pub fn set_frozen(&mut self, frozen: bool) {

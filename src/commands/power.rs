@@ -6,7 +6,7 @@ use crate::json::Value;
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
-use qga_policy::Command;
+use qga_policy::{Command, Invocation};
 use qga_protocol::{Reply, Request, ShutdownMode, SuspendMode};
 
 /// 7.2's mode names; the missing closing parenthesis of its error text is deliberate.
@@ -24,6 +24,7 @@ pub fn shutdown(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     // Logged once checked: only one of the three mode names (or none) reaches the log.
     let mode = parse_shutdown_mode(mode_text).inspect_err(|_| crate::slog!("guest-shutdown called, invalid mode"))?;
     crate::slog!("guest-shutdown called, mode: {}", mode_text.map(String::from_utf8_lossy).unwrap_or("(null)".into()));
+    agent.permit(Command::Shutdown, &Invocation::Shutdown { mode: mode.into() })?;
     let reply = agent.helper.call(&Request::Shutdown { mode })?;
     expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
 }

@@ -5,6 +5,8 @@ use crate::json::Value;
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
+use qga_policy::{Command, Invocation};
+use qga_protocol::set_time::{now_ns, step_seconds};
 use qga_protocol::{Reply, Request};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +25,7 @@ pub fn set_time(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
             return Err(AgentError::command("Invalid time"));
         }
     }
+    agent.permit(Command::SetTime, &Invocation::SetTime { step: time_ns.map(|ns| step_seconds(ns, now_ns())) })?;
     let reply = agent.helper.call(&Request::SetTime { time_ns })?;
     expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
 }

@@ -5,6 +5,7 @@ use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
 use crate::qmp::args::Args;
 use crate::qmp::AgentError;
+use qga_policy::Command;
 use qga_protocol::{Reply, Request, MAX_VCPUS};
 use std::io::ErrorKind;
 
@@ -59,6 +60,9 @@ pub fn set(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     }
     let vcpus = given.to_vec();
     crate::slog!("guest-set-vcpus called");
+    // A negative id is in no range (u64::MAX), so a narrowed policy refuses it.
+    let ids: Vec<u64> = vcpus.iter().map(|v| u64::try_from(v.logical_id).unwrap_or(u64::MAX)).collect();
+    agent.permit(Command::SetVcpus, &qga_policy::Invocation::SetVcpus { cpus: &ids })?;
     let reply = agent.helper.call(&Request::SetVcpus { vcpus })?;
     expect(reply, |r| match r {
         Reply::VcpusSet { count } => Some(Value::Int(count)),

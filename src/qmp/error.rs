@@ -57,6 +57,8 @@ pub enum AgentError {
         value: i64,
         argument: &'static str,
     },
+    /// The policy's argument conditions refuse the request; the text says what was refused.
+    PolicyRefused(String),
     /// A command failed; the text is the command family's description.
     Command(Vec<u8>),
     /// A command failed on a system call: "<what>: <strerror>".
@@ -106,6 +108,7 @@ impl AgentError {
             AgentError::InvalidValue { value, argument } => {
                 format!("value '{value}' is invalid for argument {argument}").into_bytes()
             }
+            AgentError::PolicyRefused(t) => t.clone().into_bytes(),
             AgentError::Command(t) => t.clone(),
             AgentError::Os { what, errno } => cat(&[what, b": ", strerror(*errno).as_bytes()]),
         }

@@ -19,7 +19,7 @@ if [ $# -lt 1 ] || ! [ "$1" -ge 1 ] 2>/dev/null; then
 fi
 seconds=$1
 shift
-targets=${*:-stream dispatch helper_frames}
+targets=${*:-stream dispatch helper_frames policy_file}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
