@@ -123,6 +123,8 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
         | Command::SuspendHybrid
         | Command::NetworkGetInterfaces
         | Command::GetVcpus
+        | Command::GetDisks
+        | Command::GetFsinfo
         | Command::GetMemoryBlocks
         | Command::GetMemoryBlockInfo
         | Command::GetHostName

@@ -110,10 +110,34 @@ fn an_isfrozen_marker_at_start_brings_the_agent_up_frozen() {
         "stderr:\n{}",
         agent.stderr()
     );
-    // No thaw: stop with SIGKILL, helper first, so nothing acts on the frozen state.
+    // No thaw: stop with SIGKILL, the launcher before the helper, so nothing acts on the frozen
+    // state.
     agent.kill_all();
     assert!(wait_gone(agent.helper_pid, PROMPTLY) && wait_gone(agent.front_pid, PROMPTLY));
     assert!(agent.path("qga.state.isfrozen").exists(), "the marker is only removed by a thaw");
+}
+
+#[test]
+fn killing_the_helper_while_frozen_makes_the_launcher_thaw_and_remove_the_marker() {
+    // Frozen by the marker alone (nothing on this machine is frozen: the launcher's thaw of
+    // every mount then changes nothing but the marker).
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("qga.state.isfrozen"), b"").unwrap();
+    let mut agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
+    let mut c = agent.connect();
+    assert_eq!(c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#), serde_json::json!({"return": "frozen"}));
+    let launcher = children_of(agent.helper_pid);
+    assert!(!launcher.is_empty(), "the helper has no launcher");
+    kill(agent.helper_pid, Signal::SIGKILL);
+    let marker = agent.path("qga.state.isfrozen");
+    let deadline = Instant::now() + PROMPTLY;
+    while marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!marker.exists(), "the marker is still there {PROMPTLY:?} after the helper died frozen");
+    for pid in launcher {
+        assert!(wait_gone(pid, PROMPTLY), "the launcher {pid} outlived its thaw");
+    }
 }
 
 #[test]

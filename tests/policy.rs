@@ -76,7 +76,9 @@ fn shipped_policies_enable_what_their_comments_promise() {
     let monitoring = [
         "guest-fsfreeze-status",
         "guest-get-cpustats",
+        "guest-get-disks",
         "guest-get-diskstats",
+        "guest-get-fsinfo",
         "guest-get-host-name",
         "guest-get-memory-block-info",
         "guest-get-memory-blocks",

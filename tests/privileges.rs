@@ -390,9 +390,34 @@ fn front_and_helper_share_one_cpu_and_the_launcher_keeps_the_original_affinity()
     assert_eq!(front.len(), 1, "the front is kept to one CPU: {front:?}");
     assert!(original.contains(&front[0]), "the front's CPU {front:?} is one it was allowed");
     assert_eq!(allowed_cpus(agent.helper_pid), front, "the helper joins the front's CPU");
-    let launcher = children_of(agent.helper_pid);
-    assert_eq!(launcher.len(), 1, "the helper has exactly one child, its launcher: {launcher:?}");
+    let (launcher, probes) = helper_children(&agent);
+    assert_eq!(launcher.len(), 1, "the helper has exactly one launcher: {launcher:?}");
+    assert_eq!(probes.len(), 2, "and two statfs probes: {probes:?}");
     assert_eq!(allowed_cpus(launcher[0]), original, "programs the launcher runs keep the agent's original affinity");
+}
+
+/// The helper's children: the launcher (full capabilities) and the statfs probes (not).
+fn helper_children(agent: &Agent) -> (Vec<u32>, Vec<u32>) {
+    children_of(agent.helper_pid)
+        .into_iter()
+        .partition(|&pid| caps(&proc_status(pid).expect("child status"), "CapEff") & CAP_SYS_ADMIN != 0)
+}
+
+#[test]
+fn the_statfs_probes_keep_only_dac_read_search_under_their_own_filter() {
+    let agent = agent();
+    let (_, probes) = helper_children(&agent);
+    assert_eq!(probes.len(), 2, "two probes");
+    for pid in probes {
+        let st = proc_status(pid).expect("probe status");
+        assert_eq!(caps(&st, "CapEff"), CAP_DAC_READ_SEARCH, "probe {pid} CapEff");
+        assert_eq!(caps(&st, "CapPrm"), CAP_DAC_READ_SEARCH, "probe {pid} CapPrm");
+        assert_eq!(caps(&st, "CapBnd"), CAP_DAC_READ_SEARCH, "probe {pid} CapBnd");
+        assert_eq!(caps(&st, "CapAmb") | caps(&st, "CapInh"), 0, "probe {pid}");
+        assert_eq!(field(&st, "NoNewPrivs"), "1", "probe {pid}");
+        assert_eq!(field(&st, "Seccomp"), "2", "probe {pid} runs under its seccomp filter");
+        assert_eq!(fd_count(pid), 4, "probe {pid} holds stdin, stdout, stderr and its socket only");
+    }
 }
 
 #[test]

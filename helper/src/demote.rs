@@ -69,6 +69,15 @@ pub fn keep_set(permitted: &CapsHashSet) -> CapsHashSet {
 /// effective sets, sets no_new_privs and makes the process non-dumpable, then reads the state
 /// back and fails if it is not what was set.
 pub fn demote() -> Result<Demoted, DemoteError> {
+    demote_to(&KEEP)
+}
+
+/// What the statfs probe keeps: it only resolves mount point paths for statfs, which may lie
+/// below directories root cannot search by mode.
+pub const PROBE_KEEP: [(Capability, &str); 1] = [(Capability::CAP_DAC_READ_SEARCH, "statfs of every mount point")];
+
+/// [`demote`] to another kept set (the statfs probe's).
+pub fn demote_to(wanted: &[(Capability, &str)]) -> Result<Demoted, DemoteError> {
     if !geteuid().is_root() {
         // Nothing to drop; no_new_privs still closes setuid/file-capability gains.
         prctl::set_no_new_privs().map_err(DemoteError::NoNewPrivs)?;
@@ -76,8 +85,8 @@ pub fn demote() -> Result<Demoted, DemoteError> {
     }
 
     let permitted = caps::read(None, CapSet::Permitted).map_err(caps_err("read the permitted set"))?;
-    let keep = keep_set(&permitted);
-    for (cap, why) in KEEP {
+    let keep: CapsHashSet = wanted.iter().map(|(c, _)| *c).filter(|c| permitted.contains(c)).collect();
+    for &(cap, why) in wanted {
         if !keep.contains(&cap) {
             log!("{cap} is not available; {why} will fail");
         }

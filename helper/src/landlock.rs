@@ -4,7 +4,8 @@
 //!
 //! - open any directory for reading (`/`, read-dir): freeze, thaw and trim open every mount
 //!   point, and mounts come and go while the helper runs;
-//! - read its own `/proc/self` (mountinfo);
+//! - read its own `/proc/self` (mountinfo), and the block devices' files under `/sys/devices`
+//!   and udev's database `/run/udev/data` (guest-get-fsinfo, guest-get-disks);
 //! - read and write `/sys/devices/system/cpu` (cpuN/online), `/sys/devices/system/memory`
 //!   (memoryN/state), `/sys/power/state` and
 //!   `/dev/rtc0` (with its ioctls, where the kernel controls device ioctls);
@@ -89,6 +90,8 @@ pub fn rules<'a>(statedir: &'a Path, reread: &'a [PathBuf]) -> Vec<(&'a Path, u6
     let mut rules = vec![
         (Path::new("/"), READ_DIR, "freeze, thaw and trim open every mount point as a directory"),
         (Path::new("/proc/self"), READ_FILE, "the helper's own mountinfo"),
+        (Path::new("/sys/devices"), READ_FILE, "fsinfo and disks: uevent, dev and size of block devices"),
+        (Path::new("/run/udev/data"), READ_FILE, "fsinfo and disks: ID_SERIAL and DM_NAME from udev's database"),
         (Path::new(SYSFS_CPU), READ_FILE | WRITE_FILE, "set-vcpus: cpuN/online"),
         (Path::new(SYSFS_MEMORY), READ_FILE | WRITE_FILE, "set-memory-blocks: memoryN/state"),
         (Path::new(SYS_POWER_STATE), READ_FILE | WRITE_FILE, "suspend's kernel fallback"),

@@ -320,7 +320,7 @@ impl Run for Launcher {
 
 /// The launcher must hold nothing but stdio and its socket: in particular not the front's
 /// request socket (fd 3), so the front sees EOF when the helper goes.
-fn close_other_fds(keep: RawFd) {
+pub(crate) fn close_other_fds(keep: RawFd) {
     let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
         Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
         Err(_) => (3..1024).collect(),

@@ -5,6 +5,7 @@
 //! Every module has one job; the pure parts (parsing, texts, conversions, the state machine)
 //! are unit-tested without touching the machine.
 
+pub mod blockdev;
 pub mod clock;
 pub mod demote;
 pub mod freeze;
@@ -17,6 +18,8 @@ pub mod mounts;
 pub mod power;
 pub mod seccomp;
 pub mod serve;
+pub mod statfs_probe;
+pub mod storage;
 pub mod system;
 pub mod trim;
 pub mod vcpus;

@@ -17,6 +17,7 @@ use qga_helper::landlock::{self, Restricted};
 use qga_helper::launcher::{self, Launcher};
 use qga_helper::seccomp::{self, SandboxMode};
 use qga_helper::serve::{self, exit, Server};
+use qga_helper::statfs_probe::Probes;
 use qga_helper::system::System;
 use qga_helper::{args, freeze, log, placement, REQUEST_FD};
 
@@ -59,6 +60,11 @@ fn start() -> i32 {
             return exit::FAILURE;
         }
     };
+
+    // The statfs probes: forked like the launcher, before privileges are dropped; each
+    // narrows itself (CAP_DAC_READ_SEARCH only, its own seccomp filter). Started whatever the
+    // policy says, since a reload (SIGHUP) may enable guest-get-fsinfo later.
+    let probes = Probes::start(args.sandbox);
 
     // After the launcher is forked (what it runs keeps the original affinity), while the
     // affinity can still be changed without a system call the filter would have to allow.
@@ -111,7 +117,8 @@ fn start() -> i32 {
     // SAFETY: fd 3 was checked above to be an open socket; by the start-up contract nothing
     // else in this process owns it, and from here on only this UnixStream does.
     let mut chan = unsafe { UnixStream::from_raw_fd(REQUEST_FD) };
-    let ops = System::new(launcher, &args.statedir, args.hook, args.hook_timeout).with_reload_sources(args.reload);
+    let ops =
+        System::new(launcher, &args.statedir, args.hook, args.hook_timeout, probes).with_reload_sources(args.reload);
     let mut server = Server::new(ops, args.enabled, frozen)
         .with_front_files(args.front_files)
         .with_freeze_timeout(args.freeze_timeout);

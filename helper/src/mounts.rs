@@ -99,9 +99,31 @@ pub fn block_device_numbers(dev: &Path) -> Option<(u64, u64)> {
     }
 }
 
+/// Reads the helper's own mount table with 7.2's rules but every mount kept, bind mounts and
+/// second mounts of one device included: guest-get-fsinfo lists them all, as 7.2 does.
+pub fn read_all_mounts() -> Result<Vec<Mount>, MountsError> {
+    let text = std::fs::read(MOUNTINFO).map_err(|e| MountsError::Read(errno_of(&e)))?;
+    Ok(parse_mountinfo_keeping(&text, block_device_numbers, true))
+}
+
 /// Builds the list from mountinfo text; `block_dev` resolves a btrfs source device.
 pub fn parse_mountinfo(text: &[u8], block_dev: impl FnMut(&Path) -> Option<(u64, u64)>) -> Vec<Mount> {
     one_per_device(all_mounts(text, block_dev).into_iter())
+}
+
+/// [`parse_mountinfo`], keeping a device's later mounts when `keep_repeats` is set (the storage
+/// queries list bind mounts and repeated mounts as 7.2 does).
+pub fn parse_mountinfo_keeping(
+    text: &[u8],
+    block_dev: impl FnMut(&Path) -> Option<(u64, u64)>,
+    keep_repeats: bool,
+) -> Vec<Mount> {
+    let all = all_mounts(text, block_dev);
+    if keep_repeats {
+        all
+    } else {
+        one_per_device(all.into_iter())
+    }
 }
 
 /// Keeps the first mount of each device.

@@ -45,8 +45,8 @@ pub const TABLE: &[Allowed<'static>] = &[
     allow!(SYS_sendto, [eq(4, 0)], "writing replies and launcher jobs (send: no destination address)"),
     allow!(SYS_read, "mountinfo, /sys/power/state"),
     #[cfg(target_arch = "x86_64")]
-    allow!(SYS_poll, "fsfreeze-timeout: waiting for a request at most until the freeze time limit"),
-    allow!(SYS_ppoll, "fsfreeze-timeout: the same wait where the C library uses ppoll"),
+    allow!(SYS_poll, "fsfreeze-timeout: waiting for a request at most until the freeze time limit; fsinfo: waiting for a statfs probe's answer with a time limit"),
+    allow!(SYS_ppoll, "fsfreeze-timeout and fsinfo: the same waits where the C library uses ppoll"),
     allow!(
         SYS_clock_gettime,
         [eq(0, libc::CLOCK_MONOTONIC as u64)],
@@ -64,13 +64,15 @@ pub const TABLE: &[Allowed<'static>] = &[
     allow!(SYS_pread64, "set-vcpus, set-memory-blocks: reading cpuN/online, memoryN/state"),
     allow!(SYS_pwrite64, "set-vcpus, set-memory-blocks: writing cpuN/online, memoryN/state"),
     allow!(SYS_statx, "the marker's existence; std's size hint when reading mountinfo"),
+    allow!(SYS_getdents64, "fsinfo and disks: listing /sys/block, slaves, partitions and SCSI hosts"),
+    #[cfg(target_arch = "x86_64")]
+    allow!(SYS_readlink, "fsinfo and disks: realpath of sysfs device links, a PCI device's driver link; policy reload: realpath of the policy and config files (glibc's readlink)"),
+    allow!(SYS_readlinkat, "fsinfo, disks and policy reload: the same where there is no readlink"),
     allow!(SYS_newfstatat, "btrfs: whether a mount's source is a block device (stat)"),
     allow!(SYS_fstat, "metadata of an open file (C libraries without newfstatat for it)"),
     // A policy reload: the trust checks resolve the policy and config paths (realpath) and
     // compare owners with the helper's own uid.
     #[cfg(target_arch = "x86_64")]
-    allow!(SYS_readlink, "policy reload: realpath of the policy and config files (glibc's readlink)"),
-    allow!(SYS_readlinkat, "policy reload: realpath where there is no readlink"),
     allow!(SYS_geteuid, "policy reload: a file not owned by root is compared with the helper's own uid"),
     #[cfg(target_arch = "x86_64")]
     allow!(SYS_unlink, "thaw: removing the marker (std's remove_file)"),

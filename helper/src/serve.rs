@@ -11,9 +11,10 @@ use qga_policy::{decide, permit, Command, Decision, Invocation, Policy};
 use qga_protocol::set_time;
 
 use crate::log;
+use crate::protocol::storage::{DiskInfo, FsInfo};
 use crate::protocol::{
     read_frame, write_frame, FrameError, MemoryBlockResult, MemoryBlockState, Reply, Request, ShutdownMode,
-    SuspendMode, TrimResult, VcpuState,
+    SuspendMode, TrimResult, VcpuState, MAX_FRAME,
 };
 
 /// Exit statuses of the helper.
@@ -53,6 +54,10 @@ pub trait Operations {
     /// Reload: reads and validates the policy file and the config file's lists itself; the
     /// error says why (with file:line), and nothing changes then.
     fn load_policy(&mut self) -> Result<Policy, String>;
+    /// guest-get-fsinfo, in 7.2's reply order; returns within the statfs bound.
+    fn fsinfo(&mut self) -> Result<Vec<FsInfo>, String>;
+    /// guest-get-disks, in 7.2's reply order.
+    fn disks(&mut self) -> Result<Vec<DiskInfo>, String>;
 }
 
 /// Why a request is refused (and the helper exits).
@@ -255,7 +260,13 @@ impl<O: Operations> Server<O> {
             }
             Request::SetTime { time_ns } => self.ops.set_time(time_ns).map_or_else(failed, |()| Reply::Done),
             Request::Reload => self.reload(),
+            Request::GetFsinfo => self.ops.fsinfo().map_or_else(failed, |filesystems| Reply::Fsinfo { filesystems }),
+            Request::GetDisks => self.ops.disks().map_or_else(failed, |disks| Reply::Disks { disks }),
         };
+        // A reply within every list and string bound can still exceed the frame bound.
+        if matches!(reply, Reply::Fsinfo { .. } | Reply::Disks { .. }) && reply.encode().len() > MAX_FRAME {
+            return Step::Reply(failed(format!("the reply exceeds the {MAX_FRAME}-byte bound of the helper's frames")));
+        }
         Step::Reply(reply)
     }
 
@@ -431,6 +442,14 @@ mod tests {
                 .iter()
                 .map(|b| MemoryBlockResult { phys_index: b.phys_index, response: success, error_code: None })
                 .collect()
+        }
+        fn fsinfo(&mut self) -> Result<Vec<FsInfo>, String> {
+            self.calls.push("fsinfo");
+            Ok(vec![])
+        }
+        fn disks(&mut self) -> Result<Vec<DiskInfo>, String> {
+            self.calls.push("disks");
+            Ok(vec![])
         }
     }
 

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::blockdev::Root;
 use crate::clock;
 use crate::freeze::{self, freeze_mounts, thaw_mounts};
 use crate::hook::{self, HookPhase};
@@ -15,8 +16,11 @@ use crate::log;
 use crate::memory::{self, SYSFS_MEMORY};
 use crate::mounts::{read_mounts, read_mounts_named};
 use crate::power::{self, SysfsPower};
+use crate::protocol::storage::{DiskInfo, FsInfo};
 use crate::protocol::{MemoryBlockResult, MemoryBlockState, ShutdownMode, SuspendMode, TrimResult, VcpuState};
 use crate::serve::{Operations, Thawed};
+use crate::statfs_probe::Probes;
+use crate::storage;
 use crate::trim::trim_mounts;
 use crate::vcpus::{self, SYSFS_CPU};
 
@@ -27,16 +31,24 @@ pub struct System<R: Run> {
     hook_timeout: Duration,
     /// Where a reload reads the policy from.
     sources: qga_policy::reload::Sources,
+    probes: Probes,
 }
 
 impl<R: Run> System<R> {
-    pub fn new(launcher: R, statedir: &Path, hook: Option<PathBuf>, hook_timeout: Duration) -> System<R> {
+    pub fn new(
+        launcher: R,
+        statedir: &Path,
+        hook: Option<PathBuf>,
+        hook_timeout: Duration,
+        probes: Probes,
+    ) -> System<R> {
         System {
             launcher,
             marker: freeze::marker_path(statedir),
             hook,
             hook_timeout,
             sources: qga_policy::reload::Sources::default(),
+            probes,
         }
     }
 
@@ -118,5 +130,13 @@ impl<R: Run> Operations for System<R> {
 
     fn set_time(&mut self, time_ns: Option<i64>) -> Result<(), String> {
         clock::set_time(time_ns).map_err(|e| e.to_string())
+    }
+
+    fn fsinfo(&mut self) -> Result<Vec<FsInfo>, String> {
+        storage::fsinfo(&Root::real(), &mut self.probes)
+    }
+
+    fn disks(&mut self) -> Result<Vec<DiskInfo>, String> {
+        storage::disks(&Root::real())
     }
 }

@@ -20,8 +20,13 @@ fn serving(tag: &str, extra: &'static [&'static str]) -> (Helper, u32) {
     let mut h = spawn_opts(tag, "", Opts { extra, ..Opts::default() });
     h.send(&Request::FreezeStatus);
     assert_eq!(h.reply(), Reply::FreezeState { frozen: false });
-    let launchers = children_of(h.child.id());
-    assert_eq!(launchers.len(), 1, "the helper has exactly one child, its launcher: {launchers:?}");
+    // Its children: the launcher (full capabilities) and two statfs probes (only
+    // CAP_DAC_READ_SEARCH, 0x4).
+    let children = children_of(h.child.id());
+    let launchers: Vec<u32> =
+        children.iter().copied().filter(|&pid| status_field(pid, "CapEff") != "0000000000000004").collect();
+    assert_eq!(launchers.len(), 1, "the helper has exactly one launcher: {children:?}");
+    assert_eq!(children.len(), 3, "and two statfs probes: {children:?}");
     (h, launchers[0])
 }
 

@@ -69,6 +69,8 @@ pub enum Command {
     NetworkGetInterfaces,
     GetVcpus,
     SetVcpus,
+    GetDisks,
+    GetFsinfo,
     GetMemoryBlocks,
     SetMemoryBlocks,
     GetMemoryBlockInfo,
@@ -112,7 +114,7 @@ macro_rules! row {
 }
 
 /// The table, in schema order. `Command as usize` indexes it.
-pub const TABLE: [CommandSpec; 34] = [
+pub const TABLE: [CommandSpec; 36] = [
     row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
@@ -137,6 +139,8 @@ pub const TABLE: [CommandSpec; 34] = [
     row!(NetworkGetInterfaces, "guest-network-get-interfaces", [], Front, frozen: false, reply: true, ro: true),
     row!(GetVcpus, "guest-get-vcpus", [], Front, frozen: false, reply: true, ro: true),
     row!(SetVcpus, "guest-set-vcpus", [req("vcpus", VcpuList)], Helper, frozen: false, reply: true, ro: false),
+    row!(GetDisks, "guest-get-disks", [], Helper, frozen: false, reply: true, ro: true),
+    row!(GetFsinfo, "guest-get-fsinfo", [], Helper, frozen: false, reply: true, ro: true),
     row!(GetMemoryBlocks, "guest-get-memory-blocks", [], Front, frozen: false, reply: true, ro: true),
     row!(SetMemoryBlocks, "guest-set-memory-blocks", [req("mem-blks", MemBlockList)], Helper, frozen: false, reply: true, ro: false),
     row!(GetMemoryBlockInfo, "guest-get-memory-block-info", [], Front, frozen: false, reply: true, ro: true),
@@ -249,6 +253,8 @@ mod tests {
                 "guest-suspend-ram",
                 "guest-suspend-hybrid",
                 "guest-set-vcpus",
+                "guest-get-disks",
+                "guest-get-fsinfo",
                 "guest-set-memory-blocks"
             ]
         );

@@ -11,7 +11,9 @@ pub mod helper_args;
 pub mod messages;
 pub mod placement;
 pub mod set_time;
+pub mod storage;
 pub mod text;
+mod wire;
 
 pub use messages::*;
 

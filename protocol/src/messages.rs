@@ -9,13 +9,12 @@
 use qga_policy::{Command, Policy, COUNT};
 use std::io::{self, Read, Write};
 
-/// Largest payload either side accepts. Replies carry per-filesystem results and error texts.
-pub const MAX_FRAME: usize = 1 << 20;
+use crate::storage::{DiskInfo, FsInfo};
+use crate::wire::{Dec, Enc};
+pub use crate::wire::{FrameError, MAX_FRAME, MAX_STR};
+
 /// Largest `SetVcpus` list the helper accepts (Linux's NR_CPUS upper bound is 8192).
 pub const MAX_VCPUS: usize = 8192;
-/// Largest string inside a frame (paths, error texts).
-pub const MAX_STR: usize = 64 * 1024;
-
 /// Largest `SetMemoryBlocks` list the helper accepts: 4 TiB of 128 MiB blocks, 64 TiB of 2 GiB
 /// blocks (x86's block size on large machines).
 pub const MAX_MEMORY_BLOCKS: usize = 32768;
@@ -157,6 +156,11 @@ pub enum Request {
     /// with the new enabled set or why nothing changed. It carries nothing: what the policy
     /// says is read by the helper alone, never taken from the front.
     Reload,
+    /// guest-get-fsinfo: every mounted filesystem with its disks and (unless its statfs does
+    /// not return in time) its sizes.
+    GetFsinfo,
+    /// guest-get-disks: every block device, its partitions and dependencies.
+    GetDisks,
 }
 
 /// One filesystem's result of guest-fstrim.
@@ -188,138 +192,10 @@ pub enum Reply {
     /// Reload: nothing changed. `restart` when the file is valid but needs a wider front
     /// sandbox than the one it started with; `reason` says why (with file:line when invalid).
     ReloadRefused { restart: bool, reason: String },
-}
-
-/// Why a frame was refused.
-#[derive(Debug)]
-pub enum FrameError {
-    /// The peer closed the socket at a frame boundary.
-    Closed,
-    Io(io::Error),
-    TooLong(usize),
-    Truncated,
-    UnknownTag(u8),
-    BadValue(&'static str),
-    TrailingBytes(usize),
-}
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Closed => write!(f, "peer closed the connection"),
-            FrameError::Io(e) => write!(f, "i/o error: {e}"),
-            FrameError::TooLong(n) => write!(f, "frame of {n} bytes exceeds the {MAX_FRAME}-byte bound"),
-            FrameError::Truncated => write!(f, "truncated frame"),
-            FrameError::UnknownTag(t) => write!(f, "unknown tag {t}"),
-            FrameError::BadValue(what) => write!(f, "invalid {what}"),
-            FrameError::TrailingBytes(n) => write!(f, "{n} trailing bytes after the message"),
-        }
-    }
-}
-
-impl std::error::Error for FrameError {}
-
-// ---- encoding ----
-
-struct Enc(Vec<u8>);
-
-impl Enc {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    /// Bytes that need not be UTF-8 (the host's strings are modified UTF-8); the caller
-    /// bounds their length.
-    fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-    }
-    fn bool(&mut self, v: bool) {
-        self.u8(v as u8);
-    }
-    fn str(&mut self, s: &str) {
-        let b = &s.as_bytes()[..s.len().min(MAX_STR)];
-        // Cut at a char boundary so the peer's UTF-8 check passes.
-        let mut n = b.len();
-        while !s.is_char_boundary(n) {
-            n -= 1;
-        }
-        self.u32(n as u32);
-        self.0.extend_from_slice(&s.as_bytes()[..n]);
-    }
-}
-
-struct Dec<'a>(&'a [u8]);
-
-impl<'a> Dec<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if self.0.len() < n {
-            return Err(FrameError::Truncated);
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Result<i64, FrameError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(i64::from_le_bytes(a))
-    }
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(self.i64()? as u64)
-    }
-    fn bytes(&mut self, max: usize) -> Result<Vec<u8>, FrameError> {
-        let n = self.u32()? as usize;
-        if n > max {
-            return Err(FrameError::BadValue("byte string length"));
-        }
-        Ok(self.take(n)?.to_vec())
-    }
-    fn bool(&mut self) -> Result<bool, FrameError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(FrameError::BadValue("boolean")),
-        }
-    }
-    fn str(&mut self) -> Result<String, FrameError> {
-        let n = self.u32()? as usize;
-        if n > MAX_STR {
-            return Err(FrameError::BadValue("string length"));
-        }
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| FrameError::BadValue("UTF-8 string"))
-    }
-    fn count(&mut self, max: usize) -> Result<usize, FrameError> {
-        let n = self.u32()? as usize;
-        if n > max {
-            return Err(FrameError::BadValue("list length"));
-        }
-        Ok(n)
-    }
-    fn finish(self) -> Result<(), FrameError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::TrailingBytes(self.0.len()))
-        }
-    }
+    /// GetFsinfo: in 7.2's reply order.
+    Fsinfo { filesystems: Vec<FsInfo> },
+    /// GetDisks: in 7.2's reply order.
+    Disks { disks: Vec<DiskInfo> },
 }
 
 // The one place each mode's wire code is declared; the helper's launcher frames use it too.
@@ -420,6 +296,8 @@ impl Request {
                     e.bool(b.online);
                 }
             }
+            Request::GetFsinfo => e.u8(30),
+            Request::GetDisks => e.u8(31),
         }
         e.0
     }
@@ -472,6 +350,8 @@ impl Request {
                 }
                 Request::SetMemoryBlocks { blocks }
             }
+            30 => Request::GetFsinfo,
+            31 => Request::GetDisks,
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -548,6 +428,14 @@ impl Reply {
                     }
                 }
             }
+            Reply::Fsinfo { filesystems } => {
+                e.u8(30);
+                crate::storage::encode_fsinfo(&mut e, filesystems);
+            }
+            Reply::Disks { disks } => {
+                e.u8(31);
+                crate::storage::encode_disks(&mut e, disks);
+            }
         }
         e.0
     }
@@ -602,6 +490,8 @@ impl Reply {
                 }
                 Reply::MemoryBlocksSet { results }
             }
+            30 => Reply::Fsinfo { filesystems: crate::storage::decode_fsinfo(&mut d)? },
+            31 => Reply::Disks { disks: crate::storage::decode_disks(&mut d)? },
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -679,6 +569,8 @@ impl Request {
             Request::SetVcpus { .. } => Some(C::SetVcpus),
             Request::SetMemoryBlocks { .. } => Some(C::SetMemoryBlocks),
             Request::SetTime { .. } => Some(C::SetTime),
+            Request::GetFsinfo => Some(C::GetFsinfo),
+            Request::GetDisks => Some(C::GetDisks),
         }
     }
 }
@@ -709,6 +601,8 @@ mod tests {
                     MemoryBlockState { phys_index: 3, online: true },
                 ],
             },
+            Request::GetFsinfo,
+            Request::GetDisks,
         ]
     }
 
@@ -876,5 +770,95 @@ mod tests {
         assert!(matches!(read_frame(&mut &[][..]), Err(FrameError::Closed)));
         assert!(matches!(read_frame(&mut &[1, 0][..]), Err(FrameError::Truncated)));
         assert!(matches!(read_frame(&mut &[2, 0, 0, 0, 1][..]), Err(FrameError::Truncated)));
+    }
+
+    // ---- guest-get-fsinfo and guest-get-disks ----
+
+    use crate::storage::{BusType, DiskAddress, PciAddress, MAX_DISKS, MAX_MOUNTS};
+
+    fn address() -> DiskAddress {
+        DiskAddress {
+            pci: PciAddress { domain: 0, bus: 0, slot: 5, function: 0 },
+            bus_type: BusType::Virtio,
+            bus: 0,
+            target: 0,
+            unit: 0,
+            serial: Some("QGA-SERIAL".into()),
+            dev: Some("/dev/vdb1".into()),
+        }
+    }
+
+    #[test]
+    fn fsinfo_and_disks_replies_round_trip() {
+        let fs = Reply::Fsinfo {
+            filesystems: vec![
+                FsInfo {
+                    name: "vdb1".into(),
+                    mountpoint: "/mnt".into(),
+                    fstype: "ext4".into(),
+                    sizes: Some((u64::MAX, 7)),
+                    disks: vec![address()],
+                },
+                FsInfo {
+                    name: "0:42".into(),
+                    mountpoint: "/x".into(),
+                    fstype: "fuse".into(),
+                    sizes: None,
+                    disks: vec![],
+                },
+            ],
+        };
+        let disks = Reply::Disks {
+            disks: vec![
+                DiskInfo {
+                    name: "/dev/vdb".into(),
+                    partition: false,
+                    dependencies: Some(vec![]),
+                    address: Some(address()),
+                    alias: None,
+                },
+                DiskInfo {
+                    name: "/dev/dm-0".into(),
+                    partition: false,
+                    dependencies: Some(vec!["/dev/vdb1".into()]),
+                    address: None,
+                    alias: Some("vg-lv".into()),
+                },
+                DiskInfo { name: "/dev/vdb1".into(), partition: true, dependencies: None, address: None, alias: None },
+            ],
+        };
+        for r in [fs, disks] {
+            let b = r.encode();
+            assert!(b.len() <= MAX_FRAME);
+            assert_eq!(Reply::decode(&b).unwrap(), r);
+            for cut in 0..b.len() {
+                assert!(Reply::decode(&b[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn lists_over_their_bound_and_unknown_bus_types_are_refused() {
+        let mut b = vec![30];
+        b.extend_from_slice(&((MAX_MOUNTS + 1) as u32).to_le_bytes());
+        assert!(Reply::decode(&b).is_err());
+        let mut b = vec![31];
+        b.extend_from_slice(&((MAX_DISKS + 1) as u32).to_le_bytes());
+        assert!(Reply::decode(&b).is_err());
+        let r = Reply::Disks {
+            disks: vec![DiskInfo {
+                name: "a".into(),
+                partition: false,
+                dependencies: None,
+                address: Some(address()),
+                alias: None,
+            }],
+        };
+        let mut b = r.encode();
+        // tag, count, name (4 + 1), partition, deps tag, address tag, four PCI fields: the bus type.
+        let at = 1 + 4 + 5 + 1 + 1 + 1 + 32;
+        assert_eq!(b[at], 2);
+        b[at] = 9;
+        assert!(Reply::decode(&b).is_err());
     }
 }

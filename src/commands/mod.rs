@@ -10,6 +10,7 @@ pub mod network;
 pub mod osinfo;
 pub mod power;
 pub mod stats;
+pub mod storage;
 pub mod sync;
 pub mod time;
 pub mod timezone;
@@ -85,6 +86,8 @@ pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, Ag
         Command::NetworkGetInterfaces => network::get_interfaces(),
         Command::GetVcpus => vcpus::get(),
         Command::SetVcpus => vcpus::set(agent, args),
+        Command::GetDisks => storage::get_disks(agent),
+        Command::GetFsinfo => storage::get_fsinfo(agent),
         Command::GetMemoryBlocks => memory::get_blocks(),
         Command::SetMemoryBlocks => memory::set_blocks(agent, args),
         Command::GetMemoryBlockInfo => memory::get_block_info(),

@@ -113,8 +113,11 @@ impl Agent {
     /// SIGKILL to the helper (and whatever it started) first, then the front: no process gets
     /// a chance to act on the other's death (a frozen helper would thaw).
     pub fn kill_all(&mut self) {
+        // The helper's children first (its launcher would otherwise see the helper die and
+        // thaw a frozen agent, which is its job), then the helper.
         let mut helpers = descendants(self.helper_pid);
-        helpers.insert(0, self.helper_pid);
+        helpers.reverse();
+        helpers.push(self.helper_pid);
         for pid in &helpers {
             kill(*pid, nix::sys::signal::Signal::SIGKILL);
         }

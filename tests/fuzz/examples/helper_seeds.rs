@@ -42,6 +42,8 @@ fn main() {
                 ],
             },
         ),
+        ("req-get-fsinfo", Request::GetFsinfo),
+        ("req-get-disks", Request::GetDisks),
     ];
     let replies = [
         ("rep-freeze-state", Reply::FreezeState { frozen: true }),

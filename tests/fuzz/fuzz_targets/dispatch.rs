@@ -20,7 +20,10 @@ use qemu_ga_rs::json::{Message, MessageParser, Value};
 use qemu_ga_rs::privsep::link::HelperLink;
 use qemu_ga_rs::qmp::dispatch;
 use qga_policy::{Command, Policy};
-use qga_protocol::{read_frame, write_frame, FrameError, Reply, Request, TrimResult};
+use qga_protocol::storage::{BusType, DiskAddress, DiskInfo, FsInfo, PciAddress};
+use qga_protocol::{
+    read_frame, write_frame, FrameError, MemoryBlockResponse, MemoryBlockResult, Reply, Request, TrimResult,
+};
 use std::cell::RefCell;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +54,49 @@ fn right_reply(request: &Request) -> Reply {
         Request::SetVcpus { vcpus } => Reply::VcpusSet { count: vcpus.len() as i64 },
         Request::Shutdown { .. } | Request::Suspend { .. } | Request::SetTime { .. } | Request::Quit => Reply::Done,
         Request::Reload => Reply::ReloadRefused { restart: false, reason: "fuzzing".into() },
+        Request::FreezeList { mountpoints } => {
+            Reply::FreezeCount { count: mountpoints.as_ref().map_or(2, |m| m.len() as i64), frozen: true }
+        }
+        Request::SetMemoryBlocks { blocks } => Reply::MemoryBlocksSet {
+            results: blocks
+                .iter()
+                .map(|b| MemoryBlockResult {
+                    phys_index: b.phys_index,
+                    response: MemoryBlockResponse::OperationFailed,
+                    error_code: Some(22),
+                })
+                .collect(),
+        },
+        Request::GetFsinfo => Reply::Fsinfo {
+            filesystems: vec![FsInfo {
+                name: "vd\u{e9}1".into(),
+                mountpoint: "/mnt/\u{1}\"".into(),
+                fstype: "ext4".into(),
+                sizes: Some((u64::MAX, 1)),
+                disks: vec![address()],
+            }],
+        },
+        Request::GetDisks => Reply::Disks {
+            disks: vec![DiskInfo {
+                name: "/dev/vda".into(),
+                partition: false,
+                dependencies: Some(vec!["/dev/\u{10348}".into()]),
+                address: Some(address()),
+                alias: Some("vg-lv".into()),
+            }],
+        },
+    }
+}
+
+fn address() -> DiskAddress {
+    DiskAddress {
+        pci: PciAddress { domain: -1, bus: 0, slot: 5, function: 0 },
+        bus_type: BusType::Virtio,
+        bus: 0,
+        target: 0,
+        unit: 0,
+        serial: Some("S\u{2603}".into()),
+        dev: None,
     }
 }
 
