@@ -123,7 +123,7 @@ fn killing_the_helper_while_frozen_makes_the_launcher_thaw_and_remove_the_marker
     // every mount then changes nothing but the marker).
     let dir = TempDir::new();
     std::fs::write(dir.path().join("qga.state.isfrozen"), b"").unwrap();
-    let mut agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
+    let agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
     let mut c = agent.connect();
     assert_eq!(c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#), serde_json::json!({"return": "frozen"}));
     let launcher = children_of(agent.helper_pid);

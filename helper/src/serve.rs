@@ -309,6 +309,8 @@ impl<O: Operations> Server<O> {
                 Invocation::SetMemoryBlocks { blocks: &ids }
             }
             Request::FreezeList { .. }
+            | Request::GetFsinfo
+            | Request::GetDisks
             | Request::FreezeStatus
             | Request::Quit
             | Request::Reload
