@@ -467,6 +467,11 @@ impl Reply {
                 for _ in 0..n {
                     let i = d.u32()? as usize;
                     let c = Command::all().nth(i).ok_or(FrameError::BadValue("command index"))?;
+                    // A command no policy can enable (guest-get-devices on Linux) is never sent;
+                    // taking it would give one policy two encodings.
+                    if !c.available() {
+                        return Err(FrameError::BadValue("command index"));
+                    }
                     if enabled.last().is_some_and(|last: &Command| last.index() >= i) {
                         return Err(FrameError::BadValue("command order"));
                     }
@@ -687,6 +692,16 @@ mod tests {
         b.extend_from_slice(&1i64.to_le_bytes());
         b.push(2);
         assert!(Request::decode(&b).is_err(), "boolean 2");
+    }
+
+    #[test]
+    fn a_reload_answer_naming_a_command_no_policy_can_enable_is_refused() {
+        // Found by the helper_frames fuzz target: it decoded, but re-encoded without the command.
+        let devices = Command::GetDevices.index() as u32;
+        let mut b = vec![60];
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&devices.to_le_bytes());
+        assert!(matches!(Reply::decode(&b), Err(FrameError::BadValue("command index"))));
     }
 
     #[test]
