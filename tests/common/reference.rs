@@ -35,9 +35,11 @@ impl Reference {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn the reference qemu-ga");
+        // Until it accepts a connection, not until the socket file exists: qemu-ga binds before
+        // it listens, and a connect in between is refused.
         let deadline = Instant::now() + TIMEOUT;
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "the reference qemu-ga did not create {} in time", sock.display());
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "the reference qemu-ga did not listen on {} in time", sock.display());
             std::thread::sleep(Duration::from_millis(20));
         }
         Reference { dir, child }
