@@ -52,6 +52,11 @@ pub const TABLE: &[Allowed<'static>] = &[
         [eq(0, libc::CLOCK_MONOTONIC as u64)],
         "fsfreeze-timeout: the monotonic clock (std's Instant; a static binary may not use the vDSO)"
     ),
+    allow!(
+        SYS_clock_gettime,
+        [eq(0, libc::CLOCK_REALTIME as u64)],
+        "set-time's max-step condition: the current time, to know how far the clock would move"
+    ),
     allow!(SYS_write, "log records on stderr; /sys/power/state (suspend's kernel fallback)"),
     allow!(SYS_close, "every descriptor the operations open"),
     // Files: mountinfo, mount points, the marker, sysfs cpu and power files, /dev/rtc0.

@@ -221,9 +221,12 @@ fn waiting_with_a_time_limit_is_allowed_for_the_freeze_time_limit() {
     #[cfg(target_arch = "x86_64")]
     assert_eq!(enforced(|| sys3(libc::SYS_poll, 0, 0, 0)), End::Returned(0, 0));
     assert_eq!(enforced(|| sys5(libc::SYS_ppoll, 0, 0, ptr(ZERO_TIMESPEC), 0, 0)), End::Returned(0, 0));
-    // The monotonic clock (a NULL result pointer: EFAULT, no effect); no other clock.
+    // The monotonic and real-time clocks (a NULL result pointer: EFAULT, no effect); no other.
     assert_fails_with("clock_gettime(MONOTONIC)", libc::EFAULT, || {
         sys2(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC as u64, 0)
+    });
+    assert_fails_with("clock_gettime(REALTIME)", libc::EFAULT, || {
+        sys2(libc::SYS_clock_gettime, libc::CLOCK_REALTIME as u64, 0)
     });
     assert_killed("clock_gettime(BOOTTIME)", || sys2(libc::SYS_clock_gettime, libc::CLOCK_BOOTTIME as u64, 0));
 }

@@ -165,11 +165,18 @@ def expect_privilege_separation(ctx, client, pid_file, log):
         ctx.expect(helper.get(cap) == HELPER_CAPS, f"helper {cap} {helper.get(cap)} != {HELPER_CAPS}:\n{report}")
     ctx.expect(int(helper.get("CapAmb", "1"), 16) == 0, f"helper has CapAmb {helper.get('CapAmb')}:\n{report}")
     ctx.expect(helper.get("NoNewPrivs") == "1", f"helper lacks no_new_privs:\n{report}")
-    launchers = [pid for pid, f in by_pid.items() if f.get("PPid") == serving[0]]
-    ctx.expect(len(launchers) == 1, f"expected one launcher whose parent is the helper:\n{report}")
-    for pid in launchers:
-        ctx.expect(by_pid[pid].get("Seccomp") == "0",
-                   f"the launcher runs under a seccomp filter, so would what it starts:\n{report}")
+    # The helper's children: its launcher (no filter: what it starts must not inherit one) and
+    # the statfs probes (guest-get-fsinfo), each under a filter of its own with only
+    # CAP_DAC_READ_SEARCH.
+    children = [pid for pid, f in by_pid.items() if f.get("PPid") == serving[0]]
+    launchers = [pid for pid in children if by_pid[pid].get("Seccomp") == "0"]
+    ctx.expect(len(launchers) == 1, f"expected one launcher (no seccomp filter) whose parent is the helper:\n{report}")
+    for pid in (p for p in children if p not in launchers):
+        probe = by_pid[pid]
+        ctx.expect(probe.get("Seccomp") == "2" and probe.get("NoNewPrivs") == "1"
+                   and probe.get("CapEff") == "0000000000000004",
+                   f"helper child {pid} is neither the launcher nor a filtered statfs probe with only "
+                   f"CAP_DAC_READ_SEARCH:\n{report}")
     # A seccomp kill is logged by the guest kernel as an audit record of type 1326 (audit is
     # built in and not disabled on the command line): none so far, from either process.
     kills = ctx.guest_sh("dmesg | grep 'type=1326' || true")
