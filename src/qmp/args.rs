@@ -195,48 +195,33 @@ fn uint64_at(path: &[u8], v: &Value) -> Result<u64, AgentError> {
     }
 }
 
-/// One `GuestMemoryBlock`: phys-index (uint64), online (bool), optional can-offline (bool,
-/// accepted and ignored as 7.2 does), in that order, then anything else is unexpected.
+/// One `GuestMemoryBlock`: phys-index (uint64), online (bool), optional can-offline.
 fn memory_block(list: &str, index: usize, v: &Value) -> Result<MemoryBlock, AgentError> {
-    let at = |member: &str| format!("{list}[{index}]{}{member}", if member.is_empty() { "" } else { "." }).into_bytes();
-    let Value::Dict(d) = v else { return Err(wrong_type(&at(""), "object")) };
-    let phys_index = match d.get("phys-index") {
-        None => return Err(AgentError::MissingParameter(at("phys-index"))),
-        Some(v) => uint64_at(&at("phys-index"), v)?,
-    };
-    let bool_at = |member: &str, v: &Value| match v {
-        Value::Bool(b) => Ok(*b),
-        _ => Err(wrong_type(&at(member), "boolean")),
-    };
-    let online = match d.get("online") {
-        None => return Err(AgentError::MissingParameter(at("online"))),
-        Some(v) => bool_at("online", v)?,
-    };
-    const MEMBERS: [&[u8]; 3] = [b"phys-index", b"online", b"can-offline"];
-    let visited = match d.get("can-offline") {
-        Some(v) => {
-            bool_at("can-offline", v)?;
-            &MEMBERS[..]
-        }
-        None => &MEMBERS[..2],
-    };
-    if let Some(key) = first_unexpected(d, visited) {
-        let mut path = at("");
-        path.push(b'.');
-        path.extend_from_slice(key);
-        return Err(AgentError::UnexpectedParameter(path));
-    }
+    let (phys_index, online) = id_and_online(list, index, v, "phys-index", uint64_at)?;
     Ok(MemoryBlock { phys_index, online })
 }
 
-/// One `GuestLogicalProcessor`: logical-id (int), online (bool), optional can-offline (bool,
-/// accepted and ignored as 7.2 does).
+/// One `GuestLogicalProcessor`: logical-id (int), online (bool), optional can-offline.
 fn vcpu(list: &str, index: usize, v: &Value) -> Result<Vcpu, AgentError> {
+    let (logical_id, online) = id_and_online(list, index, v, "logical-id", int_at)?;
+    Ok(Vcpu { logical_id, online })
+}
+
+/// The shape both list elements share: `id` (checked by `id_of`), online (bool), optional
+/// can-offline (bool, accepted and ignored as 7.2 does), in that order, then anything else is
+/// unexpected.
+fn id_and_online<T>(
+    list: &str,
+    index: usize,
+    v: &Value,
+    id: &'static str,
+    id_of: fn(&[u8], &Value) -> Result<T, AgentError>,
+) -> Result<(T, bool), AgentError> {
     let at = |member: &str| format!("{list}[{index}]{}{member}", if member.is_empty() { "" } else { "." }).into_bytes();
     let Value::Dict(d) = v else { return Err(wrong_type(&at(""), "object")) };
-    let logical_id = match d.get("logical-id") {
-        None => return Err(AgentError::MissingParameter(at("logical-id"))),
-        Some(v) => int_at(&at("logical-id"), v)?,
+    let id_value = match d.get(id) {
+        None => return Err(AgentError::MissingParameter(at(id))),
+        Some(v) => id_of(&at(id), v)?,
     };
     let bool_at = |member: &str, v: &Value| match v {
         Value::Bool(b) => Ok(*b),
@@ -246,13 +231,13 @@ fn vcpu(list: &str, index: usize, v: &Value) -> Result<Vcpu, AgentError> {
         None => return Err(AgentError::MissingParameter(at("online"))),
         Some(v) => bool_at("online", v)?,
     };
-    const MEMBERS: [&[u8]; 3] = [b"logical-id", b"online", b"can-offline"];
+    let members: [&[u8]; 3] = [id.as_bytes(), b"online", b"can-offline"];
     let visited = match d.get("can-offline") {
         Some(v) => {
             bool_at("can-offline", v)?;
-            &MEMBERS[..]
+            &members[..]
         }
-        None => &MEMBERS[..2],
+        None => &members[..2],
     };
     if let Some(key) = first_unexpected(d, visited) {
         let mut path = at("");
@@ -260,7 +245,7 @@ fn vcpu(list: &str, index: usize, v: &Value) -> Result<Vcpu, AgentError> {
         path.extend_from_slice(key);
         return Err(AgentError::UnexpectedParameter(path));
     }
-    Ok(Vcpu { logical_id, online })
+    Ok((id_value, online))
 }
 
 #[cfg(test)]
