@@ -12,58 +12,11 @@ use common::*;
 use serde_json::{json, Value};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const MEMORY: &str = "/sys/devices/system/memory";
-const REFERENCE: &str = "/usr/sbin/qemu-ga";
 
 fn allow_all() -> Agent {
     Agent::start(&["--policy", shipped_policy("allow-all").to_str().unwrap()])
-}
-
-/// The reference qemu-ga 7.2 on a socket of its own, stopped by its pid on drop.
-struct Reference {
-    dir: TempDir,
-    child: Child,
-}
-
-impl Reference {
-    fn start() -> Reference {
-        assert!(
-            Path::new(REFERENCE).exists(),
-            "{REFERENCE} (qemu-guest-agent 7.2) is needed for the differential checks: install the test dependencies"
-        );
-        let dir = TempDir::new();
-        let sock = dir.path().join("ref.sock");
-        let child = Command::new(REFERENCE)
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&sock)
-            .arg("-t")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the reference qemu-ga");
-        let deadline = Instant::now() + TIMEOUT;
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "the reference qemu-ga did not create its socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Reference { dir, child }
-    }
-
-    fn connect(&self) -> Client {
-        Client::connect(&self.dir.path().join("ref.sock"))
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What sysfs says of each block, in directory order, read as the schema describes it.
