@@ -10,7 +10,7 @@
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{chdir, mkdir, pivot_root};
+use nix::unistd::{chdir, chroot, mkdir, pivot_root};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -126,10 +126,21 @@ pub fn enter_empty_view(mount_point: &Path, files: &[PathBuf]) -> Result<(), Vie
         bind_file(mount_point, file)?;
     }
     step("making the new root read-only", mount(NONE, mount_point, NONE, MsFlags::MS_REMOUNT | RO, NONE))?;
-    // Swap roots and drop the old one entirely.
     step("entering the new root", chdir(mount_point))?;
-    step("pivot_root", pivot_root(".", "."))?;
-    step("detaching the old root", umount2(".", MntFlags::MNT_DETACH))?;
+    match pivot_root(".", ".") {
+        // Swap roots and drop the old one entirely.
+        Ok(()) => step("detaching the old root", umount2(".", MntFlags::MNT_DETACH))?,
+        // A guest running from its initramfs has the initial rootfs as its root, which can
+        // never be pivoted away (EINVAL). Do what switch_root does there: move the new root
+        // over / (in this namespace only) and make it the process's root. The old root stays
+        // underneath, unreachable: the front holds no directory outside the view and, once
+        // demoted, has no CAP_SYS_CHROOT or CAP_SYS_ADMIN to climb out or unmount.
+        Err(nix::errno::Errno::EINVAL) => {
+            step("moving the new root over the initial rootfs", mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE))?;
+            step("chroot into the new root", chroot("."))?;
+        }
+        Err(errno) => return Err(ViewError { step: "pivot_root", errno }),
+    }
     step("chdir /", chdir("/"))?;
     Ok(())
 }
