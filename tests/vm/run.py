@@ -21,6 +21,7 @@ from vmtest import checks_reconnect, checks_vsock  # noqa: E402,F401
 from vmtest import checks_audit  # noqa: E402,F401
 from vmtest import checks_reload  # noqa: E402,F401
 from vmtest import checks_memory_freeze_list  # noqa: E402,F401
+from vmtest import checks_guest_facts, checks_storage_info  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -50,6 +51,9 @@ ORDER = [
     "set_vcpus_list_over_the_helpers_bound_is_refused_and_the_agent_goes_on",
     "memory_blocks_match_sysfs_and_set_memory_blocks_offlines_the_dimm",
     "freeze_list_freezes_only_the_listed_mount",
+    "guest_facts_match_the_guests_own_files_and_tools",
+    "disks_and_fsinfo_show_the_partition_its_disk_and_qemus_pci_address",
+    "fsinfo_answers_in_bounded_time_beside_a_hung_mount",
     "set_time_moves_guest_clock_and_rtc",
     "set_time_without_time_sets_clock_from_rtc",
     "shutdown_invalid_mode_is_refused_and_nothing_happens",

@@ -181,6 +181,32 @@ class GuestPool:
             self.discard(kind)
 
 
+def own_guest(ctx, kind, extra_args, timeout=150):
+    """A guest of the check's own kind (extra devices only some checks need), kept in the pool
+    (and stopped with it) so the next check of that kind reuses it while it stays healthy.
+    `extra_args(workdir)` makes what the guest needs on the host and returns QEMU arguments
+    added to the common command line."""
+    pool = ctx.pool
+    guest = pool.guests.get(kind)
+    if guest and pool.healthy(guest):
+        ctx.guest, ctx.client = guest, guest.agent
+        return guest
+    if guest:
+        pool.discard(kind)
+    pool.counter += 1
+    workdir = pool.workroot / f"{pool.counter:02d}-{kind}"
+    guest = Guest(workdir, hostenv.vmlinux_path(pool.release), pool.initrd, "pvh", kind, accel=pool.accel)
+    guest.extra_args = extra_args(workdir)
+    pool.guests[kind] = guest   # registered first, so a failed start still gets reported
+    ctx.guest = guest
+    started = time.monotonic()
+    guest.start()
+    guest.wait_until_up(timeout=timeout)
+    pool.boot_seconds.append((kind, time.monotonic() - started))
+    ctx.client = guest.agent
+    return guest
+
+
 def _agent_logs(guest):
     """The agent's own stderr and log file, read through the control port if it still works."""
     if not guest.running() or guest.control is None or guest.control.sock is None:
@@ -244,10 +270,11 @@ def run_check(chk, pool, agent_spec):
     except GuestUnavailable as err:
         return FAIL, f"GuestUnavailable: {err}", time.monotonic() - started
     except (CheckFailed, AgentError, ControlError, QmpError, OSError) as err:
-        guest = guest or pool.guests.get(chk.boot)   # a boot that failed to come up
+        # a boot that failed to come up, or a check's own guest (boot "none")
+        guest = guest or pool.guests.get(chk.boot) or (ctx.guest if ctx else None)
         detail = f"{type(err).__name__}: {err}\n" + failure_report(ctx, guest)
     except Exception:  # a bug in the check itself must still be reported, not crash the run
-        guest = guest or pool.guests.get(chk.boot)
+        guest = guest or pool.guests.get(chk.boot) or (ctx.guest if ctx else None)
         detail = traceback.format_exc() + failure_report(ctx, guest)
     if chk.boot != "none":
         pool.discard(chk.boot)   # the next check on this boot gets a fresh guest

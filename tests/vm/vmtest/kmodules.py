@@ -12,13 +12,15 @@ from pathlib import Path
 from . import hostenv
 
 # What the guest uses: PCI transport, the two virtio-serial ports, the data disk and its ext4,
-# the NIC, and (when the host can offer it) vsock.
+# the NIC, FUSE (a hung fuseblk mount for guest-get-fsinfo), and (when the host can offer it)
+# vsock.
 WANTED = [
     "virtio_pci",
     "virtio_console",
     "virtio_blk",
     "virtio_net",
     "ext4",
+    "fuse",
     "vmw_vsock_virtio_transport",
 ]
 
