@@ -56,6 +56,9 @@ pub enum Decision {
     Allowed,
     /// Disabled by the policy (file, config keys or `-b`/`-a`).
     RefusedPolicy,
+    /// Enabled, but an argument condition of the policy file (`allow COMMAND KEY=VALUE`)
+    /// does not allow these arguments; the record's `reason` says which.
+    RefusedCondition,
     /// Not allowed while frozen.
     RefusedFrozen,
     /// The request names no known command.
@@ -69,6 +72,7 @@ impl Decision {
         match self {
             Decision::Allowed => ("allowed", "policy"),
             Decision::RefusedPolicy => ("refused", "policy"),
+            Decision::RefusedCondition => ("refused", "condition"),
             Decision::RefusedFrozen => ("refused", "frozen"),
             Decision::RefusedUnknown => ("refused", "unknown-command"),
             Decision::RefusedInvalid => ("refused", "invalid-request"),
@@ -86,6 +90,9 @@ pub struct Record {
     /// What the request asked for when it names no known command (bounded).
     pub requested: Option<String>,
     pub decision: Decision,
+    /// For [`Decision::RefusedCondition`]: the policy's refusal, naming the command and the
+    /// argument no condition allows.
+    pub reason: Option<String>,
     /// `None` on success, else the QMP error class.
     pub error: Option<&'static str>,
     pub duration: Duration,
@@ -187,7 +194,7 @@ fn stamp(t: SystemTime) -> String {
 
 impl Record {
     /// The record's text (no newline): `time=… channel=… command=… decision=… rule=…
-    /// outcome=… duration_us=…` then `arg.NAME=VALUE` per recorded argument. Fixed tokens are
+    /// [reason=…] outcome=… duration_us=…` then `arg.NAME=VALUE` per recorded argument. Fixed tokens are
     /// bare; everything the host chose is a quoted string.
     pub fn format(&self) -> String {
         let (decision, rule) = self.decision.fields();
@@ -197,7 +204,12 @@ impl Record {
             (None, Some(requested)) => quote(&mut out, requested.as_bytes()),
             (None, None) => out.push('-'),
         }
-        out.push_str(&format!(" decision={decision} rule={rule} outcome="));
+        out.push_str(&format!(" decision={decision} rule={rule}"));
+        if let Some(reason) = &self.reason {
+            out.push_str(" reason=");
+            quote(&mut out, reason.as_bytes());
+        }
+        out.push_str(" outcome=");
         match self.error {
             None => out.push_str("ok"),
             Some(class) => {
@@ -359,6 +371,7 @@ mod tests {
             command: Some("guest-file-open"),
             requested: None,
             decision: Decision::Allowed,
+            reason: None,
             error: None,
             duration: Duration::from_micros(187),
             args: vec![("path", Value::str("/etc/hostname")), ("mode", Value::str("r"))],
@@ -381,6 +394,7 @@ mod tests {
             command: Some("guest-shutdown"),
             requested: None,
             decision: Decision::RefusedFrozen,
+            reason: None,
             error: Some("CommandNotFound"),
             duration: Duration::from_micros(9),
             args: vec![("mode", Value::str("halt"))],
@@ -394,6 +408,30 @@ mod tests {
         let man = include_str!("../man/qemu-ga-rs.8");
         assert!(man.contains(&man_escape(&line)), "the man page's AUDIT example differs from the format");
         assert!(man.contains(&man_escape(&dropped_record(at(1_764_849_660, 0), 17))));
+    }
+
+    #[test]
+    fn a_request_refused_by_an_argument_condition_says_which_as_the_man_page_shows() {
+        let r = Record {
+            time: at(1_764_849_602, 40),
+            channel: "virtio-serial",
+            command: Some("guest-shutdown"),
+            requested: None,
+            decision: Decision::RefusedCondition,
+            reason: Some("the policy does not allow guest-shutdown mode 'halt'".into()),
+            error: Some("GenericError"),
+            duration: Duration::from_micros(12),
+            args: vec![("mode", Value::str("halt"))],
+        };
+        let line = r.format();
+        assert_eq!(
+            line,
+            "time=1764849602.000040 channel=virtio-serial command=\"guest-shutdown\" decision=refused rule=condition \
+             reason=\"the policy does not allow guest-shutdown mode 'halt'\" outcome=error class=GenericError \
+             duration_us=12 arg.mode=\"halt\""
+        );
+        let man = include_str!("../man/qemu-ga-rs.8");
+        assert!(man.contains(&man_escape(&line)), "the man page's AUDIT example differs from the format");
     }
 
     /// The man page writes `\` as `\e` and a leading `-` as `\-`.
@@ -420,6 +458,7 @@ mod tests {
             command: None,
             requested: Some("guest-exec x".into()),
             decision: Decision::RefusedUnknown,
+            reason: None,
             error: Some("CommandNotFound"),
             duration: Duration::ZERO,
             args: vec![],

@@ -103,3 +103,50 @@ fn with_audit_all_queries_are_audited_too_and_with_off_nothing_is() {
     c.cmd(r#"{"execute":"guest-ping"}"#);
     assert!(!audit.exists(), "--audit=off still opened the audit file");
 }
+
+#[test]
+fn a_request_an_argument_condition_refuses_is_audited_with_the_condition_and_its_reason() {
+    let dir = TempDir::new();
+    let audit = dir.path().join("audit");
+    let policy = dir.path().join("conditions.policy");
+    // The memory block asked for does not exist and is online: even a gate that let it through
+    // would change nothing. The audit's rule tells the front's refusal (a GenericError from the
+    // condition) from the helper's (which the front would only see as a failed command).
+    std::fs::write(
+        &policy,
+        "default allow\nallow guest-file-open path=/etc/hostname access=read\n\
+         allow guest-set-memory-blocks blocks=0-1\n",
+    )
+    .unwrap();
+    let agent = Agent::start_in(dir, &["--policy", policy.to_str().unwrap(), "--audit-file", audit.to_str().unwrap()]);
+    let mut c = agent.connect();
+    let r = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/nonexistent-qga-audit"}}"#);
+    assert_error(&r, "GenericError", "the policy does not allow guest-file-open '/nonexistent-qga-audit'");
+    let r = c.cmd(
+        r#"{"execute":"guest-set-memory-blocks","arguments":{"mem-blks":[{"phys-index":999999999,"online":true}]}}"#,
+    );
+    assert_error(&r, "GenericError", "the policy does not allow guest-set-memory-blocks phys-index 999999999");
+    let lines = audit_lines(&audit, 2);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for (line, command, reason) in [
+        (&lines[0], "guest-file-open", "the policy does not allow guest-file-open '/nonexistent-qga-audit'"),
+        (
+            &lines[1],
+            "guest-set-memory-blocks",
+            "the policy does not allow guest-set-memory-blocks phys-index 999999999",
+        ),
+    ] {
+        assert_eq!(field(line, "command"), Some(format!("\"{command}\"").as_str()), "{line}");
+        assert_eq!(field(line, "decision"), Some("refused"), "{line}");
+        assert_eq!(field(line, "rule"), Some("condition"), "{line}");
+        assert_eq!(field(line, "reason"), Some(format!("\"{reason}\"").as_str()), "{line}");
+        assert_eq!(field(line, "class"), Some("GenericError"), "{line}");
+    }
+    assert!(
+        lines[1].ends_with(" arg.mem-blks=\"[{\\\"online\\\": true, \\\"phys-index\\\": 999999999}]\""),
+        "{}",
+        lines[1]
+    );
+    // The front refused it: the helper never saw the request.
+    assert!(!agent.stderr().contains("refused by the policy's conditions"), "{}", agent.stderr());
+}

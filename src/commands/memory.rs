@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::Mode;
 use nix::sys::uio::pread;
+use qga_policy::Command;
 use qga_protocol::{Reply, Request, MAX_MEMORY_BLOCKS};
 use std::os::fd::OwnedFd;
 
@@ -176,6 +177,10 @@ pub fn set_blocks(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     }
     let blocks = given.to_vec();
     crate::slog!("guest-set-memory-blocks called");
+    // The front checks first, as for guest-set-vcpus: a refused request is answered here and
+    // never reaches the helper (which checks again on what it would change).
+    let ids: Vec<u64> = blocks.iter().map(|b| b.phys_index).collect();
+    agent.permit(Command::SetMemoryBlocks, &qga_policy::Invocation::SetMemoryBlocks { blocks: &ids })?;
     let reply = agent.helper.call(&Request::SetMemoryBlocks { blocks })?;
     let results = expect(reply, |r| match r {
         Reply::MemoryBlocksSet { results } => Some(results),

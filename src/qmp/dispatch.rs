@@ -79,7 +79,13 @@ impl Default for Seen {
 
 /// Hands one request's record to the audit trail, if its scope wants it.
 fn record(seen: Seen, time: std::time::SystemTime, duration: std::time::Duration, error: Option<&AgentError>) {
-    if !audit::wanted(seen.command, seen.decision) {
+    // An argument condition refused it (the handler's `permit`, before anything was done or
+    // sent): the decision is the condition's, and its text says which argument it refused.
+    let (decision, reason) = match error {
+        Some(AgentError::PolicyRefused(text)) => (Audited::RefusedCondition, Some(text.clone())),
+        _ => (seen.decision, None),
+    };
+    if !audit::wanted(seen.command, decision) {
         return;
     }
     let r = audit::Record {
@@ -87,7 +93,8 @@ fn record(seen: Seen, time: std::time::SystemTime, duration: std::time::Duration
         channel: audit::channel(),
         command: seen.command.map(Command::name),
         requested: seen.requested.map(|n| String::from_utf8_lossy(&n).into_owned()),
-        decision: seen.decision,
+        decision,
+        reason,
         error: error.map(|e| e.class().name()),
         duration,
         args: seen.args,
