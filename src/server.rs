@@ -618,11 +618,25 @@ fn describe_change(old: &qga_policy::Policy, new: &qga_policy::Policy) -> String
     };
     let enabled = names(&|c| new.is_enabled(c) && !old.is_enabled(c));
     let disabled = names(&|c| !new.is_enabled(c) && old.is_enabled(c));
-    match (enabled.is_empty(), disabled.is_empty()) {
-        (true, true) => "no change".to_string(),
-        (false, true) => format!("enabled {enabled}"),
-        (true, false) => format!("disabled {disabled}"),
-        (false, false) => format!("enabled {enabled}; disabled {disabled}"),
+    let mut parts = Vec::new();
+    if !enabled.is_empty() {
+        parts.push(format!("enabled {enabled}"));
+    }
+    if !disabled.is_empty() {
+        parts.push(format!("disabled {disabled}"));
+    }
+    // The conditions in force afterwards, whole: what the admin wrote, as the policy shows it.
+    if old.conditions() != new.conditions() {
+        let lines: Vec<String> = new.conditions().iter().map(|n| n.to_line()).collect();
+        parts.push(match lines.is_empty() {
+            true => "argument conditions: none".to_string(),
+            false => format!("argument conditions: {}", lines.join(", ")),
+        });
+    }
+    if parts.is_empty() {
+        "no change".to_string()
+    } else {
+        parts.join("; ")
     }
 }
 

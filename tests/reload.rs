@@ -174,7 +174,8 @@ fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_resta
     let wider = candidates.path().join("wider");
     write_file(&wider, "default allow\n");
     let narrower = candidates.path().join("narrower");
-    write_file(&narrower, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
+    // Argument conditions reload too.
+    write_file(&narrower, "default allow\ndeny guest-file-*\ndeny guest-get-time\nallow guest-shutdown mode=reboot\n");
     let verdict = |file: &Path| {
         let out = run_to_exit(&["-t", statedir, "--check-policy", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -221,4 +222,69 @@ fn the_audit_trail_records_each_reload_applied_or_refused_and_why() {
     assert!(lines[0].contains("event=policy-reload-applied detail=\"disabled guest-get-time\""), "{}", lines[0]);
     assert!(lines[1].contains("event=policy-reload-refused detail=\"invalid policy: "), "{}", lines[1]);
     assert!(lines[1].contains(&format!("{}:2: unknown keyword", policy.display())), "{}", lines[1]);
+}
+
+#[test]
+fn enable_narrow_and_drop_argument_conditions_by_reload_while_a_client_keeps_its_file_handles() {
+    let (mut agent, policy) = agent_with_policy("default allow\n", &[]);
+    let data = agent.dir.scratch().join("data");
+    write_file(&data, "0123456789");
+    let other = agent.dir.scratch().join("other");
+    write_file(&other, "abc");
+    let data_s = data.to_str().unwrap();
+    let other_s = other.to_str().unwrap();
+    let mut c = agent.connect();
+    let h = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}))["return"].as_i64().expect("a handle");
+    // The memory block asked for does not exist (and is online): even a gate that let it
+    // through would change nothing.
+    let blocks =
+        r#"{"execute":"guest-set-memory-blocks","arguments":{"mem-blks":[{"phys-index":999999999,"online":true}]}}"#;
+
+    // Conditions brought in by a reload: only the data file, for reading; memory blocks 0-1.
+    write_file(
+        &policy,
+        &format!(
+            "default allow\nallow guest-file-open path={data_s} access=read\nallow guest-set-memory-blocks blocks=0-1\n"
+        ),
+    );
+    let line = reload(&agent, 1);
+    assert!(line.contains("policy reloaded: argument conditions: guest-file-open"), "{line}");
+    let r = file_cmd(&mut c, "guest-file-open", json!({"path": other_s}));
+    assert_error(&r, "GenericError", &format!("the policy does not allow guest-file-open '{other_s}'"));
+    let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s, "mode": "r+"}));
+    assert_error(&r, "GenericError", &format!("the policy does not allow guest-file-open '{data_s}' in this mode"));
+    let r = c.cmd(blocks);
+    assert_error(&r, "GenericError", "the policy does not allow guest-set-memory-blocks phys-index 999999999");
+    // The handle opened before the reload still reads.
+    let r = file_cmd(&mut c, "guest-file-read", json!({"handle": h, "count": 4}));
+    assert_eq!(r["return"]["buf-b64"], "MDEyMw==", "{r}");
+
+    // Narrowed further: now only the other file.
+    write_file(&policy, &format!("default allow\nallow guest-file-open path={other_s} access=read\n"));
+    let line = reload(&agent, 2);
+    assert!(line.contains(&format!("argument conditions: guest-file-open \"path={other_s}\"")), "{line}");
+    let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}));
+    assert_error(&r, "GenericError", &format!("the policy does not allow guest-file-open '{data_s}'"));
+    let h2 = file_cmd(&mut c, "guest-file-open", json!({"path": other_s}))["return"].as_i64().expect("a handle");
+    // The memory block rule is gone with its line: the command is unrestricted again, so it is
+    // not asked (it would reach the helper).
+
+    // Disabled by a reload, then dropped: every condition goes, the command comes back whole.
+    write_file(&policy, "default allow\ndeny guest-file-open\n");
+    let line = reload(&agent, 3);
+    assert!(line.contains("disabled guest-file-open; argument conditions: none"), "{line}");
+    let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}));
+    assert_error(&r, "CommandNotFound", "Command guest-file-open has been disabled");
+    write_file(&policy, "default allow\n");
+    let line = reload(&agent, 4);
+    assert!(line.contains("policy reloaded: enabled guest-file-open"), "{line}");
+    let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}));
+    let h3 = r["return"].as_i64().unwrap_or_else(|| panic!("unrestricted again: {r}"));
+    for h in [h, h2, h3] {
+        let r = file_cmd(&mut c, "guest-file-close", json!({"handle": h}));
+        assert!(r["return"].is_object(), "{r}");
+    }
+    drop(c);
+    let status = agent.terminate();
+    assert!(status.success(), "{status}; stderr:\n{}", agent.stderr());
 }

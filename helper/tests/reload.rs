@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use qga_helper::protocol::{Reply, Request, ShutdownMode};
+use qga_helper::protocol::{MemoryBlockState, Reply, Request, ShutdownMode};
 use qga_policy::{Command, Policy};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -121,4 +121,53 @@ fn an_invalid_file_is_refused_with_its_line_and_changes_nothing() {
     h.send(&Request::Shutdown { mode: ShutdownMode::Halt });
     let (status, log) = h.exits_silently();
     assert_refused(status, &log);
+}
+
+#[test]
+fn a_reload_brings_argument_conditions_into_the_helpers_own_copy_and_it_checks_them() {
+    // Started unrestricted for guest-set-memory-blocks; the file now narrows it to blocks 0-1.
+    let policy =
+        policy_file("conditions", "default allow\ndeny guest-file-*\nallow guest-set-memory-blocks blocks=0-1\n");
+    let extra = ["--policy", policy.to_str().unwrap()];
+    let mut h = spawn_opts(
+        "reload-conditions",
+        "guest-set-memory-blocks",
+        Opts { extra: &extra, as_nobody: true, ..Opts::default() },
+    );
+    h.send(&Request::Reload);
+    let Reply::Reloaded { policy: reloaded } = h.reply() else { panic!("log:\n{}", h.stderr()) };
+    let lines: Vec<String> = reloaded.conditions().iter().map(|n| n.to_line()).collect();
+    assert_eq!(lines, ["guest-set-memory-blocks \"blocks=0-1\""]);
+    // Whatever the front does with that answer, the helper checks its own copy: a block
+    // outside the range is refused (a block that does not exist, so nothing could change).
+    h.send(&Request::SetMemoryBlocks { blocks: vec![MemoryBlockState { phys_index: 999_999_999, online: true }] });
+    assert_eq!(
+        h.reply(),
+        Reply::Failed { desc: "the policy does not allow guest-set-memory-blocks phys-index 999999999".into() }
+    );
+    h.send(&Request::Quit);
+    assert_eq!(h.reply(), Reply::Done);
+}
+
+#[test]
+fn a_forged_reload_answer_without_the_conditions_cannot_widen_the_helper() {
+    // The helper started narrowed; a front that sends it an answer as if the conditions were
+    // gone ends it without an answer (a reply is no request), and nothing changed before that.
+    let n = qga_policy::Narrowing::parse(Command::SetMemoryBlocks, vec!["blocks=0-1".into()]).unwrap();
+    let narrowed = Reply::Reloaded { policy: Policy::allow_all().with_conditions(vec![n]) };
+    let widened = Reply::Reloaded { policy: Policy::allow_all() };
+    for (tag, reply) in [("narrowed", narrowed), ("widened", widened)] {
+        let extra = ["--conditions", "guest-set-memory-blocks \"blocks=0-1\""];
+        let mut h = spawn_opts(
+            &format!("reload-forged-conditions-{tag}"),
+            "guest-set-memory-blocks",
+            Opts { extra: &extra, as_nobody: true, ..Opts::default() },
+        );
+        let payload = reply.encode();
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        h.send_raw(&frame);
+        let (status, log) = h.exits_silently();
+        assert_refused(status, &log);
+    }
 }

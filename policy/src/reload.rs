@@ -139,14 +139,8 @@ pub fn needs_files(policy: &Policy) -> bool {
 /// Why `new` cannot be applied to a front that started with (`started_with_files`) or without
 /// the file commands, or `None` when a reload can apply it.
 pub fn needs_restart(new: &Policy, started_with_files: bool) -> Option<String> {
-    // A reload tells the front only the enabled set; argument conditions it must enforce itself
-    // would be lost, so a policy with conditions applies only at start (fail closed).
-    if let Some(n) = new.conditions().first() {
-        return Some(format!(
-            "it has argument conditions ({} at least), which take effect only at start: this change needs a restart",
-            n.command.name()
-        ));
-    }
+    // Argument conditions reload: the helper replaces its own copy and sends the front the
+    // new one with the enabled set; they need nothing of the front's sandbox.
     if started_with_files || !needs_files(new) {
         return None;
     }
@@ -166,11 +160,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_policy_with_argument_conditions_needs_a_restart() {
+    fn argument_conditions_reload_but_not_the_file_commands_they_may_come_with() {
         let n = crate::gate::Narrowing::parse(Command::Shutdown, vec!["mode=reboot".into()]).unwrap();
-        let p = Policy::allow_all().with_conditions(vec![n]);
-        assert!(needs_restart(&p, true).unwrap().contains("argument conditions (guest-shutdown at least)"));
-        assert_eq!(needs_restart(&Policy::allow_all(), true), None);
+        let p = Policy::allow_all().with_conditions(vec![n.clone()]);
+        assert_eq!(needs_restart(&p, true), None);
+        assert_eq!(needs_restart(&Policy::only([Command::Shutdown]).with_conditions(vec![n]), false), None);
+        assert!(needs_restart(&p, false).is_some_and(|r| r.contains("guest-file-open")));
     }
 
     fn with_files() -> Policy {

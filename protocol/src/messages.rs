@@ -6,7 +6,7 @@
 //! range, a length over the bound or a byte left over is a [`FrameError`], and the helper exits
 //! on any of them without answering (it never gives the front an error to probe with).
 
-use qga_policy::{Command, Policy, COUNT};
+use qga_policy::{Command, Narrowing, Policy, COUNT};
 use std::io::{self, Read, Write};
 
 use crate::storage::{DiskInfo, FsInfo};
@@ -187,7 +187,9 @@ pub enum Reply {
     Done,
     /// The operation failed; the text is the guest-visible error description.
     Failed { desc: String },
-    /// Reload: the new effective policy, already in force in the helper.
+    /// Reload: the new effective policy, already in force in the helper: the enabled set and
+    /// the argument conditions (each as its command and words, which the front parses again
+    /// with the policy file's own parser; the helper keeps and checks its own copy).
     Reloaded { policy: Policy },
     /// Reload: nothing changed. `restart` when the file is valid but needs a wider front
     /// sandbox than the one it started with; `reason` says why (with file:line when invalid).
@@ -407,6 +409,17 @@ impl Reply {
                 for c in enabled {
                     e.u32(c.index() as u32);
                 }
+                // In file order (the first rule that allows wins). The words come from a policy
+                // file of at most 64 KiB, so the frame stays far below MAX_FRAME.
+                let conditions = policy.conditions();
+                e.u32(conditions.len() as u32);
+                for n in conditions {
+                    e.u32(n.command.index() as u32);
+                    e.u32(n.words.len() as u32);
+                    for w in &n.words {
+                        e.str(w);
+                    }
+                }
             }
             Reply::ReloadRefused { restart, reason } => {
                 e.u8(61);
@@ -439,7 +452,32 @@ impl Reply {
         }
         e.0
     }
+}
 
+/// A reload reply's argument conditions: no policy file holds more lines or words than it has
+/// bytes, and each line is parsed again by the policy parser (a line it refuses, or one with no
+/// words, is a malformed frame).
+fn decode_conditions(d: &mut Dec<'_>) -> Result<Vec<Narrowing>, FrameError> {
+    let most = qga_policy::file::MAX_FILE_SIZE as usize;
+    let n = d.count(most)?;
+    let mut conditions = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let i = d.u32()? as usize;
+        let command = Command::all().nth(i).ok_or(FrameError::BadValue("command index"))?;
+        let count = d.count(most)?;
+        if count == 0 {
+            return Err(FrameError::BadValue("conditions"));
+        }
+        let mut words = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            words.push(d.str()?);
+        }
+        conditions.push(Narrowing::parse(command, words).map_err(|_| FrameError::BadValue("conditions"))?);
+    }
+    Ok(conditions)
+}
+
+impl Reply {
     pub fn decode(payload: &[u8]) -> Result<Reply, FrameError> {
         let mut d = Dec(payload);
         let reply = match d.u8()? {
@@ -477,7 +515,7 @@ impl Reply {
                     }
                     enabled.push(c);
                 }
-                Reply::Reloaded { policy: Policy::only(enabled) }
+                Reply::Reloaded { policy: Policy::only(enabled).with_conditions(decode_conditions(&mut d)?) }
             }
             61 => Reply::ReloadRefused { restart: d.bool()?, reason: d.str()? },
             40 => {
@@ -635,6 +673,14 @@ mod tests {
             Reply::Reloaded { policy: Policy::only([Command::Ping, Command::Info]) },
             Reply::Reloaded { policy: Policy::only([]) },
             Reply::Reloaded { policy: Policy::allow_all() },
+            Reply::Reloaded {
+                policy: Policy::only([Command::Shutdown, Command::FileOpen]).with_conditions(vec![
+                    Narrowing::parse(Command::FileOpen, vec!["path=/etc/hostname".into(), "access=read".into()])
+                        .unwrap(),
+                    Narrowing::parse(Command::Shutdown, vec!["mode=reboot,powerdown".into()]).unwrap(),
+                    Narrowing::parse(Command::FileOpen, vec!["path=/srv/a b/\"q\"".into()]).unwrap(),
+                ]),
+            },
             Reply::ReloadRefused { restart: true, reason: "policy:3: no".into() },
             Reply::MemoryBlocksSet {
                 results: vec![
@@ -724,6 +770,7 @@ mod tests {
             for &i in ids {
                 b.extend_from_slice(&index(i));
             }
+            b.extend_from_slice(&0u32.to_le_bytes());
             b
         };
         assert!(Reply::decode(&reply(&[0, 2])).is_ok());
@@ -733,6 +780,33 @@ mod tests {
         let mut too_many = vec![60];
         too_many.extend_from_slice(&(COUNT as u32 + 1).to_le_bytes());
         assert!(Reply::decode(&too_many).is_err(), "more than the table");
+    }
+
+    #[test]
+    fn a_reload_answers_conditions_are_parsed_again_and_a_malformed_one_is_refused() {
+        let shutdown = Command::Shutdown.index() as u32;
+        let answer = |words: &[&str]| {
+            let mut b = vec![60];
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&shutdown.to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&shutdown.to_le_bytes());
+            b.extend_from_slice(&(words.len() as u32).to_le_bytes());
+            for w in words {
+                b.extend_from_slice(&(w.len() as u32).to_le_bytes());
+                b.extend_from_slice(w.as_bytes());
+            }
+            b
+        };
+        let Ok(Reply::Reloaded { policy }) = Reply::decode(&answer(&["mode=reboot"])) else { panic!() };
+        assert_eq!(policy.conditions()[0].to_line(), "guest-shutdown \"mode=reboot\"");
+        assert!(matches!(Reply::decode(&answer(&["mode=off"])), Err(FrameError::BadValue("conditions"))));
+        assert!(matches!(Reply::decode(&answer(&["size=1"])), Err(FrameError::BadValue("conditions"))));
+        assert!(matches!(Reply::decode(&answer(&[])), Err(FrameError::BadValue("conditions"))));
+        let mut b = answer(&["mode=reboot"]);
+        let at = 1 + 4 + 4;
+        b[at..at + 4].copy_from_slice(&(qga_policy::file::MAX_FILE_SIZE as u32 + 1).to_le_bytes());
+        assert!(Reply::decode(&b).is_err(), "more lines than a policy file has bytes");
     }
 
     #[test]
