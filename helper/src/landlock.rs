@@ -10,9 +10,10 @@
 //!   (memoryN/state), `/sys/power/state` and
 //!   `/dev/rtc0` (with its ioctls, where the kernel controls device ioctls);
 //! - create, write and remove regular files in the state directory (the freeze marker);
-//! - read files in the directories of the policy file and the config file, which a reload
-//!   re-reads (directories, not the files: an editor replaces a file by renaming a new one over
-//!   it, and a rule on the old file would not cover the new one).
+//! - read the policy file and the config file, which a reload re-reads: their whole directory
+//!   when it is one of their own (an editor replaces a file by renaming a new one over it, and
+//!   a rule on the old file would not cover the new one), else the files alone (see
+//!   [`reread_paths`]: a policy kept directly in /etc must not open /etc/shadow to the helper).
 //!
 //! Everything else it opens, creates, removes or renames is refused with EACCES. The launcher
 //! was forked before, so it and what it runs (shutdown, the freeze hook) are not restricted.
@@ -98,27 +99,102 @@ pub fn rules<'a>(statedir: &'a Path, reread: &'a [PathBuf]) -> Vec<(&'a Path, u6
         (Path::new(RTC_DEVICE), READ_FILE | WRITE_FILE | IOCTL_DEV, "set-time: RTC_RD_TIME, RTC_SET_TIME"),
         (statedir, READ_FILE | WRITE_FILE | MAKE_REG | REMOVE_FILE, "the freeze marker"),
     ];
-    rules.extend(reread.iter().map(|dir| (dir.as_path(), READ_FILE, "a reload re-reads the policy and config files")));
+    rules
+        .extend(reread.iter().map(|path| (path.as_path(), READ_FILE, "a reload re-reads the policy and config files")));
     rules
 }
 
-/// The directories a reload reads files in: those of the policy file (as named and as resolved,
-/// for a symbolic link) and of the config file.
-pub fn reread_directories(sources: &qga_policy::reload::Sources) -> Vec<PathBuf> {
+/// Most entries a directory of its own may hold (a bounded walk: the directory's tree is what a
+/// rule on it grants).
+const MAX_DEDICATED_ENTRIES: usize = 256;
+
+/// What a reload may read: the paths given a read rule, and for each file whose directory is
+/// not one of its own, why (the helper logs it at start).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reread {
+    pub paths: Vec<PathBuf>,
+    pub files_only: Vec<(PathBuf, String)>,
+}
+
+/// The paths a reload reads: for the policy file and the config file (each as named and as
+/// resolved, for a symbolic link), their directory when it is a directory of their own (see
+/// [`not_dedicated`]), else the file alone. A rule on a directory covers its whole tree, so a
+/// file kept beside others (a policy directly in /etc, next to /etc/shadow) gets a rule on
+/// itself only: the helper then reads it when edited in place, not once replaced, and the log
+/// says so.
+pub fn reread_paths(sources: &qga_policy::reload::Sources) -> Reread {
     let policy = sources.policy.clone().unwrap_or_else(|| PathBuf::from(qga_policy::DEFAULT_PATH));
     let config = sources.config.as_ref().map(|c| c.path.clone());
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut out = Reread::default();
     for file in std::iter::once(policy).chain(config) {
         let resolved = std::fs::canonicalize(&file).ok();
         for path in std::iter::once(file).chain(resolved) {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if !dirs.iter().any(|d| d == dir) {
-                    dirs.push(dir.to_path_buf());
+            let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { continue };
+            let granted = match not_dedicated(dir) {
+                None => dir.to_path_buf(),
+                Some(why) => {
+                    // Said only of a file there is: a missing one gets no rule and no warning.
+                    if path.exists() && !out.files_only.iter().any(|(f, _)| *f == path) {
+                        out.files_only.push((path.clone(), why));
+                    }
+                    path.clone()
                 }
+            };
+            if !out.paths.contains(&granted) {
+                out.paths.push(granted);
             }
         }
     }
-    dirs
+    out
+}
+
+/// Why `dir` is not a directory of its own that the helper may read whole, or `None` when it
+/// is: every entry beneath it (at most [`MAX_DEDICATED_ENTRIES`]) is readable by everyone, so
+/// reading the tree gives the helper nothing an unprivileged user could not read. A missing
+/// directory gets no rule anyway. Checked at start: the admin keeps it that way.
+pub fn not_dedicated(dir: &Path) -> Option<String> {
+    if dir == Path::new("/") {
+        return Some("it is /".into());
+    }
+    let mut pending = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = pending.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && d == dir => return None,
+            Err(e) => return Some(format!("{} cannot be listed: {e}", d.display())),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => return Some(format!("{} cannot be listed: {e}", d.display())),
+            };
+            seen += 1;
+            if seen > MAX_DEDICATED_ENTRIES {
+                return Some(format!("it holds more than {MAX_DEDICATED_ENTRIES} entries"));
+            }
+            let path = entry.path();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => return Some(format!("{}: {e}", path.display())),
+            };
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            // A symbolic link grants nothing: Landlock checks where it leads.
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.is_dir() {
+                if mode & 0o005 != 0o005 {
+                    return Some(format!("{} is not open to all", path.display()));
+                }
+                pending.push(path);
+            } else if mode & 0o004 == 0 {
+                return Some(format!("it holds {}, which not everyone may read", path.display()));
+            }
+        }
+    }
+    None
 }
 
 /// How [`restrict`] ended.
@@ -165,7 +241,7 @@ pub fn restrict(statedir: &Path) -> Result<Restricted, LandlockError> {
     restrict_with(statedir, &[])
 }
 
-/// [`restrict`], also letting files be read in `reread` (see [`reread_directories`]).
+/// [`restrict`], also letting files be read in `reread` (see [`reread_paths`]).
 pub fn restrict_with(statedir: &Path, reread: &[PathBuf]) -> Result<Restricted, LandlockError> {
     let abi = match abi_version() {
         Ok(v) => v,
@@ -225,6 +301,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_directory_holding_a_file_not_everyone_may_read_is_not_one_of_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("qga-landlock-dedicated-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("sub"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("policy"), "default deny\n").unwrap();
+        std::fs::set_permissions(dir.join("policy"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(not_dedicated(&dir), None);
+        // A secret deeper down counts too: a rule on the directory covers its tree.
+        std::fs::write(dir.join("sub/secret"), "x").unwrap();
+        std::fs::set_permissions(dir.join("sub/secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let why = not_dedicated(&dir).expect("a secret beneath it");
+        assert!(why.contains("sub/secret"), "{why}");
+        let sources = qga_policy::reload::Sources { policy: Some(dir.join("policy")), ..Default::default() };
+        let reread = reread_paths(&sources);
+        assert_eq!(reread.paths, [dir.join("policy")]);
+        assert_eq!(reread.files_only.len(), 1);
+        assert!(not_dedicated(Path::new("/etc")).is_some(), "/etc holds shadow");
+        assert!(not_dedicated(Path::new("/")).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn rights_grow_with_the_abi_and_never_drop() {
         assert_eq!(handled_rights(1), ABI_1);
         assert_eq!(handled_rights(2), ABI_1 | REFER);
@@ -250,15 +351,15 @@ mod tests {
     #[test]
     fn a_reload_reads_in_the_policy_and_config_directories_only() {
         let sources = qga_policy::reload::Sources {
-            policy: None,
+            policy: Some(PathBuf::from("/nonexistent/qemu-ga-rs/policy")),
             config: Some(qga_policy::reload::ConfigFile {
                 path: PathBuf::from("/nonexistent/qemu/qemu-ga.conf"),
                 required: false,
             }),
             ..Default::default()
         };
-        let dirs = reread_directories(&sources);
-        assert!(dirs.contains(&PathBuf::from("/etc/qemu-ga-rs")), "{dirs:?}");
+        let dirs = reread_paths(&sources).paths;
+        assert!(dirs.contains(&PathBuf::from("/nonexistent/qemu-ga-rs")), "{dirs:?}");
         assert!(dirs.contains(&PathBuf::from("/nonexistent/qemu")), "{dirs:?}");
         for (path, rights, _) in rules(Path::new("/run"), &dirs) {
             if dirs.iter().any(|d| d == path) {

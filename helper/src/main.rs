@@ -85,7 +85,16 @@ fn start() -> i32 {
     // After demote (no_new_privs is set) and before the seccomp filter (which does not allow
     // the Landlock calls): the filesystem narrowed to what the operations touch.
     if args.sandbox != SandboxMode::Off {
-        match landlock::restrict_with(&args.statedir, &landlock::reread_directories(&args.reload)) {
+        let reread = landlock::reread_paths(&args.reload);
+        for (file, why) in &reread.files_only {
+            log!(
+                "reload: {} is not in a directory of its own ({why}): the helper may read that file only, so a \
+                 reload after it is replaced (as editors do, renaming a new file over it) fails until a restart; \
+                 keep it in a directory of its own such as /etc/qemu-ga-rs/",
+                file.display()
+            );
+        }
+        match landlock::restrict_with(&args.statedir, &reread.paths) {
             Ok(Restricted::Enforced(abi)) => log!("landlock enforced (ABI {abi}): filesystem access narrowed"),
             Ok(Restricted::Unavailable(e)) => {
                 log!("landlock is unavailable ({}): filesystem access not narrowed", e.desc())
