@@ -485,7 +485,7 @@ impl Server {
     // ---- the helper ----
 
     fn helper_gone(&mut self, why: &str) -> Exit {
-        self.relay_helper_log();
+        self.relay_helper_log_until_closed();
         let status = match self.helper_child.try_wait() {
             Ok(Some(s)) => format!(" ({s})"),
             _ => String::new(),
@@ -504,10 +504,21 @@ impl Server {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        self.relay_helper_log();
+        self.relay_helper_log_until_closed();
     }
 
-    fn relay_helper_log(&mut self) {
+    /// The helper is gone: relay what its side still writes until every writer has closed the
+    /// pipe (bounded). The launcher outlives the helper: when the helper died frozen it thaws
+    /// and logs that right after, and the front would otherwise exit before the line arrives.
+    fn relay_helper_log_until_closed(&mut self) {
+        let deadline = std::time::Instant::now() + HELPER_LOG_DRAIN;
+        while !self.relay_helper_log() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Relays the complete lines the helper's side has written; true once the pipe is closed.
+    fn relay_helper_log(&mut self) -> bool {
         let mut buf = [0u8; 4096];
         let mut eof = false;
         loop {
@@ -532,6 +543,7 @@ impl Server {
             // A closed pipe polls readable forever: stop watching it.
             let _ = self.poller.delete(self.helper_log.as_fd());
         }
+        eof
     }
 
     // ---- signals ----
@@ -612,6 +624,11 @@ fn audit_reload(event: &str, detail: &str) {
 }
 
 /// "enabled a, b; disabled c" or "no change", for the log.
+/// How long a front whose helper is gone waits for the rest of the helper side's log: the
+/// launcher's thaw of a guest the helper left frozen (its filesystems, the marker) takes well
+/// under a second; the freeze hook's own `thaw` may take longer and is not waited for.
+const HELPER_LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn describe_change(old: &qga_policy::Policy, new: &qga_policy::Policy) -> String {
     let names = |pick: &dyn Fn(qga_policy::Command) -> bool| {
         qga_policy::Command::all().filter(|c| pick(*c)).map(|c| c.name()).collect::<Vec<_>>().join(", ")

@@ -126,6 +126,7 @@ fn killing_the_helper_while_frozen_makes_the_launcher_thaw_and_remove_the_marker
     let agent = Agent::start_in(dir, &["--policy", shipped_policy("allow-all").to_str().unwrap()]);
     let mut c = agent.connect();
     assert_eq!(c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#), serde_json::json!({"return": "frozen"}));
+    drop(c);
     let launcher = children_of(agent.helper_pid);
     assert!(!launcher.is_empty(), "the helper has no launcher");
     kill(agent.helper_pid, Signal::SIGKILL);
@@ -138,6 +139,15 @@ fn killing_the_helper_while_frozen_makes_the_launcher_thaw_and_remove_the_marker
     for pid in launcher {
         assert!(wait_gone(pid, PROMPTLY), "the launcher {pid} outlived its thaw");
     }
+    // The launcher's record of it reaches the agent's log: the front, going away with its
+    // helper, waits for the helper side's pipe to close before it exits.
+    let mut agent = agent;
+    agent.wait_exit(Duration::from_secs(10)).expect("the front exits after its helper died");
+    let log = agent.stderr();
+    assert!(
+        log.contains("helper: launcher: the helper died while frozen: thawed") && log.contains("removed the marker"),
+        "the launcher's thaw is not in the log:\n{log}"
+    );
 }
 
 #[test]

@@ -20,7 +20,8 @@ done
 def helper_killed_while_frozen_is_thawed_by_the_launcher(ctx):
     """SIGKILL of the helper alone while frozen: the launcher (which outlives it, with full
     root and outside the filter) thaws at once: the writer on the frozen disk resumes within
-    a second and the marker is gone; the restarted agent comes up thawed."""
+    a second and the marker is gone; the restarted agent comes up thawed, and the launcher's
+    record of the thaw is in the agent's log."""
     if ctx.agent_spec.is_reference:
         raise NotApplicable("not applicable to the reference: qemu-ga 7.2 has no helper")
     witness = FreezeWitness(ctx)
@@ -49,6 +50,10 @@ def helper_killed_while_frozen_is_thawed_by_the_launcher(ctx):
         ctx.guest.agent.handshake(timeout=60)
         status = ctx.call("guest-fsfreeze-status")
         ctx.expect(status == "thawed", f"the restarted agent reads {status!r}, not \"thawed\"")
+        # The launcher's record of its thaw reached the agent's log (the front relays the
+        # helper side's pipe until it closes before it exits).
+        found = ctx.guest_sh("grep -c 'launcher: the helper died while frozen: thawed' /tmp/qga.log || true").strip()
+        ctx.expect(found not in ("", "0"), "the launcher's thaw record is not in the agent's log /tmp/qga.log")
         witness.verdict(frozen_at, killed_at)
         ok = True
     finally:
