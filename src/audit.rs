@@ -251,7 +251,13 @@ struct Trail {
     frozen: bool,
     ring: VecDeque<String>,
     dropped: usize,
+    /// A copy of the held records on a filesystem that cannot be frozen (see [`init`]).
+    spill: Option<File>,
+    spill_bytes: u64,
 }
+
+/// Most bytes the spill file holds; records past it are kept in the ring only.
+pub const MAX_SPILL_BYTES: u64 = 4 << 20;
 
 thread_local! {
     static TRAIL: RefCell<Trail> = const { RefCell::new(Trail {
@@ -262,11 +268,16 @@ thread_local! {
         frozen: false,
         ring: VecDeque::new(),
         dropped: 0,
+        spill: None,
+        spill_bytes: 0,
     }) };
 }
 
-/// Sets the trail up (before the sandbox: the syslog socket is connected here).
-pub fn init(scope: Scope, channel: &'static str, file: Option<File>) {
+/// Sets the trail up (before the sandbox: the syslog socket is connected here). `spill`: the
+/// spill file in a state directory that cannot be frozen. What it holds are records an agent
+/// held while frozen and never wrote (it was killed): they go into the ring, after one record
+/// saying so, and are written at the next release (at once when this start is not frozen).
+pub fn init(scope: Scope, channel: &'static str, file: Option<File>, spill: Option<File>) {
     let syslog = if scope == Scope::Off {
         None
     } else {
@@ -284,7 +295,38 @@ pub fn init(scope: Scope, channel: &'static str, file: Option<File>) {
         t.channel = channel;
         t.file = file;
         t.syslog = syslog;
+        t.ring.clear();
+        t.dropped = 0;
+        t.spill_bytes = 0;
+        t.spill = spill;
+        let held = t.spill.as_mut().map(read_spilled).unwrap_or_default();
+        if !held.is_empty() {
+            t.spill_bytes = held.iter().map(|l| l.len() as u64 + 1).sum();
+            let note = event_record(
+                SystemTime::now(),
+                "held-records-recovered",
+                &format!("{} record(s) held while frozen by an agent that stopped before thaw", held.len()),
+            );
+            t.ring.push_back(note);
+            t.ring.extend(held);
+        }
     });
+}
+
+/// The complete lines of a spill file (its tail, at most [`RING_RECORDS`] of them), leaving
+/// the file position at its end so new records follow them.
+fn read_spilled(f: &mut File) -> Vec<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let _ = Read::by_ref(f).take(MAX_SPILL_BYTES).read_to_end(&mut bytes);
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let lines: Vec<String> = bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let skip = lines.len().saturating_sub(RING_RECORDS);
+    lines.into_iter().skip(skip).collect()
 }
 
 pub fn channel() -> &'static str {
@@ -315,6 +357,7 @@ pub fn write(line: String) {
                 t.ring.pop_front();
                 t.dropped += 1;
             }
+            t.spill_line(&line);
             t.ring.push_back(line);
         } else {
             t.emit(&line);
@@ -338,10 +381,35 @@ pub fn set_frozen(frozen: bool) {
         while let Some(line) = t.ring.pop_front() {
             t.emit(&line);
         }
+        // Written out: the spill file starts again empty.
+        let spilled = t.spill_bytes > 0;
+        if let Some(f) = &mut t.spill {
+            use std::io::{Seek, SeekFrom};
+            if spilled {
+                let _ = f.set_len(0);
+                let _ = f.seek(SeekFrom::Start(0));
+            }
+        }
+        t.spill_bytes = 0;
     });
 }
 
 impl Trail {
+    /// Copies a held record to the spill file, while it has room.
+    fn spill_line(&mut self, line: &str) {
+        let Some(f) = &mut self.spill else { return };
+        let len = line.len() as u64 + 1;
+        if self.spill_bytes + len > MAX_SPILL_BYTES {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        if f.write_all(&bytes).is_ok() {
+            self.spill_bytes += len;
+        }
+    }
+
     fn emit(&mut self, line: &str) {
         if let Some(f) = &mut self.file {
             let mut bytes = Vec::with_capacity(line.len() + 1);
@@ -481,7 +549,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_order_drops_the_oldest_and_says_how_many() {
-        init(Scope::Changes, "unix-listen", None);
+        init(Scope::Changes, "unix-listen", None, None);
         set_frozen(true);
         for i in 0..RING_RECORDS + 3 {
             write(format!("r{i}"));
@@ -497,15 +565,53 @@ mod tests {
     }
 
     #[test]
+    fn records_held_while_frozen_survive_in_the_spill_file_and_the_next_start_writes_them_first() {
+        let dir = std::env::temp_dir().join(format!("qga-audit-spill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join(name))
+                .unwrap()
+        };
+        init(Scope::Changes, "-", None, Some(open("spill")));
+        set_frozen(true);
+        write("r1".into());
+        write("r2".into());
+        // Killed here: the ring is lost, the spill file is not.
+        assert_eq!(std::fs::read_to_string(dir.join("spill")).unwrap(), "r1\nr2\n");
+        init(Scope::Changes, "-", Some(open("audit")), Some(open("spill")));
+        set_frozen(false);
+        let audit = std::fs::read_to_string(dir.join("audit")).unwrap();
+        let lines: Vec<&str> = audit.lines().collect();
+        assert_eq!(lines.len(), 3, "{audit}");
+        assert!(lines[0].contains(" event=held-records-recovered detail=\"2 record(s) held while frozen"), "{audit}");
+        assert_eq!(&lines[1..], ["r1", "r2"]);
+        assert_eq!(std::fs::read_to_string(dir.join("spill")).unwrap(), "", "emptied once written");
+        // A partial last line (killed mid-write) is left out.
+        std::fs::write(dir.join("spill"), "r3\nr4-cut").unwrap();
+        init(Scope::Changes, "-", Some(open("audit2")), Some(open("spill")));
+        set_frozen(false);
+        let audit = std::fs::read_to_string(dir.join("audit2")).unwrap();
+        assert!(audit.ends_with("\nr3\n"), "{audit}");
+        init(Scope::Off, "-", None, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn queries_are_audited_only_with_all_or_when_refused() {
-        init(Scope::Changes, "-", None);
+        init(Scope::Changes, "-", None, None);
         assert!(!wanted(Some(Command::Ping), Decision::Allowed));
         assert!(wanted(Some(Command::Ping), Decision::RefusedPolicy));
         assert!(wanted(Some(Command::FileOpen), Decision::Allowed));
         assert!(wanted(None, Decision::RefusedInvalid));
-        init(Scope::All, "-", None);
+        init(Scope::All, "-", None, None);
         assert!(wanted(Some(Command::Ping), Decision::Allowed));
-        init(Scope::Off, "-", None);
+        init(Scope::Off, "-", None, None);
         assert!(!wanted(Some(Command::FileOpen), Decision::Allowed));
     }
 }

@@ -24,6 +24,8 @@ pub const EXIT_FAILURE: i32 = 1;
 
 /// The persistent state file's name inside the state directory (7.2's).
 const STATE_FILE: &str = "qga.state";
+/// Audit records held while frozen, kept where a freeze cannot reach (see `audit`).
+const AUDIT_SPILL: &str = "qga-rs.audit-held";
 
 /// The start-up sandbox record inside the state directory: whether this agent's front started
 /// with the file commands, so that `--check-policy` can tell whether a reload can apply a file.
@@ -129,6 +131,22 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
             eprintln!("qemu-ga-rs: warning: start-up sandbox record not written: {e}");
         }
     }
+    // Audit records held while frozen also go to a spill file, but only where the state
+    // directory is on a filesystem that cannot be frozen (tmpfs, ramfs: FIFREEZE does not
+    // apply to them, as /run): a front killed while frozen then loses none, the next start
+    // writes them out. Elsewhere a write there could block on the freeze: no spill file.
+    let audit_spill = if config.audit != crate::audit::Scope::Off && cannot_be_frozen(&statedir) {
+        let how = trust::WriteOpen { append: false, create: true, mode: 0o600 };
+        match trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(AUDIT_SPILL), how) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("qemu-ga-rs: warning: audit spill file not opened: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     drop(statedir);
 
     // 3. The log.
@@ -162,7 +180,13 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         },
         _ => None,
     };
-    crate::audit::init(config.audit, config.method.name(), audit_file);
+    let audit_spill_fd = audit_spill.as_ref().map(AsRawFd::as_raw_fd);
+    crate::audit::init(config.audit, config.method.name(), audit_file, audit_spill);
+    // Records a previous instance held when it stopped frozen: written now, or kept with the
+    // new ones until thaw when this start is frozen too.
+    if !frozen {
+        crate::audit::set_frozen(false);
+    }
     for w in effective.warnings() {
         crate::warning!("{w}");
     }
@@ -279,8 +303,13 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
 
     // 11. Serve. The descriptors the filter lets the front truncate: the pidfile rewritten
     //     after a thaw and, with file commands, the state file holding the handle counter.
-    let truncatable: Vec<RawFd> =
-        pidfile_on_thaw.iter().chain(state.iter().filter(|_| file_access)).map(AsRawFd::as_raw_fd).collect();
+    //     And the audit spill file, emptied after each thaw.
+    let truncatable: Vec<RawFd> = pidfile_on_thaw
+        .iter()
+        .chain(state.iter().filter(|_| file_access))
+        .map(AsRawFd::as_raw_fd)
+        .chain(audit_spill_fd)
+        .collect();
     let agent = Agent {
         policy,
         frozen,
@@ -398,4 +427,13 @@ fn daemonize() -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `dir` is on a filesystem that cannot be frozen (FIFREEZE needs a block device's
+/// superblock: tmpfs and ramfs have none).
+fn cannot_be_frozen(dir: &impl std::os::fd::AsFd) -> bool {
+    use nix::sys::statfs::{fstatfs, FsType, TMPFS_MAGIC};
+    // <linux/magic.h>'s RAMFS_MAGIC (nix does not name it).
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    fstatfs(dir).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC || s.filesystem_type() == RAMFS_MAGIC)
 }

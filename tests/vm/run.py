@@ -40,6 +40,7 @@ ORDER = [
     "sighup_reloads_the_policy_while_the_host_stays_connected",
     "fsfreeze_blocks_writer_until_thaw",
     "audit_records_made_while_frozen_appear_after_thaw_in_order",
+    "audit_records_held_while_frozen_survive_a_sigkill_of_the_agent",
     "audit_ring_overflow_keeps_the_newest_and_says_how_many_were_dropped",
     "fsfreeze_time_limit_thaws_on_its_own",
     "fsfreeze_survives_agent_crash_and_restart",

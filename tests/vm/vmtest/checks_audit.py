@@ -212,3 +212,44 @@ def fsfreeze_time_limit_thaws_on_its_own(ctx):
         if not ok:
             thaw_quietly(ctx)
         _restart_agent_with_conf(ctx, None)
+
+
+@check(boot="pvh")
+def audit_records_held_while_frozen_survive_a_sigkill_of_the_agent(ctx):
+    """Records held while frozen are also in a spill file in the state directory (/run: a
+    filesystem a freeze cannot reach). SIGKILL of the front while frozen (its helper then
+    thaws): the restarted agent writes them out first, after one record saying they were
+    recovered, in order: the freeze and two guest-file-open refused by the frozen rule."""
+    if ctx.agent_spec.is_reference:
+        raise NotApplicable("not applicable to the reference: qemu-ga 7.2 keeps no audit trail")
+    ok = False
+    try:
+        before = len(_audit_lines(ctx))
+        freeze(ctx)
+        for i in range(2):
+            ctx.call_expecting_error("guest-file-open", {"path": OPEN_PATH.format(tag="killed", i=i), "mode": "w"},
+                                     "CommandNotFound",
+                                     "Command guest-file-open has been disabled: the agent is in frozen state")
+        during = len(_audit_lines(ctx))
+        ctx.expect(during == before, f"the audit file grew while frozen: {before} -> {during} lines")
+        starts_before = int(ctx.guest_sh("cat /run/qga-test/agent.starts"))
+        ctx.guest_sh(". /usr/libexec/qga-test/lib.sh; kill -KILL $(agent_pid)")
+        _restarted(ctx, starts_before)
+        ctx.guest.agent.handshake(timeout=60)
+        status = ctx.call("guest-fsfreeze-status")
+        ctx.expect(status == "thawed", f"the restarted agent reads {status!r}, not \"thawed\"")
+        new = _audit_lines(ctx)[before:]
+        marks = [i for i, line in enumerate(new) if " event=held-records-recovered " in line]
+        ctx.expect(marks, f"no held-records-recovered record after the restart; new records: {new}")
+        held = new[marks[0] + 1:marks[0] + 4]
+        commands = [_field(line, "command") for line in held]
+        ctx.note(f"recovered: {new[marks[0]]}; then {commands}")
+        expected = ['"guest-fsfreeze-freeze"', '"guest-file-open"', '"guest-file-open"']
+        ctx.expect(commands == expected, f"records after the restart: {commands}, expected {expected}")
+        for i, line in enumerate(held[1:]):
+            ctx.expect(_field(line, "rule") == "frozen", line)
+            ctx.expect(_field(line, "arg.path") == f'"{OPEN_PATH.format(tag="killed", i=i)}"', line)
+        ok = True
+    finally:
+        if not ok:
+            thaw_quietly(ctx)
