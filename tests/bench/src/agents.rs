@@ -50,6 +50,7 @@ pub(crate) fn agent_command(
     cmd.arg("-f").arg(dir.join(format!("{tag}.pid")));
     if kind == Kind::Rs {
         cmd.arg("--policy").arg(&cfg.policy);
+        cmd.args(&cfg.agent_args);
     }
     cmd.args(extra);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());

@@ -8,6 +8,8 @@ pub(crate) struct Config {
     pub(crate) agent: PathBuf,
     pub(crate) reference: Option<PathBuf>,
     pub(crate) policy: PathBuf,
+    /// Further options for qemu-ga-rs (`--agent-arg`, repeatable), e.g. its audit scope.
+    pub(crate) agent_args: Vec<String>,
     pub(crate) callgrind: bool,
     /// Only the callgrind figure (for profiling work).
     pub(crate) callgrind_only: bool,
@@ -22,7 +24,7 @@ pub(crate) struct Config {
 
 pub(crate) fn usage() -> ! {
     eprintln!(
-        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--policy FILE] [--quick] [--no-callgrind] [--callgrind-only]"
+        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--policy FILE] [--agent-arg ARG]... [--quick] [--no-callgrind] [--callgrind-only]"
     );
     std::process::exit(2)
 }
@@ -37,6 +39,7 @@ pub(crate) fn parse_args() -> Config {
     let mut policy = root.join("policy/allow-all.policy");
     let mut callgrind = true;
     let mut callgrind_only = false;
+    let mut agent_args = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -45,6 +48,7 @@ pub(crate) fn parse_args() -> Config {
             "--no-reference" => reference = None,
             "--agent" => agent = args.next().unwrap_or_else(|| usage()).into(),
             "--policy" => policy = args.next().unwrap_or_else(|| usage()).into(),
+            "--agent-arg" => agent_args.push(args.next().unwrap_or_else(|| usage())),
             "--quick" => quick = true,
             "--no-callgrind" => callgrind = false,
             "--callgrind-only" => callgrind_only = true,
@@ -63,6 +67,7 @@ pub(crate) fn parse_args() -> Config {
         agent,
         reference,
         policy,
+        agent_args,
         callgrind,
         callgrind_only,
         samples: if quick { 500 } else { 2000 },
