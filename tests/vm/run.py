@@ -38,6 +38,7 @@ ORDER = [
     "host_reconnects_keep_the_half_read_request_then_50_delimited_syncs",
     "isa_serial_transport_handshake_and_commands",
     "sighup_reloads_the_policy_while_the_host_stays_connected",
+    "sighup_brings_argument_conditions_in_and_takes_them_out",
     "fsfreeze_blocks_writer_until_thaw",
     "audit_records_made_while_frozen_appear_after_thaw_in_order",
     "audit_records_held_while_frozen_survive_a_sigkill_of_the_agent",
