@@ -117,6 +117,11 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
         Command::SetMemoryBlocks => &["mem-blks"],
         Command::FsfreezeFreezeList => &["mountpoints"],
         Command::Fstrim => &["minimum"],
+        // The account, never the password; for keys only how many (see `pick_arguments`).
+        Command::SetUserPassword => &["username", "crypted"],
+        Command::SshGetAuthorizedKeys => &["username"],
+        Command::SshAddAuthorizedKeys => &["username", "keys", "reset"],
+        Command::SshRemoveAuthorizedKeys => &["username", "keys"],
         Command::SyncDelimited
         | Command::Sync
         | Command::Ping
@@ -148,7 +153,32 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
 /// the schema check later refuses is recorded as it was).
 pub fn pick_arguments(command: Command, arguments: Option<&Dict>) -> Vec<(&'static str, Value)> {
     let Some(arguments) = arguments else { return Vec::new() };
-    audited_arguments(command).iter().filter_map(|&name| arguments.get(name).map(|v| (name, v.clone()))).collect()
+    audited_arguments(command)
+        .iter()
+        .filter_map(|&name| arguments.get(name).map(|v| (name, counted(name, v))))
+        .collect()
+}
+
+/// The arguments whose content is key material: the record keeps how many items they hold.
+const COUNTED: &[&str] = &["keys"];
+
+fn counted(name: &str, v: &Value) -> Value {
+    match v {
+        Value::List(items) if COUNTED.contains(&name) => Value::Int(items.len() as i64),
+        other if COUNTED.contains(&name) => Value::str(kind_name(other)),
+        other => other.clone(),
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) => "number",
+        Value::Str(_) | Value::Base64(_) => "string",
+        Value::List(_) => "array",
+        Value::Dict(_) => "object",
+    }
 }
 
 /// Longest text kept of a host-supplied value; the rest is cut and marked.
@@ -542,9 +572,28 @@ mod tests {
     fn file_data_is_never_an_audited_argument() {
         for c in Command::all() {
             for a in audited_arguments(c) {
-                assert!(!a.contains("buf") && !a.contains("password") && !a.contains("key"), "{c:?} {a}");
+                let key_count = COUNTED.contains(a);
+                assert!(
+                    !a.contains("buf") && !a.contains("password") && (!a.contains("key") || key_count),
+                    "{c:?} {a}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn keys_are_recorded_as_how_many_and_passwords_not_at_all() {
+        let keys = Value::List(vec![Value::str("ssh-ed25519 AAAA secret"), Value::str("k2")]);
+        let args = Dict::new()
+            .with("username", Value::str("alice"))
+            .with("keys", keys)
+            .with("password", Value::str("aHVudGVyMg=="));
+        let picked = pick_arguments(Command::SshAddAuthorizedKeys, Some(&args));
+        assert_eq!(picked, [("username", Value::str("alice")), ("keys", Value::Int(2))]);
+        let picked = pick_arguments(Command::SetUserPassword, Some(&args));
+        assert_eq!(picked, [("username", Value::str("alice"))]);
+        let wrong = Dict::new().with("keys", Value::str("ssh-ed25519 AAAA secret"));
+        assert_eq!(pick_arguments(Command::SshRemoveAuthorizedKeys, Some(&wrong)), [("keys", Value::str("string"))]);
     }
 
     #[test]

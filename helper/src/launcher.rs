@@ -275,6 +275,9 @@ impl std::error::Error for LaunchError {}
 /// Runs jobs; the real one is [`Launcher`], tests use fakes.
 pub trait Run {
     fn run(&mut self, job: Job) -> Result<Outcome, LaunchError>;
+    /// An account job (guest-set-user-password, guest-ssh-*): the request itself, carried out
+    /// by [`crate::accounts::serve_job`]; the answer is the reply to give the front.
+    fn account(&mut self, req: &crate::protocol::Request) -> Result<crate::protocol::Reply, LaunchError>;
 }
 
 /// The helper's handle on the launcher process.
@@ -316,6 +319,14 @@ impl Run for Launcher {
         let payload = read_frame(&mut self.sock).map_err(LaunchError::Channel)?;
         Outcome::decode(&payload).map_err(LaunchError::Channel)
     }
+
+    fn account(&mut self, req: &crate::protocol::Request) -> Result<crate::protocol::Reply, LaunchError> {
+        let mut frame = vec![crate::accounts::JOB_TAG];
+        frame.extend_from_slice(&req.encode());
+        write_frame(&mut self.sock, &frame).map_err(|e| LaunchError::Channel(FrameError::Io(e)))?;
+        let payload = read_frame(&mut self.sock).map_err(LaunchError::Channel)?;
+        crate::protocol::Reply::decode(&payload).map_err(LaunchError::Channel)
+    }
 }
 
 /// The launcher must hold nothing but stdio and its socket: in particular not the front's
@@ -336,7 +347,32 @@ pub(crate) fn close_other_fds(keep: RawFd) {
 /// The launcher's loop: one job at a time until the helper closes its end.
 fn serve(mut sock: UnixStream, config: &Config) -> i32 {
     loop {
-        let job = match read_frame(&mut sock).and_then(|p| Job::decode(&p)) {
+        let payload = read_frame(&mut sock);
+        // Account jobs (tags 20-29) carry a whole request and answer a whole reply.
+        if let Ok(p) = &payload {
+            if p.first() == Some(&crate::accounts::JOB_TAG) {
+                let cx = crate::accounts::Context {
+                    find_program: |name| find_program(name, is_executable_file),
+                    program_env: SCRIPT_ENV,
+                    program_umask: PROGRAM_UMASK,
+                    close_other_fds,
+                };
+                match crate::accounts::serve_job(&p[1..], &cx) {
+                    Ok(reply) => {
+                        if write_frame(&mut sock, &reply.encode()).is_err() {
+                            return 1;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        log!("launcher: refusing request: {e}");
+                        thaw_if_left_frozen(config);
+                        return 1;
+                    }
+                }
+            }
+        }
+        let job = match payload.and_then(|p| Job::decode(&p)) {
             Ok(job) => job,
             Err(FrameError::Closed) => {
                 thaw_if_left_frozen(config);

@@ -5,6 +5,7 @@
 //! Every module has one job; the pure parts (parsing, texts, conversions, the state machine)
 //! are unit-tested without touching the machine.
 
+pub mod accounts;
 pub mod blockdev;
 pub mod clock;
 pub mod demote;

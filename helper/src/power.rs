@@ -189,6 +189,9 @@ mod tests {
             self.ran.push(job);
             Ok(self.answers.iter().find(|(j, _)| *j == job).map_or(Outcome::NotFound, |(_, o)| *o))
         }
+        fn account(&mut self, _: &crate::protocol::Request) -> Result<crate::protocol::Reply, LaunchError> {
+            unreachable!("power never runs account jobs")
+        }
     }
 
     struct FakeSys {

@@ -58,6 +58,9 @@ pub trait Operations {
     fn fsinfo(&mut self) -> Result<Vec<FsInfo>, String>;
     /// guest-get-disks, in 7.2's reply order.
     fn disks(&mut self) -> Result<Vec<DiskInfo>, String>;
+    /// guest-set-user-password and guest-ssh-*-authorized-keys (already re-checked): the reply
+    /// to give (`Done`, `Keys`, `NoSuchUser` or `Failed`).
+    fn account(&mut self, req: &Request) -> Reply;
 }
 
 /// Why a request is refused (and the helper exits).
@@ -66,6 +69,8 @@ pub enum Refusal {
     Frame(FrameError),
     Disabled(Command),
     Frozen(Command),
+    /// Arguments the front must have refused (7.2's rules for the account commands).
+    Arguments(&'static str),
 }
 
 impl std::fmt::Display for Refusal {
@@ -74,6 +79,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Frame(e) => write!(f, "malformed frame: {e}"),
             Refusal::Disabled(c) => write!(f, "{} is not enabled", c.name()),
             Refusal::Frozen(c) => write!(f, "{} is not allowed while frozen", c.name()),
+            Refusal::Arguments(why) => write!(f, "arguments the front must refuse: {why}"),
         }
     }
 }
@@ -208,6 +214,17 @@ impl<O: Operations> Server<O> {
         if let Err(r) = check(&req, &self.policy, self.frozen) {
             return Step::Refuse(r);
         }
+        if matches!(
+            req,
+            Request::SetUserPassword { .. }
+                | Request::SshGetKeys { .. }
+                | Request::SshAddKeys { .. }
+                | Request::SshRemoveKeys { .. }
+        ) {
+            if let Err(why) = crate::accounts::recheck(&req) {
+                return Step::Refuse(Refusal::Arguments(why));
+            }
+        }
         if let Some(refusal) = self.refused_by_conditions(&req) {
             log!("refused by the policy's conditions: {refusal}");
             return Step::Reply(failed(refusal));
@@ -262,6 +279,10 @@ impl<O: Operations> Server<O> {
             Request::Reload => self.reload(),
             Request::GetFsinfo => self.ops.fsinfo().map_or_else(failed, |filesystems| Reply::Fsinfo { filesystems }),
             Request::GetDisks => self.ops.disks().map_or_else(failed, |disks| Reply::Disks { disks }),
+            Request::SetUserPassword { .. }
+            | Request::SshGetKeys { .. }
+            | Request::SshAddKeys { .. }
+            | Request::SshRemoveKeys { .. } => self.account(&req),
         };
         // A reply within every list and string bound can still exceed the frame bound.
         if matches!(reply, Reply::Fsinfo { .. } | Reply::Disks { .. }) && reply.encode().len() > MAX_FRAME {
@@ -308,6 +329,10 @@ impl<O: Operations> Server<O> {
                 ids = blocks.iter().map(|b| b.phys_index).collect();
                 Invocation::SetMemoryBlocks { blocks: &ids }
             }
+            Request::SetUserPassword { user, crypted, .. } => Invocation::SetUserPassword { user, crypted: *crypted },
+            Request::SshGetKeys { user } | Request::SshAddKeys { user, .. } | Request::SshRemoveKeys { user, .. } => {
+                Invocation::SshKeys { user }
+            }
             Request::FreezeList { .. }
             | Request::GetFsinfo
             | Request::GetDisks
@@ -320,6 +345,26 @@ impl<O: Operations> Server<O> {
         };
         let cmd = req.command()?;
         permit(&self.policy, cmd, &invocation).err().map(|r| r.0)
+    }
+
+    /// The account commands: logged by user name and key count (never a password or a key).
+    fn account(&mut self, req: &Request) -> Reply {
+        let (user, keys) = match req {
+            Request::SetUserPassword { user, .. } | Request::SshGetKeys { user } => (user, None),
+            Request::SshAddKeys { user, keys, .. } | Request::SshRemoveKeys { user, keys } => (user, Some(keys.len())),
+            _ => return failed("not an account request".into()),
+        };
+        let reply = self.ops.account(req);
+        let outcome = match &reply {
+            Reply::Failed { desc } => desc.as_str(),
+            Reply::NoSuchUser => "no such user",
+            _ => "done",
+        };
+        match keys {
+            Some(n) => log!("{} for user '{}', {n} key(s): {outcome}", req.name(), crate::accounts::shown(user)),
+            None => log!("{} for user '{}': {outcome}", req.name(), crate::accounts::shown(user)),
+        }
+        reply
     }
 
     /// Thaws (with the hook) if frozen, before the helper goes away.
@@ -452,6 +497,10 @@ mod tests {
         fn disks(&mut self) -> Result<Vec<DiskInfo>, String> {
             self.calls.push("disks");
             Ok(vec![])
+        }
+        fn account(&mut self, _: &Request) -> Reply {
+            self.calls.push("account");
+            Reply::Done
         }
     }
 

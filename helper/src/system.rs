@@ -139,4 +139,10 @@ impl<R: Run> Operations for System<R> {
     fn disks(&mut self) -> Result<Vec<DiskInfo>, String> {
         storage::disks(&Root::real())
     }
+
+    fn account(&mut self, req: &crate::protocol::Request) -> crate::protocol::Reply {
+        self.launcher
+            .account(req)
+            .unwrap_or_else(|e| crate::protocol::Reply::Failed { desc: format!("failed to create child process: {e}") })
+    }
 }

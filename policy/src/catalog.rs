@@ -25,6 +25,8 @@ pub enum ArgType {
     StrList,
     /// `guest-set-memory-blocks`' list of `GuestMemoryBlock`.
     MemBlockList,
+    /// A boolean (`guest-set-user-password`'s crypted, `guest-ssh-add-authorized-keys`' reset).
+    Bool,
 }
 
 /// One argument of a command's `data` in the schema.
@@ -71,6 +73,7 @@ pub enum Command {
     SetVcpus,
     GetDisks,
     GetFsinfo,
+    SetUserPassword,
     GetMemoryBlocks,
     SetMemoryBlocks,
     GetMemoryBlockInfo,
@@ -79,6 +82,9 @@ pub enum Command {
     GetTimezone,
     GetOsinfo,
     GetDevices,
+    SshGetAuthorizedKeys,
+    SshAddAuthorizedKeys,
+    SshRemoveAuthorizedKeys,
     GetDiskstats,
     GetCpustats,
 }
@@ -114,7 +120,7 @@ macro_rules! row {
 }
 
 /// The table, in schema order. `Command as usize` indexes it.
-pub const TABLE: [CommandSpec; 36] = [
+pub const TABLE: [CommandSpec; 40] = [
     row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
@@ -141,6 +147,7 @@ pub const TABLE: [CommandSpec; 36] = [
     row!(SetVcpus, "guest-set-vcpus", [req("vcpus", VcpuList)], Helper, frozen: false, reply: true, ro: false),
     row!(GetDisks, "guest-get-disks", [], Helper, frozen: false, reply: true, ro: true),
     row!(GetFsinfo, "guest-get-fsinfo", [], Helper, frozen: false, reply: true, ro: true),
+    row!(SetUserPassword, "guest-set-user-password", [req("username", Str), req("password", Str), req("crypted", Bool)], Helper, frozen: false, reply: true, ro: false),
     row!(GetMemoryBlocks, "guest-get-memory-blocks", [], Front, frozen: false, reply: true, ro: true),
     row!(SetMemoryBlocks, "guest-set-memory-blocks", [req("mem-blks", MemBlockList)], Helper, frozen: false, reply: true, ro: false),
     row!(GetMemoryBlockInfo, "guest-get-memory-block-info", [], Front, frozen: false, reply: true, ro: true),
@@ -149,6 +156,10 @@ pub const TABLE: [CommandSpec; 36] = [
     row!(GetTimezone, "guest-get-timezone", [], Front, frozen: false, reply: true, ro: true),
     row!(GetOsinfo, "guest-get-osinfo", [], Front, frozen: false, reply: true, ro: true),
     row!(GetDevices, "guest-get-devices", [], Front, frozen: false, reply: true, ro: true),
+    // Reading a user's keys changes nothing, but it is account data: not for monitoring.
+    row!(SshGetAuthorizedKeys, "guest-ssh-get-authorized-keys", [req("username", Str)], Helper, frozen: false, reply: true, ro: false),
+    row!(SshAddAuthorizedKeys, "guest-ssh-add-authorized-keys", [req("username", Str), req("keys", StrList), opt("reset", Bool)], Helper, frozen: false, reply: true, ro: false),
+    row!(SshRemoveAuthorizedKeys, "guest-ssh-remove-authorized-keys", [req("username", Str), req("keys", StrList)], Helper, frozen: false, reply: true, ro: false),
     row!(GetDiskstats, "guest-get-diskstats", [], Front, frozen: false, reply: true, ro: true),
     row!(GetCpustats, "guest-get-cpustats", [], Front, frozen: false, reply: true, ro: true),
 ];
@@ -255,7 +266,11 @@ mod tests {
                 "guest-set-vcpus",
                 "guest-get-disks",
                 "guest-get-fsinfo",
-                "guest-set-memory-blocks"
+                "guest-set-user-password",
+                "guest-set-memory-blocks",
+                "guest-ssh-get-authorized-keys",
+                "guest-ssh-add-authorized-keys",
+                "guest-ssh-remove-authorized-keys"
             ]
         );
     }

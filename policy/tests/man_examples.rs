@@ -58,12 +58,12 @@ fn check_policy_table_example_matches_the_shipped_default() {
     let line = |cmd: Command| table.lines().nth(cmd.index()).unwrap_or_default().to_string();
     assert_eq!(
         line(Command::SyncDelimited),
-        "guest-sync-delimited          enabled   default allow (/etc/qemu-ga-rs/policy:10)"
+        "guest-sync-delimited              enabled   default allow (/etc/qemu-ga-rs/policy:10)"
     );
-    assert_eq!(line(Command::Shutdown), "guest-shutdown                disabled  blocked by -b");
+    assert_eq!(line(Command::Shutdown), "guest-shutdown                    disabled  blocked by -b");
     assert_eq!(
         line(Command::FileOpen),
-        "guest-file-open               disabled  /etc/qemu-ga-rs/policy:12 (deny guest-file-*)"
+        "guest-file-open                   disabled  /etc/qemu-ga-rs/policy:12 (deny guest-file-*)"
     );
 }
 

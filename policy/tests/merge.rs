@@ -193,12 +193,12 @@ fn render_table_is_one_line_per_command_in_schema_order() {
     for (line, cmd) in lines.iter().zip(Command::all()) {
         assert_eq!(line.split_whitespace().next(), Some(cmd.name()));
     }
-    assert_eq!(lines[0], "guest-sync-delimited          enabled   default allow (policy:1)");
-    assert_eq!(lines[6], "guest-shutdown                disabled  blocked by -b");
-    assert_eq!(lines[7], "guest-file-open               disabled  policy:2 (deny guest-file-*)");
+    assert_eq!(lines[0], "guest-sync-delimited              enabled   default allow (policy:1)");
+    assert_eq!(lines[6], "guest-shutdown                    disabled  blocked by -b");
+    assert_eq!(lines[7], "guest-file-open                   disabled  policy:2 (deny guest-file-*)");
     assert_eq!(
         lines[Command::NetworkGetInterfaces.index()],
-        "guest-network-get-interfaces  enabled   default allow (policy:1)"
+        "guest-network-get-interfaces      enabled   default allow (policy:1)"
     );
     assert!(table.ends_with('\n'));
 }
@@ -206,7 +206,7 @@ fn render_table_is_one_line_per_command_in_schema_order() {
 #[test]
 fn render_table_names_the_builtin_default_when_no_file_exists() {
     let e = merge(&qga_policy::builtin_default(), &[], &[]).expect("merges");
-    assert!(e.render_table().contains("guest-file-read               disabled  built-in:default.policy:"));
+    assert!(e.render_table().contains("guest-file-read                   disabled  built-in:default.policy:"));
     assert_eq!(e.origin(), "built-in:default.policy");
 }
 

@@ -27,7 +27,10 @@ fn enabled(p: &PolicyFile) -> Vec<&'static str> {
 #[test]
 fn every_shipped_file_is_embedded_and_tested() {
     let names: Vec<_> = SHIPPED.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["default.policy", "allow-all.policy", "backup-only.policy", "monitoring-only.policy"]);
+    assert_eq!(
+        names,
+        ["default.policy", "allow-all.policy", "backup-only.policy", "monitoring-only.policy", "cloud-image.policy"]
+    );
     let mut on_disk: Vec<String> = std::fs::read_dir(env!("CARGO_MANIFEST_DIR"))
         .expect("crate dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -39,11 +42,19 @@ fn every_shipped_file_is_embedded_and_tested() {
     assert_eq!(on_disk, embedded, "a .policy file in policy/ is not embedded (and so not tested)");
 }
 
+/// The account commands: off unless a policy names the users.
+fn is_account_command(name: &str) -> bool {
+    name == "guest-set-user-password" || name.starts_with("guest-ssh-")
+}
+
 #[test]
-fn default_policy_enables_everything_but_guest_file() {
+fn default_policy_enables_everything_but_guest_file_and_the_account_commands() {
     let p = load("default.policy");
-    let expected: Vec<_> =
-        TABLE.iter().filter(|s| !s.name.starts_with("guest-file-") && s.command.available()).map(|s| s.name).collect();
+    let expected: Vec<_> = TABLE
+        .iter()
+        .filter(|s| !s.name.starts_with("guest-file-") && !is_account_command(s.name) && s.command.available())
+        .map(|s| s.name)
+        .collect();
     assert_eq!(enabled(&p), expected);
     assert!(expected.contains(&"guest-get-cpustats") && !expected.contains(&"guest-get-devices"));
     assert!(expected.contains(&"guest-set-memory-blocks") && expected.contains(&"guest-fsfreeze-freeze-list"));
@@ -83,6 +94,51 @@ fn monitoring_only_policy_is_the_read_only_commands() {
     let expected: Vec<_> = TABLE.iter().filter(|s| s.read_only && s.command.available()).map(|s| s.name).collect();
     assert_eq!(enabled(&load("monitoring-only.policy")), expected);
     assert!(!expected.contains(&Command::FsfreezeFreeze.name()));
+}
+
+#[test]
+fn cloud_image_policy_allows_the_account_commands_for_its_one_user_only() {
+    use qga_policy::{permit, Invocation};
+    let p = load("cloud-image.policy").policy();
+    let on = p.enabled_commands().map(|c| c.name()).collect::<Vec<_>>();
+    assert_eq!(
+        on,
+        [
+            "guest-sync-delimited",
+            "guest-sync",
+            "guest-ping",
+            "guest-get-time",
+            "guest-info",
+            "guest-shutdown",
+            "guest-fsfreeze-status",
+            "guest-fsfreeze-freeze",
+            "guest-fsfreeze-freeze-list",
+            "guest-fsfreeze-thaw",
+            "guest-fstrim",
+            "guest-network-get-interfaces",
+            "guest-get-fsinfo",
+            "guest-set-user-password",
+            "guest-get-host-name",
+            "guest-get-users",
+            "guest-get-osinfo",
+            "guest-ssh-get-authorized-keys",
+            "guest-ssh-add-authorized-keys",
+            "guest-ssh-remove-authorized-keys"
+        ]
+    );
+    assert!(!on.iter().any(|c| c.starts_with("guest-file-")));
+    for user in [&b"cloud-user"[..], b"root", b"cloud-user2", b""] {
+        let allowed = user == b"cloud-user";
+        for crypted in [false, true] {
+            let inv = Invocation::SetUserPassword { user, crypted };
+            assert_eq!(permit(&p, Command::SetUserPassword, &inv).is_ok(), allowed);
+        }
+        for c in [Command::SshGetAuthorizedKeys, Command::SshAddAuthorizedKeys, Command::SshRemoveAuthorizedKeys] {
+            assert_eq!(permit(&p, c, &Invocation::SshKeys { user }).is_ok(), allowed, "{}", c.name());
+        }
+    }
+    let refused = permit(&p, Command::SshAddAuthorizedKeys, &Invocation::SshKeys { user: b"root" }).unwrap_err();
+    assert_eq!(refused.0, "the policy does not allow guest-ssh-add-authorized-keys for user 'root'");
 }
 
 #[test]

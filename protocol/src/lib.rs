@@ -6,6 +6,7 @@
 //! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]) and how log text is made one safe
 //! line ([`text`]).
 
+pub mod accounts;
 pub mod frozen;
 pub mod helper_args;
 pub mod messages;

@@ -9,6 +9,7 @@
 use qga_policy::{Command, Narrowing, Policy, COUNT};
 use std::io::{self, Read, Write};
 
+use crate::accounts::{dec_keys, dec_user, enc_keys, Secret, MAX_AUTHKEYS_FILE, MAX_KEYS, MAX_KEY_LEN, MAX_PASSWORD};
 use crate::storage::{DiskInfo, FsInfo};
 use crate::wire::{Dec, Enc};
 pub use crate::wire::{FrameError, MAX_FRAME, MAX_STR};
@@ -161,6 +162,16 @@ pub enum Request {
     GetFsinfo,
     /// guest-get-disks: every block device, its partitions and dependencies.
     GetDisks,
+    // ---- accounts (tags 90-99) ----
+    /// guest-set-user-password: the user name and the raw password as 7.2 checks them (base64
+    /// decoded, cut at NUL, no newline; no ':' or newline in the name).
+    SetUserPassword { user: Vec<u8>, password: Secret, crypted: bool },
+    /// guest-ssh-get-authorized-keys.
+    SshGetKeys { user: Vec<u8> },
+    /// guest-ssh-add-authorized-keys (`reset`: replace the file's keys).
+    SshAddKeys { user: Vec<u8>, keys: Vec<Vec<u8>>, reset: bool },
+    /// guest-ssh-remove-authorized-keys.
+    SshRemoveKeys { user: Vec<u8>, keys: Vec<Vec<u8>> },
 }
 
 /// One filesystem's result of guest-fstrim.
@@ -198,6 +209,11 @@ pub enum Reply {
     Fsinfo { filesystems: Vec<FsInfo> },
     /// GetDisks: in 7.2's reply order.
     Disks { disks: Vec<DiskInfo> },
+    /// SshGetKeys: the keys in 7.2's reply order.
+    Keys { keys: Vec<Vec<u8>> },
+    /// SshGetKeys / SshAddKeys / SshRemoveKeys: the user is not in the guest's passwd file (the
+    /// front words the error, with the name as the host sent it).
+    NoSuchUser,
 }
 
 // The one place each mode's wire code is declared; the helper's launcher frames use it too.
@@ -300,6 +316,27 @@ impl Request {
             }
             Request::GetFsinfo => e.u8(30),
             Request::GetDisks => e.u8(31),
+            Request::SetUserPassword { user, password, crypted } => {
+                e.u8(90);
+                e.bytes(user);
+                e.bytes(&password.0);
+                e.bool(*crypted);
+            }
+            Request::SshGetKeys { user } => {
+                e.u8(91);
+                e.bytes(user);
+            }
+            Request::SshAddKeys { user, keys, reset } => {
+                e.u8(92);
+                e.bytes(user);
+                enc_keys(&mut e, keys);
+                e.bool(*reset);
+            }
+            Request::SshRemoveKeys { user, keys } => {
+                e.u8(93);
+                e.bytes(user);
+                enc_keys(&mut e, keys);
+            }
         }
         e.0
     }
@@ -354,6 +391,18 @@ impl Request {
             }
             30 => Request::GetFsinfo,
             31 => Request::GetDisks,
+            90 => Request::SetUserPassword {
+                user: dec_user(&mut d)?,
+                password: Secret(d.bytes(MAX_PASSWORD)?),
+                crypted: d.bool()?,
+            },
+            91 => Request::SshGetKeys { user: dec_user(&mut d)? },
+            92 => Request::SshAddKeys {
+                user: dec_user(&mut d)?,
+                keys: dec_keys(&mut d, MAX_KEYS, MAX_KEY_LEN)?,
+                reset: d.bool()?,
+            },
+            93 => Request::SshRemoveKeys { user: dec_user(&mut d)?, keys: dec_keys(&mut d, MAX_KEYS, MAX_KEY_LEN)? },
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -449,6 +498,11 @@ impl Reply {
                 e.u8(31);
                 crate::storage::encode_disks(&mut e, disks);
             }
+            Reply::Keys { keys } => {
+                e.u8(90);
+                enc_keys(&mut e, keys);
+            }
+            Reply::NoSuchUser => e.u8(91),
         }
         e.0
     }
@@ -535,6 +589,8 @@ impl Reply {
             }
             30 => Reply::Fsinfo { filesystems: crate::storage::decode_fsinfo(&mut d)? },
             31 => Reply::Disks { disks: crate::storage::decode_disks(&mut d)? },
+            90 => Reply::Keys { keys: dec_keys(&mut d, MAX_AUTHKEYS_FILE / 2 + 1, MAX_AUTHKEYS_FILE)? },
+            91 => Reply::NoSuchUser,
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -614,6 +670,10 @@ impl Request {
             Request::SetTime { .. } => Some(C::SetTime),
             Request::GetFsinfo => Some(C::GetFsinfo),
             Request::GetDisks => Some(C::GetDisks),
+            Request::SetUserPassword { .. } => Some(C::SetUserPassword),
+            Request::SshGetKeys { .. } => Some(C::SshGetAuthorizedKeys),
+            Request::SshAddKeys { .. } => Some(C::SshAddAuthorizedKeys),
+            Request::SshRemoveKeys { .. } => Some(C::SshRemoveAuthorizedKeys),
         }
     }
 }
@@ -646,6 +706,15 @@ mod tests {
             },
             Request::GetFsinfo,
             Request::GetDisks,
+            Request::SetUserPassword { user: b"alice".to_vec(), password: Secret(b"p:w".to_vec()), crypted: false },
+            Request::SshGetKeys { user: b"\xc0\x80".to_vec() },
+            Request::SshAddKeys {
+                user: b"alice".to_vec(),
+                keys: vec![b"ssh-ed25519 AAAA a".to_vec(), vec![]],
+                reset: true,
+            },
+            Request::SshAddKeys { user: b"alice".to_vec(), keys: vec![], reset: false },
+            Request::SshRemoveKeys { user: b"alice".to_vec(), keys: vec![b"k".to_vec()] },
         ]
     }
 
@@ -682,6 +751,9 @@ mod tests {
                 ]),
             },
             Reply::ReloadRefused { restart: true, reason: "policy:3: no".into() },
+            Reply::Keys { keys: vec![b"ssh-rsa AAAA b".to_vec(), b"x".to_vec()] },
+            Reply::Keys { keys: vec![] },
+            Reply::NoSuchUser,
             Reply::MemoryBlocksSet {
                 results: vec![
                     MemoryBlockResult { phys_index: 1, response: MemoryBlockResponse::Success, error_code: None },
@@ -845,6 +917,29 @@ mod tests {
         b.extend_from_slice(&1u64.to_le_bytes());
         b.push(4);
         assert!(Reply::decode(&b).is_err(), "response code 4");
+    }
+
+    #[test]
+    fn account_requests_over_their_bounds_are_refused() {
+        let full = Request::SshAddKeys {
+            user: vec![b'u'; crate::accounts::MAX_USERNAME],
+            keys: vec![vec![b'k'; MAX_KEY_LEN]; MAX_KEYS],
+            reset: false,
+        };
+        assert!(full.encode().len() <= MAX_FRAME);
+        assert_eq!(Request::decode(&full.encode()).unwrap(), full);
+        let too_many = Request::SshRemoveKeys { user: b"u".to_vec(), keys: vec![vec![]; MAX_KEYS + 1] };
+        assert!(matches!(Request::decode(&too_many.encode()), Err(FrameError::BadValue("list length"))));
+        let too_long = Request::SshRemoveKeys { user: b"u".to_vec(), keys: vec![vec![b'k'; MAX_KEY_LEN + 1]] };
+        assert!(Request::decode(&too_long.encode()).is_err());
+        let long_user = Request::SshGetKeys { user: vec![b'u'; crate::accounts::MAX_USERNAME + 1] };
+        assert!(Request::decode(&long_user.encode()).is_err());
+        let long_password = Request::SetUserPassword {
+            user: b"u".to_vec(),
+            password: Secret(vec![b'p'; MAX_PASSWORD + 1]),
+            crypted: true,
+        };
+        assert!(Request::decode(&long_password.encode()).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! each command of the table to its handler. Handlers are thin: arguments arrive checked, and
 //! privileged work is one typed request to the helper.
 
+pub mod accounts;
 pub mod file;
 pub mod fsfreeze;
 pub mod host;
@@ -88,6 +89,7 @@ pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, Ag
         Command::SetVcpus => vcpus::set(agent, args),
         Command::GetDisks => storage::get_disks(agent),
         Command::GetFsinfo => storage::get_fsinfo(agent),
+        Command::SetUserPassword => accounts::set_user_password(agent, args),
         Command::GetMemoryBlocks => memory::get_blocks(),
         Command::SetMemoryBlocks => memory::set_blocks(agent, args),
         Command::GetMemoryBlockInfo => memory::get_block_info(),
@@ -97,6 +99,9 @@ pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, Ag
         Command::GetOsinfo => osinfo::get_osinfo(),
         // The gate never lets it through (it is unavailable on Linux); the answer is the gate's.
         Command::GetDevices => Err(AgentError::CommandDisabled(command.name())),
+        Command::SshGetAuthorizedKeys => accounts::ssh_get(agent, args),
+        Command::SshAddAuthorizedKeys => accounts::ssh_add(agent, args),
+        Command::SshRemoveAuthorizedKeys => accounts::ssh_remove(agent, args),
         Command::GetDiskstats => stats::get_diskstats(),
         Command::GetCpustats => stats::get_cpustats(),
     }

@@ -32,6 +32,7 @@ enum Checked {
     Vcpus(Vec<Vcpu>),
     Strs(Vec<Vec<u8>>),
     MemoryBlocks(Vec<MemoryBlock>),
+    Bool(bool),
 }
 
 /// A command's checked arguments.
@@ -89,6 +90,23 @@ impl Args {
             Some(Checked::Strs(v)) => Some(v),
             _ => None,
         }
+    }
+
+    /// An optional boolean argument.
+    pub fn opt_bool(&self, name: &str) -> Option<bool> {
+        match self.get(name) {
+            Some(Checked::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self, name: &'static str) -> Result<bool, AgentError> {
+        self.opt_bool(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
+    }
+
+    /// A required list of strings.
+    pub fn str_list(&self, name: &'static str) -> Result<&[Vec<u8>], AgentError> {
+        self.opt_str_list(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
     }
 
     pub fn memory_blocks(&self, name: &'static str) -> Result<&[MemoryBlock], AgentError> {
@@ -182,6 +200,10 @@ fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
                 .collect::<Result<_, _>>()
                 .map(Checked::MemoryBlocks)
         }
+        ArgType::Bool => match v {
+            Value::Bool(b) => Ok(Checked::Bool(*b)),
+            _ => Err(wrong_type(name, "boolean")),
+        },
     }
 }
 
@@ -329,6 +351,21 @@ mod tests {
         let ok = run(Value::List(vec![Value::str("/"), Value::str("/boot")])).unwrap();
         assert_eq!(ok.opt_str_list("mountpoints"), Some(&[b"/".to_vec(), b"/boot".to_vec()][..]));
         assert_eq!(check(spec, None).unwrap().opt_str_list("mountpoints"), None);
+    }
+
+    #[test]
+    fn booleans_take_only_true_and_false() {
+        let spec = Command::SshAddAuthorizedKeys.spec().args;
+        let keys = ("keys", Value::List(vec![Value::str("k")]));
+        let run =
+            |reset: Value| check(spec, Some(&dict(&[("username", Value::str("u")), keys.clone(), ("reset", reset)])));
+        for bad in [Value::Int(1), Value::str("true"), Value::Null] {
+            assert_eq!(desc(run(bad).unwrap_err()), "Invalid parameter type for 'reset', expected: boolean");
+        }
+        assert_eq!(run(Value::Bool(true)).unwrap().opt_bool("reset"), Some(true));
+        let without = check(spec, Some(&dict(&[("username", Value::str("u")), keys.clone()]))).unwrap();
+        assert_eq!(without.opt_bool("reset"), None);
+        assert_eq!(without.str_list("keys").unwrap(), [b"k".to_vec()]);
     }
 
     #[test]

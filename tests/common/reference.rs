@@ -18,6 +18,16 @@ impl Reference {
     /// Starts the reference; fails loudly when it is not installed (the test dependencies
     /// install it) or does not serve within the deadline.
     pub fn start() -> Reference {
+        Reference::start_with_env(&[])
+    }
+
+    /// The PATH systemd gives every service (the unit sets none itself): commands that look
+    /// programs up on PATH (guest-set-user-password's chpasswd) need it to find them.
+    pub const SYSTEMD_PATH: (&'static str, &'static str) =
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+
+    /// As [`Reference::start`], with these variables in its environment.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Reference {
         assert!(
             Path::new(REFERENCE).exists(),
             "{REFERENCE} (qemu-ga 7.2, package qemu-guest-agent) is not installed: a differential test cannot run"
@@ -26,6 +36,7 @@ impl Reference {
         let sock = dir.path().join("ref.sock");
         let child = Command::new(REFERENCE)
             .env_clear()
+            .envs(env.iter().copied())
             .args(["-m", "unix-listen", "-p"])
             .arg(&sock)
             .arg("-t")

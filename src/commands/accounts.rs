@@ -1,0 +1,93 @@
+//! guest-set-user-password and guest-ssh-get/add/remove-authorized-keys: 7.2's argument checks
+//! and error texts here, in 7.2's order, then the policy's user rule, then one request to the
+//! helper, which checks it all again and has the work done by its launcher (chpasswd for the
+//! password; a child running as the user for the keys).
+
+use super::Agent;
+use crate::commands::file::decode_base64;
+use crate::json::{Dict, Value};
+use crate::privsep::link::expect;
+use crate::qmp::args::Args;
+use crate::qmp::AgentError;
+use qga_policy::{Command, Invocation};
+use qga_protocol::accounts::{check_key, check_key_bounds, check_password, check_password_user, Secret};
+use qga_protocol::{Reply, Request};
+
+pub fn set_user_password(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let user = args.str("username")?;
+    let crypted = args.bool("crypted")?;
+    let decoded = Secret(decode_base64(args.str("password")?)?);
+    let raw = check_password(&decoded.0).map_err(AgentError::command)?;
+    check_password_user(user).map_err(AgentError::command)?;
+    agent.permit(Command::SetUserPassword, &Invocation::SetUserPassword { user, crypted })?;
+    let password = Secret(raw.to_vec());
+    if password.0.len() > qga_protocol::accounts::MAX_PASSWORD {
+        return Err(AgentError::command("the password is too long"));
+    }
+    let reply = agent.helper.call(&Request::SetUserPassword { user: user.to_vec(), password, crypted })?;
+    expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+}
+
+pub fn ssh_get(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let user = args.str("username")?;
+    check_user(agent, Command::SshGetAuthorizedKeys, user)?;
+    let reply = agent.helper.call(&Request::SshGetKeys { user: user.to_vec() })?;
+    let keys = expect(no_such_user(reply, user)?, |r| match r {
+        Reply::Keys { keys } => Some(keys),
+        _ => None,
+    })?;
+    let list = keys.into_iter().map(Value::Str).collect();
+    Ok(Dict::new().with("keys", Value::List(list)).into())
+}
+
+pub fn ssh_add(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let user = args.str("username")?;
+    let keys = args.str_list("keys")?;
+    let reset = args.opt_bool("reset").unwrap_or(false);
+    check_keys(keys)?;
+    check_user(agent, Command::SshAddAuthorizedKeys, user)?;
+    let reply = agent.helper.call(&Request::SshAddKeys { user: user.to_vec(), keys: keys.to_vec(), reset })?;
+    expect(no_such_user(reply, user)?, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+}
+
+pub fn ssh_remove(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
+    let user = args.str("username")?;
+    let keys = args.str_list("keys")?;
+    check_keys(keys)?;
+    check_user(agent, Command::SshRemoveAuthorizedKeys, user)?;
+    let reply = agent.helper.call(&Request::SshRemoveKeys { user: user.to_vec(), keys: keys.to_vec() })?;
+    expect(no_such_user(reply, user)?, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+}
+
+/// 7.2 checks the keys before it looks the user up; the bounds come after its own checks.
+fn check_keys(keys: &[Vec<u8>]) -> Result<(), AgentError> {
+    for k in keys {
+        check_key(k).map_err(AgentError::Command)?;
+    }
+    check_key_bounds(keys).map_err(AgentError::command)
+}
+
+/// The policy's user rule, and the name's length (a longer one is in no passwd file; the
+/// helper's frame would refuse it).
+fn check_user(agent: &Agent, command: Command, user: &[u8]) -> Result<(), AgentError> {
+    agent.permit(command, &Invocation::SshKeys { user })?;
+    if user.len() > qga_protocol::accounts::MAX_USERNAME {
+        return Err(lookup_failed(user));
+    }
+    Ok(())
+}
+
+/// 7.2's text for a user that is not there: GLib reports the lookup's errno, 0, as "Success".
+fn lookup_failed(user: &[u8]) -> AgentError {
+    let mut t = b"failed to lookup user '".to_vec();
+    t.extend_from_slice(user);
+    t.extend_from_slice(b"': Success");
+    AgentError::Command(t)
+}
+
+fn no_such_user(reply: Reply, user: &[u8]) -> Result<Reply, AgentError> {
+    match reply {
+        Reply::NoSuchUser => Err(lookup_failed(user)),
+        other => Ok(other),
+    }
+}
