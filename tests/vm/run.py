@@ -22,6 +22,7 @@ from vmtest import checks_audit  # noqa: E402,F401
 from vmtest import checks_reload  # noqa: E402,F401
 from vmtest import checks_memory_freeze_list  # noqa: E402,F401
 from vmtest import checks_guest_facts, checks_storage_info  # noqa: E402,F401
+from vmtest import checks_accounts  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -39,6 +40,11 @@ ORDER = [
     "isa_serial_transport_handshake_and_commands",
     "sighup_reloads_the_policy_while_the_host_stays_connected",
     "sighup_brings_argument_conditions_in_and_takes_them_out",
+    "set_user_password_plain_sets_a_hash_that_verifies_on_the_host",
+    "set_user_password_crypted_lands_verbatim_in_shadow",
+    "ssh_keys_add_get_remove_with_owner_and_modes",
+    "ssh_keys_refuse_links_planted_in_the_users_home",
+    "password_and_ssh_keys_of_a_user_no_policy_rule_names_are_refused",
     "fsfreeze_blocks_writer_until_thaw",
     "audit_records_made_while_frozen_appear_after_thaw_in_order",
     "audit_records_held_while_frozen_survive_a_sigkill_of_the_agent",

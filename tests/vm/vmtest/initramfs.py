@@ -19,11 +19,22 @@ SKIPPED_APPLETS = {"init", "linuxrc", "shutdown"}
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 qemu-ga-rs:x:990:990:qemu-ga-rs unprivileged front:/nonexistent:/bin/false
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+qgatest:x:1001:1001:account checks' test user:/home/qgatest:/bin/sh
 """
 GROUP = """root:x:0:
 qemu-ga-rs:x:990:
 nogroup:x:65534:
+qgatest:x:1001:
 """
+# The account checks set passwords here (through the stand-in guest/chpasswd) and read them
+# back; qgatest starts locked.
+SHADOW = """root:*:19000:0:99999:7:::
+qemu-ga-rs:!:19000::::::
+nobody:!:19000::::::
+qgatest:!:19000:0:99999:7:::
+"""
+# The test user's home; the checks give it to qgatest (the image's files are all root's).
+TEST_HOME = "/home/qgatest"
 NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
 # The RTC keeps UTC (QEMU's -rtc base=utc); busybox hwclock reads this to know it.
 ADJTIME = "0.0 0 0.0\n0\nUTC\n"
@@ -75,6 +86,9 @@ def add_guest_scripts(archive):
     for name in ("control", "agent-supervisor"):
         archive.file(f"/usr/libexec/qga-test/{name}", (GUEST_DIR / name).read_bytes(), 0o755)
     archive.file("/usr/libexec/qga-test/lib.sh", (GUEST_DIR / "lib.sh").read_bytes(), 0o644)
+    # Before busybox's applets: busybox has no chpasswd, this stand-in takes its place in
+    # /usr/sbin, the first of the launcher's fixed program directories.
+    archive.file("/usr/sbin/chpasswd", (GUEST_DIR / "chpasswd").read_bytes(), 0o755)
 
 
 def add_system_files(archive):
@@ -86,6 +100,8 @@ def add_system_files(archive):
     archive.char_device("/dev/console", 5, 1)
     archive.file("/etc/passwd", PASSWD)
     archive.file("/etc/group", GROUP)
+    archive.file("/etc/shadow", SHADOW, 0o640)
+    archive.directory(TEST_HOME, 0o755)
     archive.file("/etc/nsswitch.conf", NSSWITCH)
     archive.file("/etc/adjtime", ADJTIME)
 
