@@ -7,16 +7,19 @@ use super::Agent;
 use crate::commands::file::decode_base64;
 use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
-use crate::qmp::args::Args;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
 use qga_protocol::accounts::{check_key, check_key_bounds, check_password, check_password_user, Secret};
 use qga_protocol::{Reply, Request};
 
-pub fn set_user_password(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let user = args.str("username")?;
-    let crypted = args.bool("crypted")?;
-    let decoded = Secret(decode_base64(args.str("password")?)?);
+/// `password` is the base64 text as sent.
+pub fn set_user_password(
+    agent: &mut Agent,
+    user: &[u8],
+    password: &Secret,
+    crypted: bool,
+) -> Result<Value, AgentError> {
+    let decoded = Secret(decode_base64(&password.0)?);
     let raw = check_password(&decoded.0).map_err(AgentError::command)?;
     check_password_user(user).map_err(AgentError::command)?;
     agent.permit(Command::SetUserPassword, &Invocation::SetUserPassword { user, crypted })?;
@@ -28,8 +31,7 @@ pub fn set_user_password(agent: &mut Agent, args: &Args) -> Result<Value, AgentE
     expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
 }
 
-pub fn ssh_get(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let user = args.str("username")?;
+pub fn ssh_get(agent: &mut Agent, user: &[u8]) -> Result<Value, AgentError> {
     check_user(agent, Command::SshGetAuthorizedKeys, user)?;
     let reply = agent.helper.call(&Request::SshGetKeys { user: user.to_vec() })?;
     let keys = expect(no_such_user(reply, user)?, |r| match r {
@@ -40,19 +42,14 @@ pub fn ssh_get(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     Ok(Dict::new().with("keys", Value::List(list)).into())
 }
 
-pub fn ssh_add(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let user = args.str("username")?;
-    let keys = args.str_list("keys")?;
-    let reset = args.opt_bool("reset").unwrap_or(false);
+pub fn ssh_add(agent: &mut Agent, user: &[u8], keys: &[Vec<u8>], reset: bool) -> Result<Value, AgentError> {
     check_keys(keys)?;
     check_user(agent, Command::SshAddAuthorizedKeys, user)?;
     let reply = agent.helper.call(&Request::SshAddKeys { user: user.to_vec(), keys: keys.to_vec(), reset })?;
     expect(no_such_user(reply, user)?, |r| matches!(r, Reply::Done).then(Value::empty_dict))
 }
 
-pub fn ssh_remove(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let user = args.str("username")?;
-    let keys = args.str_list("keys")?;
+pub fn ssh_remove(agent: &mut Agent, user: &[u8], keys: &[Vec<u8>]) -> Result<Value, AgentError> {
     check_keys(keys)?;
     check_user(agent, Command::SshRemoveAuthorizedKeys, user)?;
     let reply = agent.helper.call(&Request::SshRemoveKeys { user: user.to_vec(), keys: keys.to_vec() })?;

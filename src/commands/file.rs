@@ -5,7 +5,7 @@
 
 use super::Agent;
 use crate::json::{Dict, Value};
-use crate::qmp::args::{Args, Whence};
+use crate::qmp::args::Whence;
 use crate::qmp::AgentError;
 use base64::Engine;
 use nix::errno::Errno;
@@ -115,9 +115,8 @@ fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
-pub fn open(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let path = args.str("path")?;
-    let mode = args.opt_str("mode").unwrap_or(b"r");
+pub fn open(agent: &mut Agent, path: &[u8], mode: Option<&[u8]>) -> Result<Value, AgentError> {
+    let mode = mode.unwrap_or(b"r");
     crate::slog!("guest-file-open called, filepath: {}, mode: {}", lossy(path), lossy(mode));
     let flags =
         open_flags(mode).ok_or_else(|| AgentError::command([b"invalid file open mode '", mode, b"'"].concat()))?;
@@ -180,18 +179,16 @@ fn open_or_create(path: &OsStr, flags: OFlag) -> Result<File, Errno> {
     Ok(File::from(fd))
 }
 
-pub fn close(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let handle = args.int("handle")?;
+pub fn close(agent: &mut Agent, handle: i64) -> Result<Value, AgentError> {
     crate::slog!("guest-file-close called, handle: {handle}");
     agent.files.find(handle)?;
     agent.files.open.remove(&handle);
     Ok(Value::empty_dict())
 }
 
-pub fn read(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let handle = args.int("handle")?;
+pub fn read(agent: &mut Agent, handle: i64, count: Option<i64>) -> Result<Value, AgentError> {
     let h = agent.files.find(handle)?;
-    let count = match args.opt_int("count") {
+    let count = match count {
         None => DEFAULT_READ_COUNT,
         Some(c) if (0..=MAX_READ_COUNT).contains(&c) => c,
         Some(c) => return Err(AgentError::InvalidValue { value: c, argument: "count" }),
@@ -213,11 +210,10 @@ pub fn read(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
         .into())
 }
 
-pub fn write(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let handle = args.int("handle")?;
+pub fn write(agent: &mut Agent, handle: i64, buf_b64: &[u8], count: Option<i64>) -> Result<Value, AgentError> {
     let h = agent.files.find(handle)?;
-    let data = decode_base64(args.str("buf-b64")?)?;
-    let count = match args.opt_int("count") {
+    let data = decode_base64(buf_b64)?;
+    let count = match count {
         None => data.len(),
         Some(c) if c >= 0 && c as u64 <= data.len() as u64 => c as usize,
         Some(c) => return Err(AgentError::InvalidValue { value: c, argument: "count" }),
@@ -238,11 +234,9 @@ pub fn write(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     Ok(Dict::new().with("count", Value::Int(done as i64)).with("eof", Value::Bool(false)).into())
 }
 
-pub fn seek(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let handle = args.int("handle")?;
+pub fn seek(agent: &mut Agent, handle: i64, offset: i64, whence: Whence) -> Result<Value, AgentError> {
     let h = agent.files.find(handle)?;
-    let offset = args.int("offset")?;
-    let pos = match args.whence("whence")? {
+    let pos = match whence {
         Whence::Set | Whence::Code(0) => SeekFrom::Start(offset as u64),
         Whence::Cur | Whence::Code(1) => SeekFrom::Current(offset),
         Whence::End | Whence::Code(2) => SeekFrom::End(offset),
@@ -257,8 +251,7 @@ pub fn seek(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
     }
 }
 
-pub fn flush(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let handle = args.int("handle")?;
+pub fn flush(agent: &mut Agent, handle: i64) -> Result<Value, AgentError> {
     agent.files.find(handle)?;
     // Writes go straight to the file: there is no user-space buffer to flush.
     Ok(Value::empty_dict())

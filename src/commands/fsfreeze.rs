@@ -6,7 +6,6 @@
 use super::Agent;
 use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
-use crate::qmp::args::Args;
 use crate::qmp::AgentError;
 use qga_policy::Command;
 use qga_protocol::{Reply, Request, TrimResult, MAX_MOUNTPOINTS, MAX_MOUNTPOINT_LEN};
@@ -39,9 +38,8 @@ pub fn freeze(agent: &mut Agent) -> Result<Value, AgentError> {
 
 /// guest-fsfreeze-freeze-list: without mount points it is guest-fsfreeze-freeze (7.2 runs the
 /// same code); with them, the helper freezes only its own mounts of those names.
-pub fn freeze_list(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let mountpoints = args.opt_str_list("mountpoints");
-    if let Some(list) = mountpoints {
+pub fn freeze_list(agent: &mut Agent, mountpoints: Option<Vec<Vec<u8>>>) -> Result<Value, AgentError> {
+    if let Some(list) = &mountpoints {
         // The helper's own bounds: a request over them would be malformed to it, and it would
         // exit (taking the agent with it) instead of answering.
         if list.len() > MAX_MOUNTPOINTS {
@@ -57,7 +55,7 @@ pub fn freeze_list(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> 
             )));
         }
     }
-    freeze_with(agent, Request::FreezeList { mountpoints: mountpoints.map(<[Vec<u8>]>::to_vec) })
+    freeze_with(agent, Request::FreezeList { mountpoints })
 }
 
 /// Both freezes: the log held first, the frozen state following the helper's answer.
@@ -101,8 +99,8 @@ pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
     Ok(Value::Int(count))
 }
 
-pub fn trim(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let minimum = args.opt_int("minimum").unwrap_or(0);
+pub fn trim(agent: &mut Agent, minimum: Option<i64>) -> Result<Value, AgentError> {
+    let minimum = minimum.unwrap_or(0);
     crate::slog!("guest-fstrim called");
     // 7.2 takes minimum as a uint64: a negative number is its two's complement.
     agent.permit(Command::Fstrim, &qga_policy::Invocation::Fstrim { minimum: minimum as u64 })?;

@@ -7,7 +7,7 @@
 use super::Agent;
 use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
-use crate::qmp::args::Args;
+use crate::qmp::args::MemoryBlock;
 use crate::qmp::AgentError;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
@@ -165,17 +165,15 @@ fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(0))
 }
 
-pub fn set_blocks(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let given = args.memory_blocks("mem-blks")?;
+pub fn set_blocks(agent: &mut Agent, blocks: Vec<MemoryBlock>) -> Result<Value, AgentError> {
     // The helper's own bound: a longer list would be a malformed request to it, and it would
     // exit (taking the agent with it) instead of answering.
-    if given.len() > MAX_MEMORY_BLOCKS {
+    if blocks.len() > MAX_MEMORY_BLOCKS {
         return Err(AgentError::command(format!(
             "guest-set-memory-blocks takes at most {MAX_MEMORY_BLOCKS} memory blocks; {} were given",
-            given.len()
+            blocks.len()
         )));
     }
-    let blocks = given.to_vec();
     crate::slog!("guest-set-memory-blocks called");
     // The front checks first, as for guest-set-vcpus: a refused request is answered here and
     // never reaches the helper (which checks again on what it would change).

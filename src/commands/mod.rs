@@ -20,7 +20,7 @@ pub mod vcpus;
 
 use crate::json::Value;
 use crate::privsep::link::HelperLink;
-use crate::qmp::args::Args;
+use crate::qmp::call::Call;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Grant, Invocation, Policy};
 
@@ -63,46 +63,53 @@ impl Agent {
     }
 }
 
-/// Runs a command whose arguments passed the schema check.
-pub fn run(agent: &mut Agent, command: Command, args: &Args) -> Result<Value, AgentError> {
-    match command {
-        Command::SyncDelimited | Command::Sync => sync::sync(args),
-        Command::Ping => sync::ping(),
-        Command::Info => Ok(sync::info(agent)),
-        Command::GetTime => time::get_time(),
-        Command::SetTime => time::set_time(agent, args),
-        Command::Shutdown => power::shutdown(agent, args),
-        Command::SuspendDisk | Command::SuspendRam | Command::SuspendHybrid => power::suspend(agent, command),
-        Command::FileOpen => file::open(agent, args),
-        Command::FileClose => file::close(agent, args),
-        Command::FileRead => file::read(agent, args),
-        Command::FileWrite => file::write(agent, args),
-        Command::FileSeek => file::seek(agent, args),
-        Command::FileFlush => file::flush(agent, args),
-        Command::FsfreezeStatus => fsfreeze::status(agent),
-        Command::FsfreezeFreeze => fsfreeze::freeze(agent),
-        Command::FsfreezeFreezeList => fsfreeze::freeze_list(agent, args),
-        Command::FsfreezeThaw => fsfreeze::thaw(agent),
-        Command::Fstrim => fsfreeze::trim(agent, args),
-        Command::NetworkGetInterfaces => network::get_interfaces(),
-        Command::GetVcpus => vcpus::get(),
-        Command::SetVcpus => vcpus::set(agent, args),
-        Command::GetDisks => storage::get_disks(agent),
-        Command::GetFsinfo => storage::get_fsinfo(agent),
-        Command::SetUserPassword => accounts::set_user_password(agent, args),
-        Command::GetMemoryBlocks => memory::get_blocks(),
-        Command::SetMemoryBlocks => memory::set_blocks(agent, args),
-        Command::GetMemoryBlockInfo => memory::get_block_info(),
-        Command::GetHostName => host::get_host_name(),
-        Command::GetUsers => users::get_users(),
-        Command::GetTimezone => timezone::get_timezone(),
-        Command::GetOsinfo => osinfo::get_osinfo(),
+/// Runs a command whose arguments passed the schema check, each handler taking its call's
+/// typed fields.
+pub fn run(agent: &mut Agent, call: Call) -> Result<Value, AgentError> {
+    match call {
+        Call::SyncDelimited { id } | Call::Sync { id } => Ok(sync::sync(id)),
+        Call::Ping => sync::ping(),
+        Call::Info => Ok(sync::info(agent)),
+        Call::GetTime => time::get_time(),
+        Call::SetTime { time } => time::set_time(agent, time),
+        Call::Shutdown { mode } => power::shutdown(agent, mode.as_deref()),
+        Call::SuspendDisk => power::suspend(agent, Command::SuspendDisk),
+        Call::SuspendRam => power::suspend(agent, Command::SuspendRam),
+        Call::SuspendHybrid => power::suspend(agent, Command::SuspendHybrid),
+        Call::FileOpen { path, mode } => file::open(agent, &path, mode.as_deref()),
+        Call::FileClose { handle } => file::close(agent, handle),
+        Call::FileRead { handle, count } => file::read(agent, handle, count),
+        Call::FileWrite { handle, buf_b64, count } => file::write(agent, handle, &buf_b64, count),
+        Call::FileSeek { handle, offset, whence } => file::seek(agent, handle, offset, whence),
+        Call::FileFlush { handle } => file::flush(agent, handle),
+        Call::FsfreezeStatus => fsfreeze::status(agent),
+        Call::FsfreezeFreeze => fsfreeze::freeze(agent),
+        Call::FsfreezeFreezeList { mountpoints } => fsfreeze::freeze_list(agent, mountpoints),
+        Call::FsfreezeThaw => fsfreeze::thaw(agent),
+        Call::Fstrim { minimum } => fsfreeze::trim(agent, minimum),
+        Call::NetworkGetInterfaces => network::get_interfaces(),
+        Call::GetVcpus => vcpus::get(),
+        Call::SetVcpus { vcpus } => vcpus::set(agent, vcpus),
+        Call::GetDisks => storage::get_disks(agent),
+        Call::GetFsinfo => storage::get_fsinfo(agent),
+        Call::SetUserPassword { username, password, crypted } => {
+            accounts::set_user_password(agent, &username, &password, crypted)
+        }
+        Call::GetMemoryBlocks => memory::get_blocks(),
+        Call::SetMemoryBlocks { mem_blks } => memory::set_blocks(agent, mem_blks),
+        Call::GetMemoryBlockInfo => memory::get_block_info(),
+        Call::GetHostName => host::get_host_name(),
+        Call::GetUsers => users::get_users(),
+        Call::GetTimezone => timezone::get_timezone(),
+        Call::GetOsinfo => osinfo::get_osinfo(),
         // The gate never lets it through (it is unavailable on Linux); the answer is the gate's.
-        Command::GetDevices => Err(AgentError::CommandDisabled(command.name())),
-        Command::SshGetAuthorizedKeys => accounts::ssh_get(agent, args),
-        Command::SshAddAuthorizedKeys => accounts::ssh_add(agent, args),
-        Command::SshRemoveAuthorizedKeys => accounts::ssh_remove(agent, args),
-        Command::GetDiskstats => stats::get_diskstats(),
-        Command::GetCpustats => stats::get_cpustats(),
+        Call::GetDevices => Err(AgentError::CommandDisabled(Command::GetDevices.name())),
+        Call::SshGetAuthorizedKeys { username } => accounts::ssh_get(agent, &username),
+        Call::SshAddAuthorizedKeys { username, keys, reset } => {
+            accounts::ssh_add(agent, &username, &keys, reset.unwrap_or(false))
+        }
+        Call::SshRemoveAuthorizedKeys { username, keys } => accounts::ssh_remove(agent, &username, &keys),
+        Call::GetDiskstats => stats::get_diskstats(),
+        Call::GetCpustats => stats::get_cpustats(),
     }
 }

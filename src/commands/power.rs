@@ -4,7 +4,6 @@
 use super::Agent;
 use crate::json::Value;
 use crate::privsep::link::expect;
-use crate::qmp::args::Args;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
 use qga_protocol::{Reply, Request, ShutdownMode, SuspendMode};
@@ -19,8 +18,7 @@ pub fn parse_shutdown_mode(mode: Option<&[u8]>) -> Result<ShutdownMode, AgentErr
     }
 }
 
-pub fn shutdown(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let mode_text = args.opt_str("mode");
+pub fn shutdown(agent: &mut Agent, mode_text: Option<&[u8]>) -> Result<Value, AgentError> {
     // Logged once checked: only one of the three mode names (or none) reaches the log.
     let mode = parse_shutdown_mode(mode_text).inspect_err(|_| crate::slog!("guest-shutdown called, invalid mode"))?;
     crate::slog!("guest-shutdown called, mode: {}", mode_text.map(String::from_utf8_lossy).unwrap_or("(null)".into()));
@@ -77,7 +75,11 @@ mod tests {
         };
         let arguments = Dict::new().with("mode", V::Str(b"x\n1700000000.000000: error: FORGED".to_vec()));
         let args = crate::qmp::args::check(Command::Shutdown.spec().args, Some(&arguments)).unwrap();
-        assert!(shutdown(&mut agent, &args).is_err());
+        let crate::qmp::call::Call::Shutdown { mode } = crate::qmp::call::Call::build(Command::Shutdown, args).unwrap()
+        else {
+            unreachable!("guest-shutdown builds its own call")
+        };
+        assert!(shutdown(&mut agent, mode.as_deref()).is_err());
         crate::log::init(None, false, false);
         let text = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);

@@ -3,7 +3,6 @@
 use super::Agent;
 use crate::json::Value;
 use crate::privsep::link::expect;
-use crate::qmp::args::Args;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
 use qga_protocol::set_time::{now_ns, step_seconds};
@@ -16,8 +15,7 @@ pub fn get_time() -> Result<Value, AgentError> {
     Ok(Value::Int(now.as_micros() as i64 * 1000))
 }
 
-pub fn set_time(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let time_ns = args.opt_int("time");
+pub fn set_time(agent: &mut Agent, time_ns: Option<i64>) -> Result<Value, AgentError> {
     crate::slog!("guest-set-time called");
     if let Some(ns) = time_ns {
         // 7.2's range check, here to answer early; the helper checks again.

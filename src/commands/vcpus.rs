@@ -3,7 +3,7 @@
 use super::Agent;
 use crate::json::{Dict, Value};
 use crate::privsep::link::expect;
-use crate::qmp::args::Args;
+use crate::qmp::args::Vcpu;
 use crate::qmp::AgentError;
 use qga_policy::Command;
 use qga_protocol::{Reply, Request, MAX_VCPUS};
@@ -48,17 +48,15 @@ fn os_error(what: String, e: &std::io::Error) -> AgentError {
     AgentError::os(what, nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
 }
 
-pub fn set(agent: &mut Agent, args: &Args) -> Result<Value, AgentError> {
-    let given = args.vcpus("vcpus")?;
+pub fn set(agent: &mut Agent, vcpus: Vec<Vcpu>) -> Result<Value, AgentError> {
     // The helper's own bound: a longer list would be a malformed request to it, and it would
     // exit (taking the agent with it) instead of answering.
-    if given.len() > MAX_VCPUS {
+    if vcpus.len() > MAX_VCPUS {
         return Err(AgentError::command(format!(
             "guest-set-vcpus takes at most {MAX_VCPUS} processors; {} were given",
-            given.len()
+            vcpus.len()
         )));
     }
-    let vcpus = given.to_vec();
     crate::slog!("guest-set-vcpus called");
     // A negative id is in no range (u64::MAX), so a narrowed policy refuses it.
     let ids: Vec<u64> = vcpus.iter().map(|v| u64::try_from(v.logical_id).unwrap_or(u64::MAX)).collect();
@@ -78,10 +76,8 @@ mod tests {
     use std::io::Read;
     use std::os::unix::net::UnixStream;
 
-    fn vcpus_args(count: usize) -> Args {
-        let one = || Dict::new().with("logical-id", Value::Int(1)).with("online", Value::Bool(true)).into();
-        let arguments = Dict::new().with("vcpus", Value::List((0..count).map(|_| one()).collect()));
-        crate::qmp::args::check(qga_policy::Command::SetVcpus.spec().args, Some(&arguments)).unwrap()
+    fn vcpus_args(count: usize) -> Vec<Vcpu> {
+        vec![Vcpu { logical_id: 1, online: true }; count]
     }
 
     #[test]
@@ -98,7 +94,7 @@ mod tests {
         };
         // One over the bound, and far over the frame size (the front's own write failed there).
         for count in [MAX_VCPUS + 1, 120_000] {
-            let e = set(&mut agent, &vcpus_args(count)).unwrap_err();
+            let e = set(&mut agent, vcpus_args(count)).unwrap_err();
             let expected = format!("guest-set-vcpus takes at most {MAX_VCPUS} processors; {count} were given");
             assert_eq!(e.desc(), expected.as_bytes());
         }

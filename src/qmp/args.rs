@@ -35,82 +35,96 @@ enum Checked {
     Bool(bool),
 }
 
-/// A command's checked arguments.
+/// A command's checked arguments, taken one by one by the command's builder
+/// (`super::call::Call::build`): each read moves its value out, so a value is read once.
+/// In tests every read is recorded with the type it asked for, so one test can hold each
+/// builder to its schema row (`call.rs`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Args {
     values: Vec<(&'static str, Checked)>,
+    #[cfg(test)]
+    pub(crate) asked: Vec<(&'static str, ArgType)>,
 }
 
 impl Args {
-    fn get(&self, name: &str) -> Option<&Checked> {
-        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    fn take(&mut self, name: &'static str, _ty: ArgType) -> Option<Checked> {
+        #[cfg(test)]
+        self.asked.push((name, _ty));
+        let at = self.values.iter().position(|(n, _)| *n == name)?;
+        Some(self.values.swap_remove(at).1)
+    }
+
+    /// What no read took: empty once a builder read its whole row.
+    #[cfg(test)]
+    pub(crate) fn left(&self) -> Vec<&'static str> {
+        self.values.iter().map(|(n, _)| *n).collect()
     }
 
     /// An optional integer argument.
-    pub fn opt_int(&self, name: &str) -> Option<i64> {
-        match self.get(name) {
-            Some(Checked::Int(i)) => Some(*i),
+    pub fn opt_int(&mut self, name: &'static str) -> Option<i64> {
+        match self.take(name, ArgType::Int) {
+            Some(Checked::Int(i)) => Some(i),
             _ => None,
         }
     }
 
     /// A required integer argument (the schema check guarantees it).
-    pub fn int(&self, name: &'static str) -> Result<i64, AgentError> {
+    pub fn int(&mut self, name: &'static str) -> Result<i64, AgentError> {
         self.opt_int(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
     }
 
-    pub fn opt_str(&self, name: &str) -> Option<&[u8]> {
-        match self.get(name) {
+    pub fn opt_str(&mut self, name: &'static str) -> Option<Vec<u8>> {
+        match self.take(name, ArgType::Str) {
             Some(Checked::Str(s)) => Some(s),
             _ => None,
         }
     }
 
-    pub fn str(&self, name: &'static str) -> Result<&[u8], AgentError> {
+    pub fn str(&mut self, name: &'static str) -> Result<Vec<u8>, AgentError> {
         self.opt_str(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
     }
 
-    pub fn whence(&self, name: &'static str) -> Result<Whence, AgentError> {
-        match self.get(name) {
-            Some(Checked::Whence(w)) => Ok(*w),
+    pub fn whence(&mut self, name: &'static str) -> Result<Whence, AgentError> {
+        match self.take(name, ArgType::Whence) {
+            Some(Checked::Whence(w)) => Ok(w),
             _ => Err(AgentError::MissingParameter(name.into())),
         }
     }
 
-    pub fn vcpus(&self, name: &'static str) -> Result<&[Vcpu], AgentError> {
-        match self.get(name) {
+    pub fn vcpus(&mut self, name: &'static str) -> Result<Vec<Vcpu>, AgentError> {
+        match self.take(name, ArgType::VcpuList) {
             Some(Checked::Vcpus(v)) => Ok(v),
             _ => Err(AgentError::MissingParameter(name.into())),
         }
     }
 
     /// An optional list of strings.
-    pub fn opt_str_list(&self, name: &str) -> Option<&[Vec<u8>]> {
-        match self.get(name) {
+    pub fn opt_str_list(&mut self, name: &'static str) -> Option<Vec<Vec<u8>>> {
+        match self.take(name, ArgType::StrList) {
             Some(Checked::Strs(v)) => Some(v),
             _ => None,
         }
     }
 
     /// An optional boolean argument.
-    pub fn opt_bool(&self, name: &str) -> Option<bool> {
-        match self.get(name) {
-            Some(Checked::Bool(b)) => Some(*b),
+    pub fn opt_bool(&mut self, name: &'static str) -> Option<bool> {
+        match self.take(name, ArgType::Bool) {
+            Some(Checked::Bool(b)) => Some(b),
             _ => None,
         }
     }
 
-    pub fn bool(&self, name: &'static str) -> Result<bool, AgentError> {
+    pub fn bool(&mut self, name: &'static str) -> Result<bool, AgentError> {
         self.opt_bool(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
     }
 
     /// A required list of strings.
-    pub fn str_list(&self, name: &'static str) -> Result<&[Vec<u8>], AgentError> {
+    pub fn str_list(&mut self, name: &'static str) -> Result<Vec<Vec<u8>>, AgentError> {
         self.opt_str_list(name).ok_or_else(|| AgentError::MissingParameter(name.into()))
     }
 
-    pub fn memory_blocks(&self, name: &'static str) -> Result<&[MemoryBlock], AgentError> {
-        match self.get(name) {
+    pub fn memory_blocks(&mut self, name: &'static str) -> Result<Vec<MemoryBlock>, AgentError> {
+        match self.take(name, ArgType::MemBlockList) {
             Some(Checked::MemoryBlocks(v)) => Ok(v),
             _ => Err(AgentError::MissingParameter(name.into())),
         }
@@ -348,8 +362,8 @@ mod tests {
         );
         let e = run(Value::List(vec![Value::str("/"), Value::Int(1)])).unwrap_err();
         assert_eq!(desc(e), "Invalid parameter type for 'mountpoints[1]', expected: string");
-        let ok = run(Value::List(vec![Value::str("/"), Value::str("/boot")])).unwrap();
-        assert_eq!(ok.opt_str_list("mountpoints"), Some(&[b"/".to_vec(), b"/boot".to_vec()][..]));
+        let mut ok = run(Value::List(vec![Value::str("/"), Value::str("/boot")])).unwrap();
+        assert_eq!(ok.opt_str_list("mountpoints"), Some(vec![b"/".to_vec(), b"/boot".to_vec()]));
         assert_eq!(check(spec, None).unwrap().opt_str_list("mountpoints"), None);
     }
 
@@ -363,7 +377,7 @@ mod tests {
             assert_eq!(desc(run(bad).unwrap_err()), "Invalid parameter type for 'reset', expected: boolean");
         }
         assert_eq!(run(Value::Bool(true)).unwrap().opt_bool("reset"), Some(true));
-        let without = check(spec, Some(&dict(&[("username", Value::str("u")), keys.clone()]))).unwrap();
+        let mut without = check(spec, Some(&dict(&[("username", Value::str("u")), keys.clone()]))).unwrap();
         assert_eq!(without.opt_bool("reset"), None);
         assert_eq!(without.str_list("keys").unwrap(), [b"k".to_vec()]);
     }
@@ -391,7 +405,7 @@ mod tests {
         let e = run(block(&[("phys-index", Value::Int(1)), ("online", Value::Bool(true)), ("x", Value::Null)]))
             .unwrap_err();
         assert_eq!(desc(e), "Parameter 'mem-blks[0].x' is unexpected");
-        let ok = run(Value::List(vec![
+        let mut ok = run(Value::List(vec![
             Value::Dict(dict(&[("phys-index", Value::Int(-1)), ("online", Value::Bool(false))])),
             Value::Dict(dict(&[("phys-index", Value::UInt(u64::MAX - 1)), ("online", Value::Bool(true))])),
         ]))

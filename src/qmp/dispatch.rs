@@ -4,6 +4,7 @@
 //! against the table; only then does the handler run.
 
 use super::args;
+use super::call::Call;
 use super::error::AgentError;
 use crate::audit::{self, Decision as Audited};
 use crate::commands::{self, Agent};
@@ -126,8 +127,8 @@ fn execute(agent: &mut Agent, request: &Dict, seen: &mut Seen) -> Result<Outcome
         }
     }
     let spec = command.spec();
-    let args = args::check(spec.args, arguments)?;
-    let value = commands::run(agent, command, &args)?;
+    let call = Call::build(command, args::check(spec.args, arguments)?)?;
+    let value = commands::run(agent, call)?;
     Ok(if spec.success_response {
         Outcome::Return { value, delimit: command == Command::SyncDelimited }
     } else {
