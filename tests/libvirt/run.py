@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE.parent / "vm"))   # the real-guest suite's kernel, i
 
 from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
 from lvtest import checks  # noqa: E402
+from lvtest import checks_accounts  # noqa: E402,F401
 from lvtest.daemon import Libvirtd  # noqa: E402
 from lvtest.domain import Domain, Virsh  # noqa: E402
 

@@ -137,7 +137,9 @@ def ssh_keys_refuse_links_planted_in_the_users_home(ctx):
     replaces the link itself by the user's own file (as 7.2's rename does), never writing
     through it. Then ~/.ssh itself -> /etc: add is refused and /etc gains no authorized_keys."""
     if ctx.agent_spec.is_reference:
-        raise NotApplicable("not applicable to the reference: qemu-ga 7.2 reads and writes through the link")
+        # Seen with Debian's 7.2.22: get answered /etc/shadow's lines as keys, and add copied
+        # them into a new authorized_keys owned by the user (the link replaced, shadow intact).
+        raise NotApplicable("not applicable to the reference: qemu-ga 7.2 follows the link as root")
     _fresh_home(ctx)
     ctx.guest_sh(f"mkdir -m 0700 {HOME}/.ssh && ln -s /etc/shadow {KEYS} && chown -h {UID}:{GID} {HOME}/.ssh {KEYS}")
     before = _shadow_digest(ctx)
