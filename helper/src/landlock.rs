@@ -13,7 +13,10 @@
 //! - read the policy file and the config file, which a reload re-reads: their whole directory
 //!   when it is one of their own (an editor replaces a file by renaming a new one over it, and
 //!   a rule on the old file would not cover the new one), else the files alone (see
-//!   [`reread_paths`]: a policy kept directly in /etc must not open /etc/shadow to the helper).
+//!   [`reread_paths`]: a policy kept directly in /etc must not open /etc/shadow to the helper);
+//! - only when guest-file-open was enabled at start: read, write, create and truncate files
+//!   beneath the directory of each of its policy rules, with that rule's rights, or beneath `/`
+//!   when it has no rules (7.2's meaning, any path; `crate::files`).
 //!
 //! Everything else it opens, creates, removes or renames is refused with EACCES. The launcher
 //! was forked before, so it and what it runs (shutdown, the freeze hook) are not restricted.
@@ -86,8 +89,33 @@ pub fn handled_rights(abi: i32) -> u64 {
     rights
 }
 
+/// The Landlock rights a guest-file-open rule's access needs: reading, writing (append
+/// included), creating regular files, and truncating (modes w and w+ open with O_TRUNC).
+pub fn file_open_rights(a: qga_policy::rules::Access) -> u64 {
+    let mut rights = 0;
+    if a.read {
+        rights |= READ_FILE;
+    }
+    if a.write || a.append {
+        rights |= WRITE_FILE;
+    }
+    if a.create {
+        rights |= MAKE_REG;
+    }
+    if a.write {
+        rights |= TRUNCATE;
+    }
+    rights
+}
+
 /// What each path may be used for, with why. Rights the kernel does not handle are masked off.
-pub fn rules<'a>(statedir: &'a Path, reread: &'a [PathBuf]) -> Vec<(&'a Path, u64, &'static str)> {
+/// `files`: the directories guest-file-open may open beneath, with their rights
+/// ([`crate::files::landlock_paths`]; empty when it is disabled).
+pub fn rules<'a>(
+    statedir: &'a Path,
+    reread: &'a [PathBuf],
+    files: &'a [(PathBuf, qga_policy::rules::Access)],
+) -> Vec<(&'a Path, u64, &'static str)> {
     let mut rules = vec![
         (Path::new("/"), READ_DIR, "freeze, thaw and trim open every mount point as a directory"),
         (Path::new("/proc/self"), READ_FILE, "the helper's own mountinfo"),
@@ -101,6 +129,11 @@ pub fn rules<'a>(statedir: &'a Path, reread: &'a [PathBuf]) -> Vec<(&'a Path, u6
     ];
     rules
         .extend(reread.iter().map(|path| (path.as_path(), READ_FILE, "a reload re-reads the policy and config files")));
+    rules.extend(
+        files
+            .iter()
+            .map(|(dir, a)| (dir.as_path(), file_open_rights(*a), "guest-file-open beneath a rule's directory")),
+    );
     rules
 }
 
@@ -243,6 +276,15 @@ pub fn restrict(statedir: &Path) -> Result<Restricted, LandlockError> {
 
 /// [`restrict`], also letting files be read in `reread` (see [`reread_paths`]).
 pub fn restrict_with(statedir: &Path, reread: &[PathBuf]) -> Result<Restricted, LandlockError> {
+    restrict_with_files(statedir, reread, &[])
+}
+
+/// [`restrict_with`], also letting guest-file-open open files beneath `files`' directories.
+pub fn restrict_with_files(
+    statedir: &Path,
+    reread: &[PathBuf],
+    files: &[(PathBuf, qga_policy::rules::Access)],
+) -> Result<Restricted, LandlockError> {
     let abi = match abi_version() {
         Ok(v) => v,
         // ENOSYS: a kernel built without it; EOPNOTSUPP: built but not enabled at boot; EPERM: an
@@ -262,7 +304,7 @@ pub fn restrict_with(statedir: &Path, reread: &[PathBuf]) -> Result<Restricted, 
     }
     // SAFETY: the call returned a new descriptor that nothing else owns.
     let ruleset = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-    for (path, rights, _why) in rules(statedir, reread) {
+    for (path, rights, _why) in rules(statedir, reread, files) {
         let parent = match open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
@@ -336,7 +378,7 @@ mod tests {
     #[test]
     fn only_the_state_directory_may_be_written_to_as_a_directory() {
         let reread = [PathBuf::from("/etc/qemu-ga-rs")];
-        let rules = rules(Path::new("/var/lib/qemu-ga-rs"), &reread);
+        let rules = rules(Path::new("/var/lib/qemu-ga-rs"), &reread, &[]);
         for (path, rights, why) in &rules {
             assert!(why.len() > 8, "{} has no reason", path.display());
             if rights & (MAKE_REG | REMOVE_FILE) != 0 {
@@ -346,6 +388,24 @@ mod tests {
         }
         // The whole tree is only ever opened as directories.
         assert_eq!(rules[0], (Path::new("/"), READ_DIR, rules[0].2));
+    }
+
+    #[test]
+    fn file_open_rules_get_exactly_their_rights_and_never_execute_or_remove() {
+        use qga_policy::rules::Access;
+        let files = [
+            (PathBuf::from("/srv/drop"), Access { write: true, create: true, ..Access::default() }),
+            (PathBuf::from("/srv/read"), Access { read: true, ..Access::default() }),
+        ];
+        let rules = rules(Path::new("/run"), &[], &files);
+        let of = |p: &str| rules.iter().find(|r| r.0 == Path::new(p)).map(|r| r.1);
+        assert_eq!(of("/srv/drop"), Some(WRITE_FILE | MAKE_REG | TRUNCATE));
+        assert_eq!(of("/srv/read"), Some(READ_FILE));
+        let append = file_open_rights(Access { append: true, ..Access::default() });
+        assert_eq!(append, WRITE_FILE, "appending never truncates");
+        for (path, rights, _) in rules.iter().filter(|r| r.0.starts_with("/srv")) {
+            assert_eq!(rights & (EXECUTE | REMOVE_FILE | REFER), 0, "{}", path.display());
+        }
     }
 
     #[test]
@@ -361,7 +421,7 @@ mod tests {
         let dirs = reread_paths(&sources).paths;
         assert!(dirs.contains(&PathBuf::from("/nonexistent/qemu-ga-rs")), "{dirs:?}");
         assert!(dirs.contains(&PathBuf::from("/nonexistent/qemu")), "{dirs:?}");
-        for (path, rights, _) in rules(Path::new("/run"), &dirs) {
+        for (path, rights, _) in rules(Path::new("/run"), &dirs, &[]) {
             if dirs.iter().any(|d| d == path) {
                 assert_eq!(rights, READ_FILE, "{}", path.display());
             }

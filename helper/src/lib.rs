@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod blockdev;
 pub mod clock;
 pub mod demote;
+pub mod files;
 pub mod freeze;
 pub mod hook;
 pub mod landlock;

@@ -94,7 +94,9 @@ fn start() -> i32 {
                 file.display()
             );
         }
-        match landlock::restrict_with(&args.statedir, &reread.paths) {
+        // With guest-file-open enabled at start, the directories its rules name (or `/`).
+        let files = if args.front_files { qga_helper::files::landlock_paths(&args.enabled) } else { Vec::new() };
+        match landlock::restrict_with_files(&args.statedir, &reread.paths, &files) {
             Ok(Restricted::Enforced(abi)) => log!("landlock enforced (ABI {abi}): filesystem access narrowed"),
             Ok(Restricted::Unavailable(e)) => {
                 log!("landlock is unavailable ({}): filesystem access not narrowed", e.desc())
@@ -107,7 +109,7 @@ fn start() -> i32 {
     }
     // After demote (no_new_privs is set), before the first untrusted byte. From here on every
     // system call is checked against seccomp::TABLE.
-    if let Err(e) = seccomp::apply(args.sandbox) {
+    if let Err(e) = seccomp::apply(args.sandbox, args.front_files) {
         log!("{e}");
         return exit::FAILURE;
     }

@@ -118,18 +118,28 @@ pub const TABLE: &[Allowed<'static>] = &[
     allow!(SYS_exit_group, "exiting (std::process::exit)"),
 ];
 
-/// Compiles the table (see [`qga_policy::seccomp::compile`]).
-pub fn filter(mode: SandboxMode) -> Result<BpfProgram, SandboxError> {
-    compile(TABLE, mode)
+/// Only when guest-file-open was enabled at start (`--front-files`): what opening a file for
+/// the front takes. openat2 cannot be narrowed by its flags (they are in a structure the
+/// filter cannot read); the Landlock ruleset and `crate::files` decide what it may open.
+pub const FILES: &[Allowed<'static>] = &[
+    allow!(SYS_openat2, "guest-file-open: opening beneath a rule's directory (RESOLVE_BENEATH, no symlinks), any mode"),
+    allow!(SYS_fchmod, "guest-file-open: mode 0644 on a file it created"),
+    allow!(SYS_sendmsg, "guest-file-open: the reply with the open descriptor (SCM_RIGHTS)"),
+];
+
+/// Compiles the table (see [`qga_policy::seccomp::compile`]), with [`FILES`] when `files`.
+pub fn filter(mode: SandboxMode, files: bool) -> Result<BpfProgram, SandboxError> {
+    let extra: &[Allowed<'static>] = if files { FILES } else { &[] };
+    compile(TABLE.iter().chain(extra), mode)
 }
 
 /// Applies the filter to the calling thread (the helper is single-threaded). no_new_privs is
 /// already set by [`crate::demote::demote`].
-pub fn apply(mode: SandboxMode) -> Result<(), SandboxError> {
+pub fn apply(mode: SandboxMode, files: bool) -> Result<(), SandboxError> {
     if mode == SandboxMode::Off {
         return Ok(());
     }
-    qga_policy::seccomp::apply(&filter(mode)?)
+    qga_policy::seccomp::apply(&filter(mode, files)?)
 }
 
 #[cfg(test)]
@@ -139,13 +149,14 @@ mod tests {
     #[test]
     fn the_filter_compiles_in_every_mode() {
         for mode in [SandboxMode::Enforce, SandboxMode::Log, SandboxMode::Off] {
-            assert!(!filter(mode).unwrap().is_empty(), "{mode:?}");
+            assert!(!filter(mode, false).unwrap().is_empty(), "{mode:?}");
+            assert!(!filter(mode, true).unwrap().is_empty(), "{mode:?}");
         }
     }
 
     #[test]
     fn every_entry_says_who_needs_it() {
-        for e in TABLE {
+        for e in TABLE.iter().chain(FILES) {
             assert!(e.why.len() > 8, "{} has no reason", e.name);
         }
     }
@@ -190,7 +201,7 @@ mod tests {
             libc::SYS_adjtimex,
             libc::SYS_clock_adjtime,
         ];
-        for e in TABLE {
+        for e in TABLE.iter().chain(FILES) {
             assert!(!forbidden.contains(&e.nr) && !arch_specific.contains(&e.nr), "{} must not be allowed", e.name);
         }
     }

@@ -5,13 +5,16 @@
 //! [`Operations`] so the machine is tested with a fake.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use qga_policy::{decide, permit, Command, Decision, Invocation, Policy};
 use qga_protocol::set_time;
 
+use crate::files::{OpenError, Target};
 use crate::log;
 use crate::protocol::storage::{DiskInfo, FsInfo};
+use crate::protocol::{fdpass, OpenMode};
 use crate::protocol::{
     read_frame, write_frame, FrameError, MemoryBlockResult, MemoryBlockState, Reply, Request, ShutdownMode,
     SuspendMode, TrimResult, VcpuState, MAX_FRAME,
@@ -61,6 +64,8 @@ pub trait Operations {
     /// guest-set-user-password and guest-ssh-*-authorized-keys (already re-checked): the reply
     /// to give (`Done`, `Keys`, `NoSuchUser` or `Failed`).
     fn account(&mut self, req: &Request) -> Reply;
+    /// guest-file-open of what [`crate::files::target`] decided.
+    fn open_file(&mut self, target: &Target, mode: OpenMode) -> Result<OwnedFd, OpenError>;
 }
 
 /// Why a request is refused (and the helper exits).
@@ -101,6 +106,8 @@ pub enum Step {
     Reply(Reply),
     /// Answer, then exit with this status.
     ReplyAndExit(Reply, i32),
+    /// Answer with this descriptor attached (guest-file-open); it is closed once sent.
+    ReplyWithFd(Reply, OwnedFd),
     Refuse(Refusal),
 }
 
@@ -283,6 +290,23 @@ impl<O: Operations> Server<O> {
             | Request::SshGetKeys { .. }
             | Request::SshAddKeys { .. }
             | Request::SshRemoveKeys { .. } => self.account(&req),
+            Request::FileOpen { path, mode } => {
+                let target = match crate::files::target(&self.policy, &path, mode) {
+                    Ok(t) => t,
+                    Err(refusal) => {
+                        log!("refused by the policy's conditions: {refusal}");
+                        return Step::Reply(failed(refusal));
+                    }
+                };
+                match self.ops.open_file(&target, mode) {
+                    Ok(fd) => return Step::ReplyWithFd(Reply::FileOpened, fd),
+                    Err(OpenError::Errno(e)) => Reply::FileOpenFailed { errno: e as i32 },
+                    Err(OpenError::Refused(why)) => {
+                        log!("refused by the policy's conditions: {why}");
+                        failed(why)
+                    }
+                }
+            }
         };
         // A reply within every list and string bound can still exceed the frame bound.
         if matches!(reply, Reply::Fsinfo { .. } | Reply::Disks { .. }) && reply.encode().len() > MAX_FRAME {
@@ -325,6 +349,7 @@ impl<O: Operations> Server<O> {
                 Invocation::SetVcpus { cpus: &ids }
             }
             Request::Trim { minimum } => Invocation::Fstrim { minimum: *minimum as u64 },
+            Request::FileOpen { path, mode } => Invocation::FileOpen { path, access: mode.access() },
             Request::SetMemoryBlocks { blocks } => {
                 ids = blocks.iter().map(|b| b.phys_index).collect();
                 Invocation::SetMemoryBlocks { blocks: &ids }
@@ -400,8 +425,20 @@ impl<O: Operations> Server<O> {
     }
 }
 
+/// A request channel that can carry a descriptor with a reply (a unix socket).
+pub trait SendFd {
+    /// Writes one frame with `fd` attached.
+    fn write_frame_with_fd(&mut self, payload: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<()>;
+}
+
+impl SendFd for std::os::unix::net::UnixStream {
+    fn write_frame_with_fd(&mut self, payload: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        fdpass::write_frame_with_fd(self, payload, fd)
+    }
+}
+
 /// Serves requests on `chan` until the helper must exit; returns the exit status.
-pub fn run<O: Operations, C: Read + Write + WaitReadable>(server: &mut Server<O>, chan: &mut C) -> i32 {
+pub fn run<O: Operations, C: Read + Write + WaitReadable + SendFd>(server: &mut Server<O>, chan: &mut C) -> i32 {
     loop {
         if let Some(left) = server.freeze_time_left() {
             if left.is_zero() || !chan.wait_readable(left) {
@@ -417,12 +454,19 @@ pub fn run<O: Operations, C: Read + Write + WaitReadable>(server: &mut Server<O>
             Err(FrameError::Io(e)) => return server.front_gone(&format!("reading the channel failed: {e}")),
             Err(e) => return server.refuse(Refusal::Frame(e)),
         };
-        let (reply, exit_status) = match server.handle(req) {
-            Step::Reply(r) => (r, None),
-            Step::ReplyAndExit(r, code) => (r, Some(code)),
+        let (reply, exit_status, fd) = match server.handle(req) {
+            Step::Reply(r) => (r, None, None),
+            Step::ReplyAndExit(r, code) => (r, Some(code), None),
+            Step::ReplyWithFd(r, fd) => (r, None, Some(fd)),
             Step::Refuse(why) => return server.refuse(why),
         };
-        if let Err(e) = write_frame(chan, &reply.encode()) {
+        let written = match &fd {
+            Some(fd) => chan.write_frame_with_fd(&reply.encode(), fd.as_fd()),
+            None => write_frame(chan, &reply.encode()),
+        };
+        // The helper keeps no file open: the front holds the only copy from here on.
+        drop(fd);
+        if let Err(e) = written {
             return server.front_gone(&format!("writing a reply failed: {e}"));
         }
         if let Some(code) = exit_status {
@@ -502,6 +546,14 @@ mod tests {
             self.calls.push("account");
             Reply::Done
         }
+
+        fn open_file(&mut self, target: &Target, _: OpenMode) -> Result<OwnedFd, OpenError> {
+            self.calls.push("open_file");
+            match target {
+                Target::Anywhere(p) if p == b"/missing" => Err(OpenError::Errno(nix::errno::Errno::ENOENT)),
+                _ => Ok(std::fs::File::open("/dev/null").unwrap().into()),
+            }
+        }
     }
 
     fn all_enabled() -> Policy {
@@ -529,11 +581,12 @@ mod tests {
     struct Chan {
         input: Cursor<Vec<u8>>,
         output: Vec<u8>,
+        fds_sent: usize,
     }
 
     impl Chan {
         fn new(bytes: Vec<u8>) -> Chan {
-            Chan { input: Cursor::new(bytes), output: vec![] }
+            Chan { input: Cursor::new(bytes), output: vec![], fds_sent: 0 }
         }
         fn frames(reqs: &[Request]) -> Chan {
             let mut b = vec![];
@@ -556,6 +609,41 @@ mod tests {
         fn wait_readable(&mut self, _: Duration) -> bool {
             true
         }
+    }
+
+    impl SendFd for Chan {
+        fn write_frame_with_fd(&mut self, payload: &[u8], _: BorrowedFd<'_>) -> std::io::Result<()> {
+            self.fds_sent += 1;
+            write_frame(&mut self.output, payload)
+        }
+    }
+
+    #[test]
+    fn a_file_open_answers_with_one_descriptor_and_a_failed_one_with_its_errno() {
+        let mut s = Server::new(FakeOps::default(), Policy::only([Command::FileOpen]), false);
+        let mut chan = Chan::frames(&[
+            Request::FileOpen { path: b"/tmp/x".to_vec(), mode: OpenMode::Write },
+            Request::FileOpen { path: b"/missing".to_vec(), mode: OpenMode::Read },
+        ]);
+        assert_eq!(run(&mut s, &mut chan), exit::OK);
+        assert_eq!(chan.replies(), [Reply::FileOpened, Reply::FileOpenFailed { errno: nix::libc::ENOENT }]);
+        assert_eq!(chan.fds_sent, 1);
+    }
+
+    #[test]
+    fn a_file_open_no_rule_allows_is_refused_by_the_helper_without_opening() {
+        let rule = qga_policy::Narrowing::parse(Command::FileOpen, vec!["path=/srv/drop/".into()]).unwrap();
+        let mut s =
+            Server::new(FakeOps::default(), Policy::only([Command::FileOpen]).with_conditions(vec![rule]), false);
+        for path in [&b"/etc/shadow"[..], b"/srv/drop/../../etc/shadow"] {
+            let Step::Reply(Reply::Failed { desc }) =
+                s.handle(Request::FileOpen { path: path.to_vec(), mode: OpenMode::Read })
+            else {
+                panic!("not refused");
+            };
+            assert!(desc.starts_with("the policy does not allow guest-file-open '"), "{desc}");
+        }
+        assert!(s.ops.calls.is_empty(), "{:?}", s.ops.calls);
     }
 
     #[test]

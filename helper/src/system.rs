@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::blockdev::Root;
 use crate::clock;
+use crate::files::{self, OpenError, Target};
 use crate::freeze::{self, freeze_mounts, thaw_mounts};
 use crate::hook::{self, HookPhase};
 use crate::launcher::{Job, Run};
@@ -17,7 +18,9 @@ use crate::memory::{self, SYSFS_MEMORY};
 use crate::mounts::{read_mounts, read_mounts_named};
 use crate::power::{self, SysfsPower};
 use crate::protocol::storage::{DiskInfo, FsInfo};
-use crate::protocol::{MemoryBlockResult, MemoryBlockState, ShutdownMode, SuspendMode, TrimResult, VcpuState};
+use crate::protocol::{
+    MemoryBlockResult, MemoryBlockState, OpenMode, ShutdownMode, SuspendMode, TrimResult, VcpuState,
+};
 use crate::serve::{Operations, Thawed};
 use crate::statfs_probe::Probes;
 use crate::storage;
@@ -144,5 +147,9 @@ impl<R: Run> Operations for System<R> {
         self.launcher
             .account(req)
             .unwrap_or_else(|e| crate::protocol::Reply::Failed { desc: format!("failed to create child process: {e}") })
+    }
+
+    fn open_file(&mut self, target: &Target, mode: OpenMode) -> Result<std::os::fd::OwnedFd, OpenError> {
+        files::open(target, mode)
     }
 }

@@ -20,7 +20,7 @@ use qga_helper::trim::FITRIM;
 
 fn enforcing() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| filter(SandboxMode::Enforce).expect("the filter compiles"))
+    PROGRAM.get_or_init(|| filter(SandboxMode::Enforce, false).expect("the filter compiles"))
 }
 
 fn enforced(call: fn() -> i64) -> End {
@@ -198,7 +198,7 @@ fn the_calls_of_the_request_loop_are_allowed() {
 #[test]
 fn log_mode_lets_a_forbidden_call_through() {
     // --seccomp=log: the same socket(AF_INET) that kills above returns a descriptor.
-    let log = filter(SandboxMode::Log).expect("the filter compiles");
+    let log = filter(SandboxMode::Log, false).expect("the filter compiles");
     let end = under_filter(&log, || sys3(libc::SYS_socket, libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0));
     assert_eq!(end, End::Returned(0, 0));
 }
@@ -233,3 +233,29 @@ fn waiting_with_a_time_limit_is_allowed_for_the_freeze_time_limit() {
 
 /// A `struct timespec` of zero seconds and zero nanoseconds.
 static ZERO_TIMESPEC: &[u8] = &[0u8; 16];
+
+/// The filter of a helper started with guest-file-open enabled.
+fn with_files() -> &'static Program {
+    static PROGRAM: OnceLock<Program> = OnceLock::new();
+    PROGRAM.get_or_init(|| filter(SandboxMode::Enforce, true).expect("the filter compiles"))
+}
+
+#[test]
+fn opening_a_file_for_the_front_is_allowed_only_when_guest_file_open_was_enabled_at_start() {
+    // openat2 with a zero-sized how fails with EINVAL before resolving anything; fchmod and sendmsg
+    // on a bad descriptor fail with EBADF.
+    let openat2 = || sys6(libc::SYS_openat2, libc::AT_FDCWD as u64, ptr(b"/nonexistent\0"), 0, 0, 0, 0);
+    let fchmod = || sys2(libc::SYS_fchmod, u64::MAX, 0o644);
+    let sendmsg = || sys3(libc::SYS_sendmsg, u64::MAX, 0, 0);
+    canary::assert_fails_with(with_files(), "openat2", libc::EINVAL, openat2);
+    canary::assert_fails_with(with_files(), "fchmod", libc::EBADF, fchmod);
+    canary::assert_fails_with(with_files(), "sendmsg", libc::EBADF, sendmsg);
+    assert_killed("openat2 without file commands", openat2);
+    assert_killed("fchmod without file commands", fchmod);
+    assert_killed("sendmsg without file commands", sendmsg);
+    // Everything else stays as it is: still no socket, no exec.
+    canary::assert_killed(with_files(), "execve", || sys3(libc::SYS_execve, ptr(TRUE), 0, 0));
+    canary::assert_killed(with_files(), "socket", || {
+        sys3(libc::SYS_socket, libc::AF_UNIX as u64, libc::SOCK_STREAM as u64, 0)
+    });
+}

@@ -128,7 +128,7 @@ pub const TABLE: [CommandSpec; 40] = [
     row!(SetTime, "guest-set-time", [opt("time", Int)], Helper, frozen: false, reply: true, ro: false),
     row!(Info, "guest-info", [], Front, frozen: true, reply: true, ro: true),
     row!(Shutdown, "guest-shutdown", [opt("mode", Str)], Helper, frozen: false, reply: false, ro: false),
-    row!(FileOpen, "guest-file-open", [req("path", Str), opt("mode", Str)], Front, frozen: false, reply: true, ro: false),
+    row!(FileOpen, "guest-file-open", [req("path", Str), opt("mode", Str)], Helper, frozen: false, reply: true, ro: false),
     row!(FileClose, "guest-file-close", [req("handle", Int)], Front, frozen: false, reply: true, ro: false),
     row!(FileRead, "guest-file-read", [req("handle", Int), opt("count", Int)], Front, frozen: false, reply: true, ro: false),
     row!(FileWrite, "guest-file-write", [req("handle", Int), req("buf-b64", Str), opt("count", Int)], Front, frozen: false, reply: true, ro: false),
@@ -256,6 +256,7 @@ mod tests {
             [
                 "guest-set-time",
                 "guest-shutdown",
+                "guest-file-open",
                 "guest-fsfreeze-freeze",
                 "guest-fsfreeze-freeze-list",
                 "guest-fsfreeze-thaw",

@@ -205,6 +205,13 @@ pub fn permit_among<'p>(
         return Ok(Grant::Unrestricted);
     }
     let refuse = |what: String| Err(Refusal(format!("the policy does not allow {name} {what}")));
+    // A rule's directory is a prefix only of what lies beneath it when the path is written
+    // without `.`, `..` or empty components: anything else is refused before any rule is tried.
+    if let Invocation::FileOpen { path, .. } = inv {
+        if !normal_path(path) {
+            return refuse(format!("'{}' (not an absolute path without '.', '..' or '//')", shown(path)));
+        }
+    }
     // The most specific reason seen, for the error text (e.g. the program is allowed but not
     // with these arguments).
     let mut reason: Option<String> = None;
@@ -292,6 +299,11 @@ pub fn permit_among<'p>(
         (None, _) => "with these arguments".to_string(),
     };
     refuse(what)
+}
+
+/// Absolute, with no `.`, `..` or empty component (so no `//` and no trailing `/`).
+pub fn normal_path(path: &[u8]) -> bool {
+    path.starts_with(b"/") && path[1..].split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
 /// Why an exec rule for the right program does not allow this request, or `None` if it does.
@@ -434,6 +446,16 @@ mod permit_tests {
             open("/etc/shadow", r),
             Err(Refusal("the policy does not allow guest-file-open '/etc/shadow'".into()))
         );
+        for escape in
+            ["/var/backup/../../etc/shadow", "/var/backup/./x", "/var/backup//x", "var/backup/x", "/var/backup/x/"]
+        {
+            assert_eq!(
+                open(escape, r),
+                Err(Refusal(format!(
+                    "the policy does not allow guest-file-open '{escape}' (not an absolute path without '.', '..' or '//')"
+                ))),
+            );
+        }
     }
 
     #[test]

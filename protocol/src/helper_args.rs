@@ -468,10 +468,12 @@ mod tests {
         let c = parse_conditions("guest-shutdown \"mode=reboot\"\nguest-fstrim \"floor=4K\"").unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].to_line(), "guest-fstrim \"floor=4K\"");
+        // guest-file-open is opened by the helper, so its path rules travel too.
         assert_eq!(
-            parse_conditions("guest-file-open \"path=/\""),
-            Err(ArgsError::NotAHelperCommand("guest-file-open".into()))
+            parse_conditions("guest-file-open \"path=/a/\"").unwrap()[0].to_line(),
+            "guest-file-open \"path=/a/\""
         );
+        assert_eq!(parse_conditions("guest-ping \"x=1\""), Err(ArgsError::NotAHelperCommand("guest-ping".into())));
         assert!(matches!(parse_conditions("guest-shutdown \"mode=off\""), Err(ArgsError::BadConditions(_))));
         assert!(matches!(parse_conditions("guest-shutdown"), Err(ArgsError::BadConditions(_))));
         assert!(matches!(parse_conditions(""), Err(ArgsError::BadConditions(_))));
@@ -556,8 +558,8 @@ mod tests {
             Policy::only([Command::Shutdown]),
             helper_commands(&narrowed),
         ];
-        // Only the helper's commands' conditions travel.
-        assert_eq!(helper_commands(&narrowed).conditions().len(), 2);
+        // The helper's commands' conditions travel (guest-file-open's included: the helper opens).
+        assert_eq!(helper_commands(&narrowed).conditions().len(), 3);
         for hook in &hooks {
             for enabled in &policies {
                 for sandbox in [SandboxMode::Enforce, SandboxMode::Log, SandboxMode::Off] {

@@ -3,10 +3,11 @@
 //! their frames ([`messages`], re-exported at the top), where the helper finds its socket
 //! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]) and the command line it is started with
 //! ([`helper_args`]), the frozen marker both sides read at start
-//! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]) and how log text is made one safe
-//! line ([`text`]).
+//! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]), how log text is made one safe
+//! line ([`text`]) and how an open file travels from the helper to the front ([`fdpass`]).
 
 pub mod accounts;
+pub mod fdpass;
 pub mod frozen;
 pub mod helper_args;
 pub mod messages;

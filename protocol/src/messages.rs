@@ -24,6 +24,9 @@ pub const MAX_MEMORY_BLOCKS: usize = 32768;
 /// cannot have been given to mount(2) by that name).
 pub const MAX_MOUNTPOINTS: usize = 128;
 pub const MAX_MOUNTPOINT_LEN: usize = 4096;
+/// Longest guest-file-open path the helper accepts: PATH_MAX less its NUL, the longest the
+/// kernel takes (a longer one is refused by the front with 7.2's ENAMETOOLONG).
+pub const MAX_FILE_PATH: usize = 4095;
 
 // The largest request the helper accepts (a SetVcpus list of MAX_VCPUS: tag, count, then an
 // i64 and a bool each) fits in a frame, so a request the front checked is never refused for its
@@ -61,6 +64,89 @@ pub enum SuspendMode {
     Disk,
     Ram,
     Hybrid,
+}
+
+/// guest-file-open's mode: 7.2's fopen table, whose `b` variants open the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// `r`, `rb`
+    Read,
+    /// `w`, `wb`
+    Write,
+    /// `a`, `ab`
+    Append,
+    /// `r+`, `rb+`, `r+b`
+    ReadPlus,
+    /// `w+`, `wb+`, `w+b`
+    WritePlus,
+    /// `a+`, `ab+`, `a+b`
+    AppendPlus,
+}
+
+impl OpenMode {
+    /// The mode strings 7.2 accepts; anything else is its "invalid file open mode".
+    pub fn parse(mode: &[u8]) -> Option<OpenMode> {
+        Some(match mode {
+            b"r" | b"rb" => OpenMode::Read,
+            b"w" | b"wb" => OpenMode::Write,
+            b"a" | b"ab" => OpenMode::Append,
+            b"r+" | b"rb+" | b"r+b" => OpenMode::ReadPlus,
+            b"w+" | b"wb+" | b"w+b" => OpenMode::WritePlus,
+            b"a+" | b"ab+" | b"a+b" => OpenMode::AppendPlus,
+            _ => return None,
+        })
+    }
+
+    /// 7.2's open flags for the mode (access, create, truncate, append), without the flags
+    /// every open adds (non-blocking, no controlling terminal, close-on-exec).
+    pub fn flags(self) -> nix::fcntl::OFlag {
+        use nix::fcntl::OFlag;
+        match self {
+            OpenMode::Read => OFlag::O_RDONLY,
+            OpenMode::Write => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
+            OpenMode::Append => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
+            OpenMode::ReadPlus => OFlag::O_RDWR,
+            OpenMode::WritePlus => OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC,
+            OpenMode::AppendPlus => OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_APPEND,
+        }
+    }
+
+    /// The rights a policy rule must grant for the mode: a mode that may create needs
+    /// `create`, writing at the end only needs `append`, any other writing `write`.
+    pub fn access(self) -> qga_policy::rules::Access {
+        let (read, write, append, create) = match self {
+            OpenMode::Read => (true, false, false, false),
+            OpenMode::Write => (false, true, false, true),
+            OpenMode::Append => (false, false, true, true),
+            OpenMode::ReadPlus => (true, true, false, false),
+            OpenMode::WritePlus => (true, true, false, true),
+            OpenMode::AppendPlus => (true, false, true, true),
+        };
+        qga_policy::rules::Access { read, write, append, create }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            OpenMode::Read => 0,
+            OpenMode::Write => 1,
+            OpenMode::Append => 2,
+            OpenMode::ReadPlus => 3,
+            OpenMode::WritePlus => 4,
+            OpenMode::AppendPlus => 5,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self, FrameError> {
+        match c {
+            0 => Ok(OpenMode::Read),
+            1 => Ok(OpenMode::Write),
+            2 => Ok(OpenMode::Append),
+            3 => Ok(OpenMode::ReadPlus),
+            4 => Ok(OpenMode::WritePlus),
+            5 => Ok(OpenMode::AppendPlus),
+            _ => Err(FrameError::BadValue("file open mode")),
+        }
+    }
 }
 
 /// One `GuestLogicalProcessor` of `guest-set-vcpus`, after the front's type checks.
@@ -172,6 +258,11 @@ pub enum Request {
     SshAddKeys { user: Vec<u8>, keys: Vec<Vec<u8>>, reset: bool },
     /// guest-ssh-remove-authorized-keys.
     SshRemoveKeys { user: Vec<u8>, keys: Vec<Vec<u8>> },
+    // ---- files (tags 80-89) ----
+    /// guest-file-open: open `path` (absolute or, without path rules, as 7.2 takes it) in
+    /// `mode`, beneath the directory of the policy rule that allows it, and hand the descriptor
+    /// back with [`Reply::FileOpened`]. At most [`MAX_FILE_PATH`] bytes, no NUL.
+    FileOpen { path: Vec<u8>, mode: OpenMode },
 }
 
 /// One filesystem's result of guest-fstrim.
@@ -214,6 +305,12 @@ pub enum Reply {
     /// SshGetKeys / SshAddKeys / SshRemoveKeys: the user is not in the guest's passwd file (the
     /// front words the error, with the name as the host sent it).
     NoSuchUser,
+    // ---- files (tags 80-89) ----
+    /// FileOpen: the open descriptor travels with this frame (SCM_RIGHTS, exactly one); the
+    /// payload carries nothing else.
+    FileOpened,
+    /// FileOpen: the open failed with this errno (the front words it as 7.2 does).
+    FileOpenFailed { errno: i32 },
 }
 
 // The one place each mode's wire code is declared; the helper's launcher frames use it too.
@@ -337,6 +434,11 @@ impl Request {
                 e.bytes(user);
                 enc_keys(&mut e, keys);
             }
+            Request::FileOpen { path, mode } => {
+                e.u8(80);
+                e.bytes(path);
+                e.u8(mode.code());
+            }
         }
         e.0
     }
@@ -403,6 +505,13 @@ impl Request {
                 reset: d.bool()?,
             },
             93 => Request::SshRemoveKeys { user: dec_user(&mut d)?, keys: dec_keys(&mut d, MAX_KEYS, MAX_KEY_LEN)? },
+            80 => {
+                let path = d.bytes(MAX_FILE_PATH)?;
+                if path.is_empty() || path.contains(&0) {
+                    return Err(FrameError::BadValue("file path"));
+                }
+                Request::FileOpen { path, mode: OpenMode::from_code(d.u8()?)? }
+            }
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -503,6 +612,11 @@ impl Reply {
                 enc_keys(&mut e, keys);
             }
             Reply::NoSuchUser => e.u8(91),
+            Reply::FileOpened => e.u8(80),
+            Reply::FileOpenFailed { errno } => {
+                e.u8(81);
+                e.u32(*errno as u32);
+            }
         }
         e.0
     }
@@ -591,6 +705,12 @@ impl Reply {
             31 => Reply::Disks { disks: crate::storage::decode_disks(&mut d)? },
             90 => Reply::Keys { keys: dec_keys(&mut d, MAX_AUTHKEYS_FILE / 2 + 1, MAX_AUTHKEYS_FILE)? },
             91 => Reply::NoSuchUser,
+            80 => Reply::FileOpened,
+            81 => match d.u32()? as i32 {
+                // An errno is a small positive number; anything else is a broken helper.
+                errno @ 1..=4095 => Reply::FileOpenFailed { errno },
+                _ => return Err(FrameError::BadValue("errno")),
+            },
             t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
@@ -674,6 +794,7 @@ impl Request {
             Request::SshGetKeys { .. } => Some(C::SshGetAuthorizedKeys),
             Request::SshAddKeys { .. } => Some(C::SshAddAuthorizedKeys),
             Request::SshRemoveKeys { .. } => Some(C::SshRemoveAuthorizedKeys),
+            Request::FileOpen { .. } => Some(C::FileOpen),
         }
     }
 }
@@ -715,6 +836,8 @@ mod tests {
             },
             Request::SshAddKeys { user: b"alice".to_vec(), keys: vec![], reset: false },
             Request::SshRemoveKeys { user: b"alice".to_vec(), keys: vec![b"k".to_vec()] },
+            Request::FileOpen { path: b"/var/backup/x\xff".to_vec(), mode: OpenMode::AppendPlus },
+            Request::FileOpen { path: b"relative".to_vec(), mode: OpenMode::Read },
         ]
     }
 
@@ -774,9 +897,60 @@ mod tests {
                     },
                 ],
             },
+            Reply::FileOpened,
+            Reply::FileOpenFailed { errno: 13 },
         ];
         for r in replies {
             assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_file_open_path_is_bounded_nonempty_and_without_nul_and_an_errno_is_small() {
+        let ok = Request::FileOpen { path: vec![b'a'; MAX_FILE_PATH], mode: OpenMode::Write };
+        assert_eq!(Request::decode(&ok.encode()).unwrap(), ok);
+        for path in [vec![b'a'; MAX_FILE_PATH + 1], vec![], b"/a\0b".to_vec()] {
+            let r = Request::FileOpen { path, mode: OpenMode::Read };
+            assert!(Request::decode(&r.encode()).is_err(), "{r:?}");
+        }
+        assert!(Request::decode(&[80, 1, 0, 0, 0, b'/', 6]).is_err(), "mode 6");
+        for errno in [0i32, -1, 4096] {
+            let mut b = vec![81];
+            b.extend_from_slice(&(errno as u32).to_le_bytes());
+            assert!(Reply::decode(&b).is_err(), "errno {errno}");
+        }
+    }
+
+    #[test]
+    fn the_open_modes_are_7_2s_table_with_their_rights() {
+        use nix::fcntl::OFlag;
+        for (text, mode) in [
+            ("r", OpenMode::Read),
+            ("rb", OpenMode::Read),
+            ("w", OpenMode::Write),
+            ("wb", OpenMode::Write),
+            ("a", OpenMode::Append),
+            ("ab", OpenMode::Append),
+            ("r+", OpenMode::ReadPlus),
+            ("rb+", OpenMode::ReadPlus),
+            ("r+b", OpenMode::ReadPlus),
+            ("w+", OpenMode::WritePlus),
+            ("wb+", OpenMode::WritePlus),
+            ("w+b", OpenMode::WritePlus),
+            ("a+", OpenMode::AppendPlus),
+            ("ab+", OpenMode::AppendPlus),
+            ("a+b", OpenMode::AppendPlus),
+        ] {
+            assert_eq!(OpenMode::parse(text.as_bytes()), Some(mode), "{text}");
+            let (flags, access) = (mode.flags(), mode.access());
+            assert_eq!(access.create, flags.contains(OFlag::O_CREAT), "{text}");
+            assert_eq!(access.append, flags.contains(OFlag::O_APPEND), "{text}");
+            let acc = flags & OFlag::O_ACCMODE;
+            assert_eq!(access.read, acc != OFlag::O_WRONLY, "{text}");
+            assert_eq!(access.write, acc != OFlag::O_RDONLY && !access.append, "{text}");
+        }
+        for bad in ["rw", "", "x", "r+x", "R", "wx"] {
+            assert_eq!(OpenMode::parse(bad.as_bytes()), None, "{bad}");
         }
     }
 

@@ -1,5 +1,7 @@
-//! guest-file-open/-close/-read/-write/-seek/-flush, run by the front as its unprivileged
-//! user. Handles start at 1000, are never reused, and the counter survives restarts in
+//! guest-file-open/-close/-read/-write/-seek/-flush. The helper opens the file (as root, beneath
+//! the directory of the policy rule that allows it: helper/src/files.rs) and hands the
+//! descriptor over; reading, writing, seeking and closing then happen here, in the front, on that
+//! descriptor. Handles start at 1000, are never reused, and the counter survives restarts in
 //! `<statedir>/qga.state` (7.2's key file). Files are opened non-blocking so a FIFO cannot
 //! hang the agent; new files get mode 0644.
 
@@ -9,14 +11,11 @@ use crate::qmp::args::Whence;
 use crate::qmp::AgentError;
 use base64::Engine;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::{fchmod, Mode};
 use qga_policy::Command;
+use qga_protocol::{OpenMode, MAX_FILE_PATH};
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
 /// guest-file-read's default count (7.2's QGA_READ_COUNT_DEFAULT).
@@ -97,38 +96,41 @@ fn parse_counter(text: &str) -> Option<i64> {
     file.get_string("global", "fd_counter")?.ok()?.trim().parse().ok()
 }
 
-/// 7.2's fopen mode table: the mode strings it accepts and their open flags.
-fn open_flags(mode: &[u8]) -> Option<OFlag> {
-    let base = match mode {
-        b"r" | b"rb" => OFlag::O_RDONLY,
-        b"w" | b"wb" => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
-        b"a" | b"ab" => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
-        b"r+" | b"rb+" | b"r+b" => OFlag::O_RDWR,
-        b"w+" | b"wb+" | b"w+b" => OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC,
-        b"a+" | b"ab+" | b"a+b" => OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_APPEND,
-        _ => return None,
-    };
-    Some(base | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-}
-
 fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
 pub fn open(agent: &mut Agent, path: &[u8], mode: Option<&[u8]>) -> Result<Value, AgentError> {
-    let mode = mode.unwrap_or(b"r");
-    crate::slog!("guest-file-open called, filepath: {}, mode: {}", lossy(path), lossy(mode));
-    let flags =
-        open_flags(mode).ok_or_else(|| AgentError::command([b"invalid file open mode '", mode, b"'"].concat()))?;
+    let mode_text = mode.unwrap_or(b"r");
+    crate::slog!("guest-file-open called, filepath: {}, mode: {}", lossy(path), lossy(mode_text));
+    let mode = OpenMode::parse(mode_text)
+        .ok_or_else(|| AgentError::command([b"invalid file open mode '", mode_text, b"'"].concat()))?;
+    // A NUL cannot come from the host (the JSON layer decodes \u0000 as C0 80); it would end the
+    // path in 7.2, so it ends it here too, before any rule is checked.
+    let path = match path.iter().position(|&b| b == 0) {
+        Some(nul) => &path[..nul],
+        None => path,
+    };
+    // The first gate; the helper checks the same rules again on what it opens.
     if agent.policy.conditions_of(Command::FileOpen).next().is_some() {
-        permit_path(agent, path, flags)?;
+        let inv = qga_policy::Invocation::FileOpen { path, access: mode.access() };
+        agent.permit(Command::FileOpen, &inv)?;
     }
-    let files = &mut agent.files;
-    if files.open.len() >= MAX_OPEN_HANDLES {
+    if agent.files.open.len() >= MAX_OPEN_HANDLES {
         return Err(AgentError::command(format!("too many open file handles (limit {MAX_OPEN_HANDLES})")));
     }
-    let file = open_or_create(OsStr::from_bytes(path), flags)
-        .map_err(|e| AgentError::os([b"failed to open file '", path, b"' (mode: '", mode, b"')"].concat(), e))?;
+    let failed =
+        |e: Errno| AgentError::os([b"failed to open file '", path, b"' (mode: '", mode_text, b"')"].concat(), e);
+    // What the kernel would answer for a path it cannot take, without asking the helper: an
+    // empty one does not exist, a longer one than PATH_MAX is too long.
+    if path.is_empty() {
+        return Err(failed(Errno::ENOENT));
+    }
+    if path.len() > MAX_FILE_PATH {
+        return Err(failed(Errno::ENAMETOOLONG));
+    }
+    let file = agent.helper.open_file(path, mode)?.map_err(failed)?;
+    let files = &mut agent.files;
     let handle = files.next;
     files.next += 1;
     if files.persist().is_err() {
@@ -137,46 +139,6 @@ pub fn open(agent: &mut Agent, path: &[u8], mode: Option<&[u8]>) -> Result<Value
     files.open.insert(handle, Handle { file });
     crate::slog!("guest-file-open, handle: {handle}");
     Ok(Value::Int(handle))
-}
-
-/// The path rules of a narrowed guest-file-open, checked on the path as written: it must be
-/// absolute and normal (no `.`, `..` or empty component), so a rule's directory is a prefix
-/// only of what lies beneath it. The front opens as its own unprivileged user, so a symbolic
-/// link can lead it no further than that user may go.
-fn permit_path(agent: &Agent, path: &[u8], flags: OFlag) -> Result<(), AgentError> {
-    let normal =
-        path.starts_with(b"/") && path[1..].split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..");
-    if !normal {
-        let text = String::from_utf8_lossy(path);
-        return Err(AgentError::PolicyRefused(format!(
-            "the policy does not allow guest-file-open '{text}' (not an absolute path without '.', '..' or '//')"
-        )));
-    }
-    let acc = flags & OFlag::O_ACCMODE;
-    let access = qga_policy::rules::Access {
-        read: acc == OFlag::O_RDONLY || acc == OFlag::O_RDWR,
-        write: (acc == OFlag::O_WRONLY || acc == OFlag::O_RDWR) && !flags.contains(OFlag::O_APPEND),
-        append: flags.contains(OFlag::O_APPEND),
-        create: flags.contains(OFlag::O_CREAT),
-    };
-    agent.permit(Command::FileOpen, &qga_policy::Invocation::FileOpen { path, access }).map(|_| ())
-}
-
-/// Creates exclusively when the mode may create, so only a file this call created gets its
-/// mode set (0644, whatever the umask); an existing file is opened as it is.
-fn open_or_create(path: &OsStr, flags: OFlag) -> Result<File, Errno> {
-    let creating = flags.contains(OFlag::O_CREAT);
-    let first =
-        nix::fcntl::open(path, if creating { flags | OFlag::O_EXCL } else { flags }, Mode::from_bits_truncate(0o644));
-    let (fd, created) = match first {
-        Err(Errno::EEXIST) if creating => (nix::fcntl::open(path, flags - OFlag::O_CREAT, Mode::empty())?, false),
-        Err(e) => return Err(e),
-        Ok(fd) => (fd, creating),
-    };
-    if created {
-        fchmod(&fd, Mode::from_bits_truncate(0o644))?;
-    }
-    Ok(File::from(fd))
 }
 
 pub fn close(agent: &mut Agent, handle: i64) -> Result<Value, AgentError> {
@@ -336,16 +298,6 @@ mod tests {
         assert_eq!(parse_counter("[global]\nfd_counter=1070\n"), Some(1070));
         assert_eq!(parse_counter("[other]\nfd_counter=5\n[global]\nfd_counter = 7\n"), Some(7));
         assert_eq!(parse_counter(""), None);
-    }
-
-    #[test]
-    fn the_mode_table_is_7_2s() {
-        for ok in ["r", "rb", "w", "wb", "a", "ab", "r+", "rb+", "r+b", "w+", "wb+", "w+b", "a+", "ab+", "a+b"] {
-            assert!(open_flags(ok.as_bytes()).is_some(), "{ok}");
-        }
-        for bad in ["rw", "", "x", "r+x", "R"] {
-            assert!(open_flags(bad.as_bytes()).is_none(), "{bad}");
-        }
     }
 
     #[test]

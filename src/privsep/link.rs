@@ -3,7 +3,10 @@
 //! bounded too; if the helper is gone the link says so and the agent exits.
 
 use crate::qmp::AgentError;
-use qga_protocol::{read_frame, write_frame, FrameError, Reply, Request, MAX_FRAME};
+use nix::errno::Errno;
+use qga_protocol::fdpass::read_frame_with_fds;
+use qga_protocol::{write_frame, FrameError, OpenMode, Reply, Request, MAX_FRAME};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
 pub struct HelperLink {
@@ -17,8 +20,39 @@ impl HelperLink {
         HelperLink { socket, lost: None }
     }
 
-    /// Sends a request and waits for its reply.
+    /// Sends a request and waits for its reply, which carries no descriptor.
     pub fn call(&mut self, request: &Request) -> Result<Reply, AgentError> {
+        let (reply, fds) = self.exchange(request)?;
+        if !fds.is_empty() || reply == Reply::FileOpened {
+            return Err(self.broken(request, "a descriptor with a reply that takes none"));
+        }
+        Ok(reply)
+    }
+
+    /// guest-file-open by the helper: the open file, or the errno the open failed with.
+    /// `FileOpened` must come with exactly one descriptor, every other reply with none;
+    /// anything else is a helper that misbehaves, and the agent stops.
+    pub fn open_file(&mut self, path: &[u8], mode: OpenMode) -> Result<Result<std::fs::File, Errno>, AgentError> {
+        let request = Request::FileOpen { path: path.to_vec(), mode };
+        let (reply, mut fds) = self.exchange(&request)?;
+        match reply {
+            Reply::FileOpened if fds.len() == 1 => Ok(Ok(std::fs::File::from(fds.remove(0)))),
+            Reply::FileOpened => Err(self.broken(&request, "an open file without exactly one descriptor")),
+            _ if !fds.is_empty() => Err(self.broken(&request, "a descriptor with a reply that takes none")),
+            Reply::FileOpenFailed { errno } => Ok(Err(Errno::from_raw(errno))),
+            other => expect(other, |_| None),
+        }
+    }
+
+    /// Marks the helper broken (it sent what it never should) and says so; any descriptor it
+    /// sent is closed as the caller drops it.
+    fn broken(&mut self, request: &Request, what: &str) -> AgentError {
+        self.lost = Some(format!("privileged helper misbehaved during {}: it sent {what}", request.name()));
+        lost_error()
+    }
+
+    /// One request out, one reply in, with whatever descriptors came with the reply.
+    fn exchange(&mut self, request: &Request) -> Result<(Reply, Vec<OwnedFd>), AgentError> {
         if self.lost.is_some() {
             return Err(lost_error());
         }
@@ -33,10 +67,15 @@ impl HelperLink {
         }
         let result = write_frame(&mut self.socket, &payload)
             .map_err(FrameError::Io)
-            .and_then(|()| read_frame(&mut self.socket))
-            .and_then(|payload| Reply::decode(&payload));
+            .and_then(|()| read_frame_with_fds(&mut self.socket))
+            .and_then(|got| {
+                if got.truncated {
+                    return Err(FrameError::BadValue("descriptor count (control data truncated)"));
+                }
+                Reply::decode(&got.payload).map(|r| (r, got.fds))
+            });
         match result {
-            Ok(reply) => Ok(reply),
+            Ok(answer) => Ok(answer),
             Err(e) => {
                 self.lost = Some(format!("privileged helper lost during {}: {e}", request.name()));
                 Err(lost_error())

@@ -1,8 +1,10 @@
 //! The front's seccomp filter: the system calls the poll loop and the front's commands make,
 //! as data, each with who needs it; the shared compiler ([`qga_policy::seccomp`]) turns the
-//! table into the filter. Anything else kills the process. The filter is shaped by the
-//! policy: with every `guest-file-*` command disabled the front cannot open a file for writing
-//! at all, nor write at an offset or change a file's mode. Arguments are checked wherever the
+//! table into the filter. Anything else kills the process. The front never opens a file for
+//! writing, creates one or changes a file's mode, whatever the policy: guest-file-open's files
+//! are opened by the helper and arrive as descriptors (`recvmsg`). The filter is shaped by the
+//! policy only in that, with a `guest-file-*` command enabled, the front may write its handle
+//! counter at an offset. Arguments are checked wherever the
 //! front's uses are few: only a NETLINK_ROUTE socket (getifaddrs), only the fcntl commands the
 //! code issues, and ftruncate only on the descriptors that need it (the pidfile written after a
 //! thaw, the state file), never on the log it holds.
@@ -96,26 +98,23 @@ const ALWAYS: &[Allowed<'static>] = &[
     ),
     allow!(SYS_bind, "getifaddrs: binding its netlink socket"),
     allow!(SYS_getsockname, "getifaddrs: its netlink address"),
-    allow!(SYS_recvmsg, "getifaddrs: netlink answers"),
+    allow!(SYS_recvmsg, "getifaddrs: netlink answers; every helper reply (an opened file arrives with one)"),
     allow!(SYS_recvfrom, "getifaddrs: netlink answers"),
 ];
 
-/// Opening for reading only: sysfs, procfs, guest-file-open in mode r.
+/// Opening for reading only: sysfs, procfs and the query files of its view.
 const READ_ONLY_OPEN: &[Allowed<'static>] =
     &[allow!(SYS_openat, [clear(2, WRITE_FLAGS)], "opening files for reading only")];
 
 /// Only when a `guest-file-*` command is enabled.
-const FILE_ACCESS: &[Allowed<'static>] = &[
-    allow!(SYS_openat, "guest-file-open in any mode (creating files included)"),
-    allow!(SYS_pwrite64, "guest-file-open: persisting the handle counter in qga.state"),
-    allow!(SYS_fchmod, "guest-file-open: mode 0644 on a file it created"),
-];
+const FILE_ACCESS: &[Allowed<'static>] =
+    &[allow!(SYS_pwrite64, "guest-file-open: persisting the handle counter in qga.state")];
 
 /// Builds the filter. `file_access`: whether any `guest-file-*` command is enabled;
 /// `truncatable`: the descriptors the front may ftruncate (the pidfile kept for after a thaw,
 /// the state file when file commands persist the handle counter).
 pub fn filter(file_access: bool, truncatable: &[RawFd], mode: SandboxMode) -> Result<BpfProgram, SandboxError> {
-    let shaped = if file_access { FILE_ACCESS } else { READ_ONLY_OPEN };
+    let shaped: &[Allowed<'static>] = if file_access { FILE_ACCESS } else { &[] };
     let fd_tests: Vec<[ArgIs; 1]> = truncatable.iter().map(|&fd| [eq32(0, fd as u64)]).collect();
     let truncate: Vec<Allowed<'_>> = fd_tests
         .iter()
@@ -126,7 +125,7 @@ pub fn filter(file_access: bool, truncatable: &[RawFd], mode: SandboxMode) -> Re
             why: "rewriting the pidfile after a thaw, or the handle counter in qga.state; this descriptor only",
         })
         .collect();
-    compile(ALWAYS.iter().chain(shaped).chain(&truncate), mode)
+    compile(ALWAYS.iter().chain(READ_ONLY_OPEN).chain(shaped).chain(&truncate), mode)
 }
 
 /// Applies the filter to the calling (only) thread. no_new_privs is already set by demotion.
@@ -156,12 +155,13 @@ mod tests {
     }
 
     #[test]
-    fn without_file_access_openat_is_only_allowed_conditionally() {
+    fn openat_is_only_ever_allowed_for_reading_and_nothing_creates_or_chmods() {
         assert!(READ_ONLY_OPEN.iter().all(|e| e.nr == libc::SYS_openat && !e.args.is_empty()));
-        assert!(!ALWAYS.iter().any(|e| matches!(
+        assert!(!ALWAYS.iter().chain(FILE_ACCESS).any(|e| matches!(
             e.nr as libc::c_long,
-            libc::SYS_openat | libc::SYS_pwrite64 | libc::SYS_fchmod | libc::SYS_ftruncate
+            libc::SYS_openat | libc::SYS_openat2 | libc::SYS_fchmod | libc::SYS_ftruncate | libc::SYS_mkdirat
         )));
+        assert!(!ALWAYS.iter().any(|e| e.nr == libc::SYS_pwrite64));
     }
 
     #[test]
