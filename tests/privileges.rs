@@ -25,9 +25,18 @@ fn ids(status: &HashMap<String, String>, name: &str) -> Vec<u32> {
     field(status, name).split_whitespace().map(|v| v.parse().unwrap()).collect()
 }
 
+/// The agent with the allow-all policy, once its helper has finished starting: the front
+/// serves as soon as it is up, while the helper may still be forking its launcher and probes,
+/// joining the front's CPU and dropping privileges; its seccomp filter is its last step.
 fn agent() -> Agent {
     require_root();
-    Agent::start(&["--policy", shipped_policy("allow-all").to_str().unwrap()])
+    let agent = Agent::start(&["--policy", shipped_policy("allow-all").to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while proc_status(agent.helper_pid).is_some_and(|st| field(&st, "Seccomp") != "2") {
+        assert!(std::time::Instant::now() < deadline, "the helper never finished starting");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    agent
 }
 
 #[test]
