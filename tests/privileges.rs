@@ -398,7 +398,7 @@ fn allowed_cpus(pid: u32) -> Vec<usize> {
 }
 
 #[test]
-fn front_and_helper_share_one_cpu_and_the_launcher_keeps_the_original_affinity() {
+fn front_helper_and_statfs_probes_share_one_cpu_and_the_launcher_keeps_the_original_affinity() {
     let agent = agent();
     let original = allowed_cpus(std::process::id());
     assert!(original.len() >= 2, "needs a machine with at least 2 CPUs to prove anything; allowed here: {original:?}");
@@ -409,6 +409,10 @@ fn front_and_helper_share_one_cpu_and_the_launcher_keeps_the_original_affinity()
     let (launcher, probes) = helper_children(&agent);
     assert_eq!(launcher.len(), 1, "the helper has exactly one launcher: {launcher:?}");
     assert_eq!(probes.len(), 2, "and two statfs probes: {probes:?}");
+    for probe in probes {
+        // Each guest-get-fsinfo is a round trip to a probe: no cross-CPU wake-up for it.
+        assert_eq!(allowed_cpus(probe), front, "statfs probe {probe} joins the helper's CPU");
+    }
     assert_eq!(allowed_cpus(launcher[0]), original, "programs the launcher runs keep the agent's original affinity");
 }
 

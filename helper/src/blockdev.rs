@@ -36,8 +36,31 @@ impl Root {
         Ok(format!("/{}", rel.to_string_lossy()))
     }
 
+    /// A sysfs attribute or a udev database record. Both come whole in one read (sysfs shows an
+    /// attribute in one page; the record is a small regular file), so a short read ends it:
+    /// open, read, close, where `std::fs::read` adds a statx and a read of end of file, per
+    /// file, many times per guest-get-disks.
     fn read(&self, path: &str) -> Option<String> {
-        std::fs::read(self.at(path)).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+        use std::io::Read;
+        let mut file = std::fs::File::open(self.at(path)).ok()?;
+        let mut buf = vec![0; 4096];
+        let mut len = 0;
+        loop {
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    if len < buf.len() {
+                        break;
+                    }
+                    buf.resize(buf.len() * 2, 0);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        buf.truncate(len);
+        Some(String::from_utf8_lossy(&buf).into_owned())
     }
 
     fn readlink_basename(&self, path: &str) -> Option<String> {
@@ -66,8 +89,13 @@ struct Udev {
 }
 
 fn udev_device(root: &Root, syspath: &str) -> Option<Udev> {
+    udev_device_at(root, &root.realpath(syspath).ok()?)
+}
+
+/// [`udev_device`] of a syspath that is already a realpath (libudev's own realpath of it would
+/// give it back unchanged; skipping it saves a readlink per path component per disk).
+fn udev_device_at(root: &Root, real: &str) -> Option<Udev> {
     // libudev refuses a syspath whose device has no uevent file.
-    let real = root.realpath(syspath).ok()?;
     let uevent = root.read(&format!("{real}/uevent"))?;
     let devnode = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME=")).map(|n| format!("/dev/{n}"));
     let db = root
@@ -232,7 +260,8 @@ fn real_device(root: &Root, syspath: &str) -> Result<Option<DiskAddress>, String
         serial: None,
         dev: None,
     };
-    if let Some(u) = udev_device(root, syspath) {
+    // `syspath` is device_info's realpath.
+    if let Some(u) = udev_device_at(root, syspath) {
         disk.dev = u.devnode;
         disk.serial = u.serial.filter(|s| !s.is_empty());
     }

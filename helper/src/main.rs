@@ -61,11 +61,6 @@ fn start() -> i32 {
         }
     };
 
-    // The statfs probes: forked like the launcher, before privileges are dropped; each
-    // narrows itself (CAP_DAC_READ_SEARCH only, its own seccomp filter). Started whatever the
-    // policy says, since a reload (SIGHUP) may enable guest-get-fsinfo later.
-    let probes = Probes::start(args.sandbox);
-
     // After the launcher is forked (what it runs keeps the original affinity), while the
     // affinity can still be changed without a system call the filter would have to allow.
     if let Some(cpu) = args.cpu {
@@ -73,6 +68,14 @@ fn start() -> i32 {
             log!("cannot join the front on CPU {cpu}: {}; running unpinned", e.desc());
         }
     }
+
+    // The statfs probes: forked like the launcher, before privileges are dropped; each
+    // narrows itself (CAP_DAC_READ_SEARCH only, its own seccomp filter). Started whatever the
+    // policy says, since a reload (SIGHUP) may enable guest-get-fsinfo later. Forked after
+    // the pinning, so they share the helper's CPU: each guest-get-fsinfo is a round trip to
+    // a probe, and waking a process on another CPU costs more than the statfs itself. A probe
+    // stuck on a hung mount sleeps, so it takes nothing from that CPU.
+    let probes = Probes::start(args.sandbox);
 
     match demote() {
         Ok(Demoted::Reduced(kept)) => log!("privileges reduced to {kept:?}"),

@@ -66,7 +66,7 @@ impl std::error::Error for MountsError {}
 
 /// Reads and filters the helper's own mount table.
 pub fn read_mounts() -> Result<Vec<Mount>, MountsError> {
-    let text = std::fs::read(MOUNTINFO).map_err(|e| MountsError::Read(errno_of(&e)))?;
+    let text = read_mountinfo().map_err(|e| MountsError::Read(errno_of(&e)))?;
     Ok(parse_mountinfo(&text, block_device_numbers))
 }
 
@@ -74,7 +74,7 @@ pub fn read_mounts() -> Result<Vec<Mount>, MountsError> {
 /// filesystem once (at its first matching mount), in mount order. The names are only
 /// compared with the helper's own mount table: a name that is no mount point matches nothing.
 pub fn read_mounts_named(names: &[Vec<u8>]) -> Result<Vec<Mount>, MountsError> {
-    let text = std::fs::read(MOUNTINFO).map_err(|e| MountsError::Read(errno_of(&e)))?;
+    let text = read_mountinfo().map_err(|e| MountsError::Read(errno_of(&e)))?;
     Ok(select_named(all_mounts(&text, block_device_numbers), names))
 }
 
@@ -99,10 +99,20 @@ pub fn block_device_numbers(dev: &Path) -> Option<(u64, u64)> {
     }
 }
 
+/// The helper's mount table in one or two reads. procfs reports the file's size as 0, so
+/// `std::fs::read` would start with a 32-byte read and double from there (seven reads for a
+/// typical table, on every guest-get-fsinfo); a table this size covers nearly every guest.
+fn read_mountinfo() -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::with_capacity(16 << 10);
+    std::fs::File::open(MOUNTINFO)?.read_to_end(&mut text)?;
+    Ok(text)
+}
+
 /// Reads the helper's own mount table with 7.2's rules but every mount kept, bind mounts and
 /// second mounts of one device included: guest-get-fsinfo lists them all, as 7.2 does.
 pub fn read_all_mounts() -> Result<Vec<Mount>, MountsError> {
-    let text = std::fs::read(MOUNTINFO).map_err(|e| MountsError::Read(errno_of(&e)))?;
+    let text = read_mountinfo().map_err(|e| MountsError::Read(errno_of(&e)))?;
     Ok(parse_mountinfo_keeping(&text, block_device_numbers, true))
 }
 
