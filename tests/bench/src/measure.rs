@@ -25,13 +25,16 @@ pub(crate) struct Round {
 }
 
 /// The read-only queries 7.2 added that both agents answer: (name, request, a reply marker).
-pub(crate) const HOST_QUERIES: [(&str, &[u8], &[u8]); 6] = [
+/// qemu-ga-rs answers the last two (the storage queries) from its helper.
+pub(crate) const HOST_QUERIES: [(&str, &[u8], &[u8]); 8] = [
     ("guest-get-host-name", b"{\"execute\":\"guest-get-host-name\"}\n", b"host-name"),
     ("guest-get-users", b"{\"execute\":\"guest-get-users\"}\n", b"\"return\""),
     ("guest-get-timezone", b"{\"execute\":\"guest-get-timezone\"}\n", b"offset"),
     ("guest-get-osinfo", b"{\"execute\":\"guest-get-osinfo\"}\n", b"kernel-release"),
     ("guest-get-diskstats", b"{\"execute\":\"guest-get-diskstats\"}\n", b"\"return\""),
     ("guest-get-cpustats", b"{\"execute\":\"guest-get-cpustats\"}\n", b"\"return\""),
+    ("guest-get-fsinfo", b"{\"execute\":\"guest-get-fsinfo\"}\n", b"\"return\""),
+    ("guest-get-disks", b"{\"execute\":\"guest-get-disks\"}\n", b"\"return\""),
 ];
 
 pub(crate) fn timed_loop(conn: &mut Conn, req: &[u8], n: usize, check: &[u8]) -> (Vec<f64>, f64) {
