@@ -7,20 +7,12 @@
 mod common;
 
 use common::*;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-
-fn write_policy(dir: &TempDir, text: &str) -> PathBuf {
-    let path = dir.path().join("test.policy");
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
 
 #[test]
 fn file_open_conditions_allow_the_named_file_in_its_access_and_refuse_everything_else() {
     let dir = TempDir::new();
-    let policy = write_policy(&dir, "default allow\nallow guest-file-open path=/etc/hostname access=read\n");
+    let policy =
+        dir.trusted_file("test.policy", "default allow\nallow guest-file-open path=/etc/hostname access=read\n");
     let agent = Agent::start(&["--policy", policy.to_str().unwrap()]);
     let mut c = agent.connect();
     let r = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/etc/hostname"}}"#);
@@ -45,8 +37,7 @@ fn file_open_conditions_allow_the_named_file_in_its_access_and_refuse_everything
 #[test]
 fn the_helper_starts_with_the_conditions_of_the_commands_it_runs() {
     let dir = TempDir::new();
-    let policy = write_policy(
-        &dir,
+    let policy = dir.trusted_file("test.policy",
         "default deny\nallow guest-ping\nallow guest-info\nallow guest-shutdown mode=reboot\nallow guest-fstrim floor=1M\n",
     );
     let agent = Agent::start(&["--policy", policy.to_str().unwrap()]);
@@ -74,7 +65,7 @@ fn the_helper_starts_with_the_conditions_of_the_commands_it_runs() {
 #[test]
 fn a_bad_condition_refuses_start_and_check_policy_with_file_and_line() {
     let dir = TempDir::new();
-    let policy = write_policy(&dir, "default deny\n\nallow guest-shutdown mode=off\n");
+    let policy = dir.trusted_file("test.policy", "default deny\n\nallow guest-shutdown mode=off\n");
     let shown = policy.to_str().unwrap();
     let want = format!("{shown}:3: invalid mode='off'");
     let out = run_to_exit(&["--check-policy", shown]);
@@ -101,7 +92,7 @@ fn a_bad_condition_refuses_start_and_check_policy_with_file_and_line() {
 #[test]
 fn check_policy_shows_a_narrowed_command_with_its_conditions() {
     let dir = TempDir::new();
-    let policy = write_policy(&dir, "default deny\nallow guest-shutdown mode=powerdown,reboot\n");
+    let policy = dir.trusted_file("test.policy", "default deny\nallow guest-shutdown mode=powerdown,reboot\n");
     let out = run_to_exit(&["--check-policy", policy.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);

@@ -12,18 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Writes a root-owned 0644 file (the trust checks refuse anything else).
-fn write_file(path: &Path, text: &str) {
-    std::fs::write(path, text).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-}
-
 /// An agent whose policy file is `DIR/policy` with `text`, plus `extra` options.
 fn agent_with_policy(text: &str, extra: &[&str]) -> (Agent, PathBuf) {
     require_root();
     let dir = TempDir::new();
     let policy = dir.path().join("policy");
-    write_file(&policy, text);
+    write_trusted(&policy, text);
     let mut args = vec!["--policy".to_string(), policy.to_str().unwrap().to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -55,7 +49,7 @@ fn file_cmd(c: &mut Client, name: &str, args: Value) -> Value {
 fn enable_and_disable_by_reload_while_a_client_stays_connected_and_keeps_its_file_handles() {
     let (agent, policy) = agent_with_policy("default allow\n", &[]);
     let data = agent.dir.scratch().join("data");
-    write_file(&data, "0123456789");
+    write_trusted(&data, "0123456789");
     let mut c = agent.connect();
     let at_start = enabled_map(&mut c);
     let handle = file_cmd(&mut c, "guest-file-open", json!({"path": data, "mode": "r"}))["return"].clone();
@@ -64,7 +58,7 @@ fn enable_and_disable_by_reload_while_a_client_stays_connected_and_keeps_its_fil
     assert_eq!(r["return"]["buf-b64"], "MDE=", "{r}");
 
     // Disable guest-get-time and guest-file-read: both refused as disabled, guest-info says so.
-    write_file(&policy, "default allow\ndeny guest-get-time\ndeny guest-file-read\n");
+    write_trusted(&policy, "default allow\ndeny guest-get-time\ndeny guest-file-read\n");
     let line = reload(&agent, 1);
     assert!(line.contains("disabled guest-get-time, guest-file-read"), "{line}");
     let r = c.cmd(r#"{"execute":"guest-get-time"}"#);
@@ -75,7 +69,7 @@ fn enable_and_disable_by_reload_while_a_client_stays_connected_and_keeps_its_fil
     assert!(!enabled["guest-get-time"] && !enabled["guest-file-read"] && enabled["guest-file-close"]);
 
     // Enable them again: the same connection, the same handle, read on where it stopped.
-    write_file(&policy, "default allow\n");
+    write_trusted(&policy, "default allow\n");
     let line = reload(&agent, 2);
     assert!(line.contains("enabled guest-get-time, guest-file-read"), "{line}");
     assert!(c.cmd(r#"{"execute":"guest-get-time"}"#)["return"].is_i64());
@@ -92,14 +86,14 @@ fn a_file_that_does_not_validate_keeps_the_old_policy_and_the_log_names_file_and
     let mut c = agent.connect();
     let before = enabled_map(&mut c);
     // Line 3 is wrong; line 2 alone would disable guest-get-time.
-    write_file(&policy, "default allow\ndeny guest-get-time\nalow guest-ping\n");
+    write_trusted(&policy, "default allow\ndeny guest-get-time\nalow guest-ping\n");
     let line = reload(&agent, 1);
     assert!(line.contains(&format!("{}:3: unknown keyword 'alow'", policy.display())), "{line}");
     assert!(line.contains("unchanged"), "{line}");
     assert_eq!(enabled_map(&mut c), before, "nothing changed");
     assert!(c.cmd(r#"{"execute":"guest-get-time"}"#)["return"].is_i64());
     // A file made group-writable is refused too, before it is read.
-    write_file(&policy, "default allow\ndeny guest-get-time\n");
+    write_trusted(&policy, "default allow\ndeny guest-get-time\n");
     std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o664)).unwrap();
     let line = reload(&agent, 2);
     assert!(line.contains("unchanged") && line.contains(&policy.display().to_string()), "{line}");
@@ -112,14 +106,14 @@ fn a_reload_that_needs_a_wider_front_sandbox_applies_nothing_and_says_it_needs_a
     let mut c = agent.connect();
     let before = enabled_map(&mut c);
     // Enables the file commands (the front started without them) and disables guest-get-time.
-    write_file(&policy, "default allow\ndeny guest-get-time\n");
+    write_trusted(&policy, "default allow\ndeny guest-get-time\n");
     let line = reload(&agent, 1);
     assert!(line.contains("needs a restart") && line.contains("guest-file-open"), "{line}");
     assert_eq!(enabled_map(&mut c), before, "not even the narrowing part applies");
     let r = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/etc/hostname"}}"#);
     assert_error(&r, "CommandNotFound", "Command guest-file-open has been disabled");
     // Narrowing alone does apply.
-    write_file(&policy, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
+    write_trusted(&policy, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
     let line = reload(&agent, 2);
     assert!(line.contains("policy reloaded: disabled guest-get-time"), "{line}");
     assert!(!enabled_map(&mut c)["guest-get-time"]);
@@ -130,24 +124,24 @@ fn the_config_files_lists_reload_and_the_command_lines_stay() {
     require_root();
     let conf_dir = TempDir::new();
     let conf = conf_dir.path().join("qemu-ga.conf");
-    write_file(&conf, "[general]\nblock-rpcs=guest-get-time\n");
+    write_trusted(&conf, "[general]\nblock-rpcs=guest-get-time\n");
     let (agent, _policy) =
         agent_with_policy("default allow\ndeny guest-file-*\n", &["-c", conf.to_str().unwrap(), "-b", "guest-ping"]);
     let mut c = agent.connect();
     let e = enabled_map(&mut c);
     assert!(!e["guest-get-time"] && !e["guest-ping"] && e["guest-get-vcpus"]);
-    write_file(&conf, "[general]\nblock-rpcs=guest-get-vcpus\n");
+    write_trusted(&conf, "[general]\nblock-rpcs=guest-get-vcpus\n");
     let line = reload(&agent, 1);
     assert!(line.contains("enabled guest-get-time; disabled guest-get-vcpus"), "{line}");
     let e = enabled_map(&mut c);
     assert!(e["guest-get-time"] && !e["guest-ping"] && !e["guest-get-vcpus"], "-b guest-ping still applies");
     // A broken config file changes nothing, and the log names its line.
-    write_file(&conf, "[general]\nblock-rpcs=guest-info\nnot a key\n");
+    write_trusted(&conf, "[general]\nblock-rpcs=guest-info\nnot a key\n");
     let line = reload(&agent, 2);
     assert!(line.contains(&format!("{}:3:", conf.display())) && line.contains("unchanged"), "{line}");
     assert!(enabled_map(&mut c)["guest-info"]);
     // An unknown name in the config list is refused as at start-up.
-    write_file(&conf, "[general]\nallow-rpcs=guest-pnig\n");
+    write_trusted(&conf, "[general]\nallow-rpcs=guest-pnig\n");
     let line = reload(&agent, 3);
     assert!(line.contains("config allow-rpcs: unknown command 'guest-pnig'"), "{line}");
 }
@@ -172,10 +166,13 @@ fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_resta
     assert_eq!(record, "file-commands=disabled\n");
     let candidates = TempDir::new();
     let wider = candidates.path().join("wider");
-    write_file(&wider, "default allow\n");
+    write_trusted(&wider, "default allow\n");
     let narrower = candidates.path().join("narrower");
     // Argument conditions reload too.
-    write_file(&narrower, "default allow\ndeny guest-file-*\ndeny guest-get-time\nallow guest-shutdown mode=reboot\n");
+    write_trusted(
+        &narrower,
+        "default allow\ndeny guest-file-*\ndeny guest-get-time\nallow guest-shutdown mode=reboot\n",
+    );
     let verdict = |file: &Path| {
         let out = run_to_exit(&["-t", statedir, "--check-policy", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -191,9 +188,9 @@ fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_resta
     let line = verdict(&narrower);
     assert_eq!(line, "reload: a running agent applies this policy on SIGHUP (systemctl reload)");
     // And the agent agrees with both verdicts.
-    write_file(&agent.path("policy"), &std::fs::read_to_string(&wider).unwrap());
+    write_trusted(&agent.path("policy"), &std::fs::read_to_string(&wider).unwrap());
     assert!(reload(&agent, 1).contains("needs a restart"));
-    write_file(&agent.path("policy"), &std::fs::read_to_string(&narrower).unwrap());
+    write_trusted(&agent.path("policy"), &std::fs::read_to_string(&narrower).unwrap());
     assert!(reload(&agent, 2).contains("policy reloaded: disabled guest-get-time"));
 }
 
@@ -204,9 +201,9 @@ fn the_audit_trail_records_each_reload_applied_or_refused_and_why() {
     let audit = dir.path().join("audit");
     let (agent, policy) =
         agent_with_policy("default allow\ndeny guest-file-*\n", &["--audit-file", audit.to_str().unwrap()]);
-    write_file(&policy, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
+    write_trusted(&policy, "default allow\ndeny guest-file-*\ndeny guest-get-time\n");
     reload(&agent, 1);
-    write_file(&policy, "default allow\nalow guest-ping\n");
+    write_trusted(&policy, "default allow\nalow guest-ping\n");
     reload(&agent, 2);
     let deadline = Instant::now() + TIMEOUT;
     let lines = loop {
@@ -228,9 +225,9 @@ fn the_audit_trail_records_each_reload_applied_or_refused_and_why() {
 fn enable_narrow_and_drop_argument_conditions_by_reload_while_a_client_keeps_its_file_handles() {
     let (mut agent, policy) = agent_with_policy("default allow\n", &[]);
     let data = agent.dir.scratch().join("data");
-    write_file(&data, "0123456789");
+    write_trusted(&data, "0123456789");
     let other = agent.dir.scratch().join("other");
-    write_file(&other, "abc");
+    write_trusted(&other, "abc");
     let data_s = data.to_str().unwrap();
     let other_s = other.to_str().unwrap();
     let mut c = agent.connect();
@@ -241,7 +238,7 @@ fn enable_narrow_and_drop_argument_conditions_by_reload_while_a_client_keeps_its
         r#"{"execute":"guest-set-memory-blocks","arguments":{"mem-blks":[{"phys-index":999999999,"online":true}]}}"#;
 
     // Conditions brought in by a reload: only the data file, for reading; memory blocks 0-1.
-    write_file(
+    write_trusted(
         &policy,
         &format!(
             "default allow\nallow guest-file-open path={data_s} access=read\nallow guest-set-memory-blocks blocks=0-1\n"
@@ -260,7 +257,7 @@ fn enable_narrow_and_drop_argument_conditions_by_reload_while_a_client_keeps_its
     assert_eq!(r["return"]["buf-b64"], "MDEyMw==", "{r}");
 
     // Narrowed further: now only the other file.
-    write_file(&policy, &format!("default allow\nallow guest-file-open path={other_s} access=read\n"));
+    write_trusted(&policy, &format!("default allow\nallow guest-file-open path={other_s} access=read\n"));
     let line = reload(&agent, 2);
     assert!(line.contains(&format!("argument conditions: guest-file-open \"path={other_s}\"")), "{line}");
     let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}));
@@ -270,12 +267,12 @@ fn enable_narrow_and_drop_argument_conditions_by_reload_while_a_client_keeps_its
     // not asked (it would reach the helper).
 
     // Disabled by a reload, then dropped: every condition goes, the command comes back whole.
-    write_file(&policy, "default allow\ndeny guest-file-open\n");
+    write_trusted(&policy, "default allow\ndeny guest-file-open\n");
     let line = reload(&agent, 3);
     assert!(line.contains("disabled guest-file-open; argument conditions: none"), "{line}");
     let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}));
     assert_error(&r, "CommandNotFound", "Command guest-file-open has been disabled");
-    write_file(&policy, "default allow\n");
+    write_trusted(&policy, "default allow\n");
     let line = reload(&agent, 4);
     assert!(line.contains("policy reloaded: enabled guest-file-open"), "{line}");
     let r = file_cmd(&mut c, "guest-file-open", json!({"path": data_s}));

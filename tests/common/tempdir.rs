@@ -25,6 +25,13 @@ impl TempDir {
         &self.path
     }
 
+    /// `NAME` in this directory, written with [`write_trusted`].
+    pub fn trusted_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path.join(name);
+        write_trusted(&path, text);
+        path
+    }
+
     /// A subdirectory with mode 1777 that the demoted front (its own uid) can create files in.
     pub fn scratch(&self) -> PathBuf {
         let p = self.path.join("scratch");
@@ -34,6 +41,13 @@ impl TempDir {
         }
         p
     }
+}
+
+/// Writes a file as the agent's trust checks want a policy or config file: root-owned (the
+/// tests run as root) and mode 0644 (anything group- or world-writable is refused).
+pub fn write_trusted(path: &Path, text: &str) {
+    fs::write(path, text).expect("write a trusted file");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).expect("chmod a trusted file 0644");
 }
 
 impl Drop for TempDir {
