@@ -101,7 +101,7 @@ pub struct Record {
 }
 
 /// The arguments recorded for a command: what it touches (path and mode, handle, shutdown
-/// mode, time, vCPUs, memory blocks, mount points, trim minimum), never file data, passwords or key material. An
+/// mode, time, vCPUs, memory blocks, mount points, trim minimum, exec's program and arguments), never file data, exec input, passwords or key material. An
 /// exhaustive match, so a new command is a decision here.
 pub fn audited_arguments(command: Command) -> &'static [&'static str] {
     match command {
@@ -122,6 +122,9 @@ pub fn audited_arguments(command: Command) -> &'static [&'static str] {
         Command::SshGetAuthorizedKeys => &["username"],
         Command::SshAddAuthorizedKeys => &["username", "keys", "reset"],
         Command::SshRemoveAuthorizedKeys => &["username", "keys"],
+        // The program and its arguments; never input-data (data) nor env (may hold secrets).
+        Command::Exec => &["path", "arg"],
+        Command::ExecStatus => &["pid"],
         Command::SyncDelimited
         | Command::Sync
         | Command::Ping

@@ -38,14 +38,15 @@ fn default_policy_disables_guest_file_open_with_7_2s_text_and_guest_info_says_so
     let enabled = enabled_map(&mut c);
     assert_eq!(enabled.len(), qga_policy::COUNT);
     for (name, on) in &enabled {
-        let expected = !name.starts_with("guest-file-") && !UNAVAILABLE_ON_LINUX.contains(&name.as_str());
+        let off = name.starts_with("guest-file-") || name.starts_with("guest-exec");
+        let expected = !off && !UNAVAILABLE_ON_LINUX.contains(&name.as_str());
         assert_eq!(*on, expected, "{name} under the default policy");
     }
 }
 
 #[test]
 fn guest_info_enabled_flags_match_the_policy_crate_for_every_shipped_policy() {
-    for name in ["default", "allow-all", "backup-only", "monitoring-only"] {
+    for name in ["default", "allow-all", "backup-only", "monitoring-only", "exec-programs"] {
         let expected = expected_from_policy_crate(name);
         let agent = Agent::start(&["--policy", &policy_arg(name)]);
         let mut c = agent.connect();

@@ -32,7 +32,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{access, fork, AccessFlags, ForkResult, Pid};
 
 use crate::log;
-use crate::protocol::{read_frame, write_frame, FrameError, ShutdownMode, SuspendMode};
+use crate::protocol::{read_frame, read_frame_with, write_frame, ExecPlan, FrameError, ShutdownMode, SuspendMode};
+use crate::protocol::{MAX_EXEC_FRAME, MAX_FRAME};
+use crate::supervisor::{ExecAnswer, Programs};
 
 /// Where programs found by name are looked for: the helper has no PATH, so this fixed list
 /// stands in for it (in the order a root PATH would list them).
@@ -278,6 +280,57 @@ pub trait Run {
     /// An account job (guest-set-user-password, guest-ssh-*): the request itself, carried out
     /// by [`crate::accounts::serve_job`]; the answer is the reply to give the front.
     fn account(&mut self, req: &crate::protocol::Request) -> Result<crate::protocol::Reply, LaunchError>;
+    /// guest-exec: starts the plan's program under a supervisor of its own.
+    fn exec(&mut self, plan: &ExecPlan) -> Result<ExecAnswer, LaunchError>;
+    /// guest-exec-status: a started program's status.
+    fn exec_status(&mut self, pid: i64) -> Result<ExecAnswer, LaunchError>;
+}
+
+/// What the helper asks the launcher: a fixed job, or one of exec's two orders (launcher tags
+/// 10-19 are exec's: 10 start, 11 status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Order {
+    Job(Job),
+    ExecStart(ExecPlan),
+    ExecStatus(i64),
+}
+
+impl Order {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Order::Job(j) => j.encode(),
+            Order::ExecStart(plan) => {
+                let mut b = vec![10];
+                plan.encode_into(&mut b);
+                b
+            }
+            Order::ExecStatus(pid) => {
+                let mut b = vec![11];
+                b.extend_from_slice(&pid.to_le_bytes());
+                b
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Result<Order, FrameError> {
+        match b.first() {
+            Some(10) => Ok(Order::ExecStart(ExecPlan::decode_from(&b[1..])?)),
+            Some(11) => {
+                let pid: [u8; 8] = b[1..].try_into().map_err(|_| FrameError::BadValue("pid"))?;
+                Ok(Order::ExecStatus(i64::from_le_bytes(pid)))
+            }
+            _ => Ok(Order::Job(Job::decode(b)?)),
+        }
+    }
+
+    /// Only an exec start carries large data (the input).
+    fn frame_bound(tag: u8) -> usize {
+        if tag == 10 {
+            MAX_EXEC_FRAME
+        } else {
+            MAX_FRAME
+        }
+    }
 }
 
 /// The helper's handle on the launcher process.
@@ -327,6 +380,22 @@ impl Run for Launcher {
         let payload = read_frame(&mut self.sock).map_err(LaunchError::Channel)?;
         crate::protocol::Reply::decode(&payload).map_err(LaunchError::Channel)
     }
+
+    fn exec(&mut self, plan: &ExecPlan) -> Result<ExecAnswer, LaunchError> {
+        self.ask(&Order::ExecStart(plan.clone()))
+    }
+
+    fn exec_status(&mut self, pid: i64) -> Result<ExecAnswer, LaunchError> {
+        self.ask(&Order::ExecStatus(pid))
+    }
+}
+
+impl Launcher {
+    fn ask(&mut self, order: &Order) -> Result<ExecAnswer, LaunchError> {
+        write_frame(&mut self.sock, &order.encode()).map_err(|e| LaunchError::Channel(FrameError::Io(e)))?;
+        let payload = read_frame_with(&mut self.sock, ExecAnswer::frame_bound).map_err(LaunchError::Channel)?;
+        ExecAnswer::decode(&payload).map_err(LaunchError::Channel)
+    }
 }
 
 /// The launcher must hold nothing but stdio and its socket: in particular not the front's
@@ -346,8 +415,9 @@ pub(crate) fn close_other_fds(keep: RawFd) {
 
 /// The launcher's loop: one job at a time until the helper closes its end.
 fn serve(mut sock: UnixStream, config: &Config) -> i32 {
+    let mut programs = Programs::default();
     loop {
-        let payload = read_frame(&mut sock);
+        let payload = read_frame_with(&mut sock, Order::frame_bound);
         // Account jobs (tags 20-29) carry a whole request and answer a whole reply.
         if let Ok(p) = &payload {
             if p.first() == Some(&crate::accounts::JOB_TAG) {
@@ -372,8 +442,8 @@ fn serve(mut sock: UnixStream, config: &Config) -> i32 {
                 }
             }
         }
-        let job = match payload.and_then(|p| Job::decode(&p)) {
-            Ok(job) => job,
+        let order = match payload.and_then(|p| Order::decode(&p)) {
+            Ok(order) => order,
             Err(FrameError::Closed) => {
                 thaw_if_left_frozen(config);
                 return 0;
@@ -384,9 +454,23 @@ fn serve(mut sock: UnixStream, config: &Config) -> i32 {
                 return 1;
             }
         };
-        let outcome = execute(job, config);
-        log!("launcher: {job:?}: {outcome:?}");
-        if write_frame(&mut sock, &outcome.encode()).is_err() {
+        let answer = match order {
+            Order::Job(job) => {
+                let outcome = execute(job, config);
+                log!("launcher: {job:?}: {outcome:?}");
+                outcome.encode()
+            }
+            Order::ExecStart(plan) => {
+                let answer = programs.start(&plan);
+                log!(
+                    "launcher: exec of {}: {answer:?}",
+                    crate::protocol::text::neutralise(&String::from_utf8_lossy(&plan.program))
+                );
+                answer.encode()
+            }
+            Order::ExecStatus(pid) => programs.status(pid).encode(),
+        };
+        if write_frame(&mut sock, &answer).is_err() {
             return 1;
         }
     }

@@ -192,6 +192,12 @@ mod tests {
         fn account(&mut self, _: &crate::protocol::Request) -> Result<crate::protocol::Reply, LaunchError> {
             unreachable!("power never runs account jobs")
         }
+        fn exec(&mut self, _: &crate::protocol::ExecPlan) -> Result<crate::supervisor::ExecAnswer, LaunchError> {
+            unreachable!("power never runs guest-exec")
+        }
+        fn exec_status(&mut self, _: i64) -> Result<crate::supervisor::ExecAnswer, LaunchError> {
+            unreachable!("power never runs guest-exec")
+        }
     }
 
     struct FakeSys {

@@ -16,8 +16,8 @@ use crate::log;
 use crate::protocol::storage::{DiskInfo, FsInfo};
 use crate::protocol::{fdpass, OpenMode};
 use crate::protocol::{
-    read_frame, write_frame, FrameError, MemoryBlockResult, MemoryBlockState, Reply, Request, ShutdownMode,
-    SuspendMode, TrimResult, VcpuState, MAX_FRAME,
+    read_message_frame, write_frame, ExecPlan, ExecRequest, ExecStatus, FrameError, MemoryBlockResult,
+    MemoryBlockState, Reply, Request, ShutdownMode, SuspendMode, TrimResult, VcpuState, MAX_FRAME,
 };
 
 /// Exit statuses of the helper.
@@ -66,6 +66,10 @@ pub trait Operations {
     fn account(&mut self, req: &Request) -> Reply;
     /// guest-file-open of what [`crate::files::target`] decided.
     fn open_file(&mut self, target: &Target, mode: OpenMode) -> Result<OwnedFd, OpenError>;
+    /// guest-exec: starts the plan's program; its pid.
+    fn exec(&mut self, plan: &ExecPlan) -> Result<i64, String>;
+    /// guest-exec-status: a started program's status (forgotten once reported exited).
+    fn exec_status(&mut self, pid: i64) -> Result<ExecStatus, String>;
 }
 
 /// Why a request is refused (and the helper exits).
@@ -307,12 +311,35 @@ impl<O: Operations> Server<O> {
                     }
                 }
             }
+            Request::Exec(req) => self.exec(&req),
+            Request::ExecStatus { pid } => self.ops.exec_status(pid).map_or_else(failed, Reply::ExecStatus),
         };
         // A reply within every list and string bound can still exceed the frame bound.
         if matches!(reply, Reply::Fsinfo { .. } | Reply::Disks { .. }) && reply.encode().len() > MAX_FRAME {
             return Step::Reply(failed(format!("the reply exceeds the {MAX_FRAME}-byte bound of the helper's frames")));
         }
         Step::Reply(reply)
+    }
+
+    /// guest-exec: the policy re-check on the request as received (program, arguments,
+    /// environment, input, capture), then the plan its grant gives, run by the launcher.
+    fn exec(&mut self, req: &ExecRequest) -> Reply {
+        let env = req.env.as_deref().unwrap_or(&[]);
+        let invocation = Invocation::Exec {
+            program: &req.path,
+            args: &req.args,
+            env,
+            input: req.input.is_some(),
+            capture: req.capture,
+        };
+        let plan = match permit(&self.policy, Command::Exec, &invocation) {
+            Ok(grant) => crate::exec_plan::plan(req, &grant),
+            Err(refusal) => {
+                log!("refused by the policy's conditions: {refusal}");
+                return failed(refusal.0);
+            }
+        };
+        self.ops.exec(&plan).map_or_else(failed, |pid| Reply::ExecStarted { pid })
     }
 
     /// guest-fsfreeze-freeze and -freeze-list: one path, so both keep the same frozen state,
@@ -366,7 +393,11 @@ impl<O: Operations> Server<O> {
             | Request::Reload
             | Request::Freeze
             | Request::Thaw
-            | Request::Suspend { .. } => return None,
+            | Request::Suspend { .. }
+            // guest-exec's check is in `exec`, which needs the grant as well; the status of a
+            // program the policy let start is not narrowed further.
+            | Request::Exec(_)
+            | Request::ExecStatus { .. } => return None,
         };
         let cmd = req.command()?;
         permit(&self.policy, cmd, &invocation).err().map(|r| r.0)
@@ -448,7 +479,7 @@ pub fn run<O: Operations, C: Read + Write + WaitReadable + SendFd>(server: &mut 
                 continue;
             }
         }
-        let req = match read_frame(chan).and_then(|p| Request::decode(&p)) {
+        let req = match read_message_frame(chan).and_then(|p| Request::decode(&p)) {
             Ok(req) => req,
             Err(FrameError::Closed) => return server.front_gone("the front closed the channel"),
             Err(FrameError::Io(e)) => return server.front_gone(&format!("reading the channel failed: {e}")),
@@ -488,6 +519,7 @@ mod tests {
         freeze_error: Option<String>,
         /// What the policy file says on a reload (`None`: it does not validate).
         next_policy: Option<Policy>,
+        plans: Vec<ExecPlan>,
     }
 
     impl Operations for FakeOps {
@@ -554,6 +586,15 @@ mod tests {
                 _ => Ok(std::fs::File::open("/dev/null").unwrap().into()),
             }
         }
+        fn exec(&mut self, plan: &ExecPlan) -> Result<i64, String> {
+            self.calls.push("exec");
+            self.plans.push(plan.clone());
+            Ok(42)
+        }
+        fn exec_status(&mut self, _: i64) -> Result<ExecStatus, String> {
+            self.calls.push("exec_status");
+            Ok(ExecStatus::default())
+        }
     }
 
     fn all_enabled() -> Policy {
@@ -599,7 +640,7 @@ mod tests {
             let mut r = &self.output[..];
             let mut out = vec![];
             while !r.is_empty() {
-                out.push(Reply::decode(&read_frame(&mut r).unwrap()).unwrap());
+                out.push(Reply::decode(&crate::protocol::read_frame(&mut r).unwrap()).unwrap());
             }
             out
         }

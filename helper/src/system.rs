@@ -18,12 +18,14 @@ use crate::memory::{self, SYSFS_MEMORY};
 use crate::mounts::{read_mounts, read_mounts_named};
 use crate::power::{self, SysfsPower};
 use crate::protocol::storage::{DiskInfo, FsInfo};
+use crate::protocol::{ExecPlan, ExecStatus, MAX_EXEC_PROGRAMS};
 use crate::protocol::{
     MemoryBlockResult, MemoryBlockState, OpenMode, ShutdownMode, SuspendMode, TrimResult, VcpuState,
 };
 use crate::serve::{Operations, Thawed};
 use crate::statfs_probe::Probes;
 use crate::storage;
+use crate::supervisor::ExecAnswer;
 use crate::trim::trim_mounts;
 use crate::vcpus::{self, SYSFS_CPU};
 
@@ -151,5 +153,42 @@ impl<R: Run> Operations for System<R> {
 
     fn open_file(&mut self, target: &Target, mode: OpenMode) -> Result<std::os::fd::OwnedFd, OpenError> {
         files::open(target, mode)
+    }
+
+    fn exec(&mut self, plan: &ExecPlan) -> Result<i64, String> {
+        match self.launcher.exec(plan).map_err(|e| e.to_string())? {
+            ExecAnswer::Started { pid } => Ok(pid),
+            other => Err(exec_error(&plan.program, other)),
+        }
+    }
+
+    fn exec_status(&mut self, pid: i64) -> Result<ExecStatus, String> {
+        match self.launcher.exec_status(pid).map_err(|e| e.to_string())? {
+            ExecAnswer::Status(s) => Ok(s),
+            other => Err(exec_error(b"", other)),
+        }
+    }
+}
+
+/// The guest-visible text of a launcher answer that is not a success: 7.2's own texts where it
+/// has the case (a program that cannot be run, an unknown pid), ours for the limits it lacks.
+fn exec_error(program: &[u8], answer: ExecAnswer) -> String {
+    match answer {
+        ExecAnswer::SpawnFailed(e) => format!(
+            "Guest agent command failed, error was 'Failed to execute child process \u{201C}{}\u{201D} ({})'",
+            String::from_utf8_lossy(program),
+            crate::protocol::text::strerror(e as i32)
+        ),
+        ExecAnswer::NoSuchUser(u) => {
+            format!("guest-exec: the user '{u}' the policy runs the program as does not exist")
+        }
+        ExecAnswer::TooMany => format!(
+            "guest-exec: {MAX_EXEC_PROGRAMS} programs are running or have exited without guest-exec-status \
+             collecting their status; no more are started until it has"
+        ),
+        ExecAnswer::UnknownPid => "Invalid parameter 'pid'".to_string(),
+        ExecAnswer::Started { .. } | ExecAnswer::Status(_) => {
+            "internal error: unexpected answer from the program launcher".to_string()
+        }
     }
 }

@@ -25,7 +25,8 @@ pub enum ArgType {
     StrList,
     /// `guest-set-memory-blocks`' list of `GuestMemoryBlock`.
     MemBlockList,
-    /// A boolean (`guest-set-user-password`'s crypted, `guest-ssh-add-authorized-keys`' reset).
+    /// A boolean (`guest-set-user-password`'s crypted, `guest-ssh-add-authorized-keys`' reset,
+    /// `guest-exec`'s capture-output: a bool in 7.2's schema).
     Bool,
 }
 
@@ -77,6 +78,8 @@ pub enum Command {
     GetMemoryBlocks,
     SetMemoryBlocks,
     GetMemoryBlockInfo,
+    ExecStatus,
+    Exec,
     GetHostName,
     GetUsers,
     GetTimezone,
@@ -120,7 +123,7 @@ macro_rules! row {
 }
 
 /// The table, in schema order. `Command as usize` indexes it.
-pub const TABLE: [CommandSpec; 40] = [
+pub const TABLE: [CommandSpec; 42] = [
     row!(SyncDelimited, "guest-sync-delimited", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Sync, "guest-sync", [req("id", Int)], Front, frozen: true, reply: true, ro: true),
     row!(Ping, "guest-ping", [], Front, frozen: true, reply: true, ro: true),
@@ -151,6 +154,8 @@ pub const TABLE: [CommandSpec; 40] = [
     row!(GetMemoryBlocks, "guest-get-memory-blocks", [], Front, frozen: false, reply: true, ro: true),
     row!(SetMemoryBlocks, "guest-set-memory-blocks", [req("mem-blks", MemBlockList)], Helper, frozen: false, reply: true, ro: false),
     row!(GetMemoryBlockInfo, "guest-get-memory-block-info", [], Front, frozen: false, reply: true, ro: true),
+    row!(ExecStatus, "guest-exec-status", [req("pid", Int)], Helper, frozen: false, reply: true, ro: false),
+    row!(Exec, "guest-exec", [req("path", Str), opt("arg", StrList), opt("env", StrList), opt("input-data", Str), opt("capture-output", Bool)], Helper, frozen: false, reply: true, ro: false),
     row!(GetHostName, "guest-get-host-name", [], Front, frozen: false, reply: true, ro: true),
     row!(GetUsers, "guest-get-users", [], Front, frozen: false, reply: true, ro: true),
     row!(GetTimezone, "guest-get-timezone", [], Front, frozen: false, reply: true, ro: true),
@@ -217,7 +222,7 @@ mod tests {
         for spec in TABLE.iter() {
             assert_eq!(Command::from_name(spec.name), Some(spec.command));
         }
-        assert_eq!(Command::from_name("guest-exec"), None);
+        assert_eq!(Command::from_name("guest-get-load"), None);
     }
 
     #[test]
@@ -269,6 +274,8 @@ mod tests {
                 "guest-get-fsinfo",
                 "guest-set-user-password",
                 "guest-set-memory-blocks",
+                "guest-exec-status",
+                "guest-exec",
                 "guest-ssh-get-authorized-keys",
                 "guest-ssh-add-authorized-keys",
                 "guest-ssh-remove-authorized-keys"

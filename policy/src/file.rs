@@ -435,12 +435,13 @@ pub fn load_configured(explicit: Option<&Path>) -> Result<PolicyFile, PolicyErro
 
 /// The shipped policy files, embedded so the agent and `--check-policy` never depend on where
 /// (or whether) they were installed. Name and text.
-pub const SHIPPED: [(&str, &str); 5] = [
+pub const SHIPPED: [(&str, &str); 6] = [
     ("default.policy", include_str!("../default.policy")),
     ("allow-all.policy", include_str!("../allow-all.policy")),
     ("backup-only.policy", include_str!("../backup-only.policy")),
     ("monitoring-only.policy", include_str!("../monitoring-only.policy")),
     ("cloud-image.policy", include_str!("../cloud-image.policy")),
+    ("exec-programs.policy", include_str!("../exec-programs.policy")),
 ];
 
 /// The text of the shipped `default.policy`.

@@ -155,7 +155,7 @@ fn unknown_list_name_is_an_error_with_the_nearest_command() {
         merge_err(&[], &[("guest-fsfreeze-thwa", "config allow-rpcs")]),
         "config allow-rpcs: unknown command 'guest-fsfreeze-thwa'; did you mean 'guest-fsfreeze-thaw'?"
     );
-    assert_eq!(merge_err(&[("guest-exec", "--blacklist")], &[]), "--blacklist: unknown command 'guest-exec'");
+    assert_eq!(merge_err(&[("guest-get-load", "--blacklist")], &[]), "--blacklist: unknown command 'guest-get-load'");
 }
 
 #[test]

@@ -29,7 +29,14 @@ fn every_shipped_file_is_embedded_and_tested() {
     let names: Vec<_> = SHIPPED.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
-        ["default.policy", "allow-all.policy", "backup-only.policy", "monitoring-only.policy", "cloud-image.policy"]
+        [
+            "default.policy",
+            "allow-all.policy",
+            "backup-only.policy",
+            "monitoring-only.policy",
+            "cloud-image.policy",
+            "exec-programs.policy"
+        ]
     );
     let mut on_disk: Vec<String> = std::fs::read_dir(env!("CARGO_MANIFEST_DIR"))
         .expect("crate dir")
@@ -48,13 +55,13 @@ fn is_account_command(name: &str) -> bool {
 }
 
 #[test]
-fn default_policy_enables_everything_but_guest_file_and_the_account_commands() {
+fn default_policy_enables_everything_but_guest_file_guest_exec_and_the_account_commands() {
     let p = load("default.policy");
-    let expected: Vec<_> = TABLE
-        .iter()
-        .filter(|s| !s.name.starts_with("guest-file-") && !is_account_command(s.name) && s.command.available())
-        .map(|s| s.name)
-        .collect();
+    let off =
+        |name: &str| name.starts_with("guest-file-") || name.starts_with("guest-exec") || is_account_command(name);
+    let expected: Vec<_> = TABLE.iter().filter(|s| !off(s.name) && s.command.available()).map(|s| s.name).collect();
+    assert!(!expected.contains(&"guest-exec") && !expected.contains(&"guest-exec-status"));
+    assert!(!expected.contains(&"guest-set-user-password") && !expected.contains(&"guest-ssh-add-authorized-keys"));
     assert_eq!(enabled(&p), expected);
     assert!(expected.contains(&"guest-get-cpustats") && !expected.contains(&"guest-get-devices"));
     assert!(expected.contains(&"guest-set-memory-blocks") && expected.contains(&"guest-fsfreeze-freeze-list"));
@@ -139,6 +146,38 @@ fn cloud_image_policy_allows_the_account_commands_for_its_one_user_only() {
     }
     let refused = permit(&p, Command::SshAddAuthorizedKeys, &Invocation::SshKeys { user: b"root" }).unwrap_err();
     assert_eq!(refused.0, "the policy does not allow guest-ssh-add-authorized-keys for user 'root'");
+}
+
+#[test]
+fn exec_programs_policy_runs_only_its_fixed_programs_as_their_users_within_limits() {
+    use qga_policy::rules::ArgList;
+    use qga_policy::{permit, Grant, Invocation};
+    let p = load("exec-programs.policy");
+    let off = |name: &str| name.starts_with("guest-file-") || is_account_command(name);
+    let expected: Vec<_> = TABLE.iter().filter(|s| !off(s.name) && s.command.available()).map(|s| s.name).collect();
+    assert!(expected.contains(&"guest-exec") && expected.contains(&"guest-exec-status"));
+    assert_eq!(enabled(&p), expected);
+    let policy = p.policy();
+    let exec = |program: &str, args: &[&str], env: &[&str], input, capture| {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let env: Vec<Vec<u8>> = env.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let inv = Invocation::Exec { program: program.as_bytes(), args: &args, env: &env, input, capture };
+        match permit(&policy, Command::Exec, &inv) {
+            Ok(Grant::Exec(rule)) => Ok((rule.user.clone(), rule.timeout, rule.output_limit, rule.args.clone())),
+            Ok(other) => panic!("{other:?}"),
+            Err(refusal) => Err(refusal.0),
+        }
+    };
+    assert_eq!(exec("/usr/bin/uptime", &[], &[], false, true), Ok(("nobody".into(), 5, 4096, ArgList::Exact(vec![]))));
+    assert!(exec("/bin/df", &["-h", "/"], &[], false, true).is_ok());
+    assert!(exec("/usr/local/sbin/platform-task", &[], &["TZ=UTC"], true, true).is_ok());
+    assert_eq!(
+        exec("/bin/sh", &["-c", "id"], &[], false, true),
+        Err("the policy does not allow guest-exec of '/bin/sh'".into())
+    );
+    assert!(exec("/bin/df", &["-h", "/etc"], &[], false, true).is_err());
+    assert!(exec("/usr/bin/uptime", &[], &[], true, false).is_err(), "no input for uptime");
+    assert!(exec("/usr/local/sbin/platform-task", &[], &["LD_PRELOAD=/x"], true, true).is_err());
 }
 
 #[test]

@@ -50,9 +50,9 @@ pub struct Received {
     pub truncated: bool,
 }
 
-/// Reads one frame as [`crate::read_frame`] does, keeping the descriptors that arrive with it
-/// (received close-on-exec).
-pub fn read_frame_with_fds(sock: &mut UnixStream) -> Result<Received, FrameError> {
+/// Reads one frame as [`crate::read_frame_with`] does (its bound chosen by its tag), keeping
+/// the descriptors that arrive with it (received close-on-exec).
+pub fn read_frame_with_fds(sock: &mut UnixStream, bound: impl Fn(u8) -> usize) -> Result<Received, FrameError> {
     let mut got = Received { payload: Vec::new(), fds: Vec::new(), truncated: false };
     let mut len = [0u8; 4];
     let mut n = 0;
@@ -64,11 +64,21 @@ pub fn read_frame_with_fds(sock: &mut UnixStream) -> Result<Received, FrameError
         }
     }
     let size = u32::from_le_bytes(len) as usize;
-    if size > MAX_FRAME {
+    if size > crate::MAX_EXEC_FRAME.max(MAX_FRAME) {
         return Err(FrameError::TooLong(size));
     }
-    let mut payload = vec![0u8; size];
-    let mut n = 0;
+    // The tag first, so the bound it chooses is checked before the rest is allocated.
+    let mut payload = vec![0u8; size.min(1)];
+    if size > 0 {
+        if recv_some(sock, &mut payload, &mut got)? == 0 {
+            return Err(FrameError::Truncated);
+        }
+        if size > bound(payload[0]) {
+            return Err(FrameError::TooLong(size));
+        }
+    }
+    payload.resize(size, 0);
+    let mut n = size.min(1);
     while n < size {
         match recv_some(sock, &mut payload[n..], &mut got)? {
             0 => return Err(FrameError::Truncated),
@@ -117,7 +127,7 @@ mod tests {
         let file = std::fs::File::open("/proc/self/status").unwrap();
         let payload = vec![7u8; 100_000];
         let writer = std::thread::spawn(move || write_frame_with_fd(&mut a, &payload, file.as_fd()).map(|()| a));
-        let got = read_frame_with_fds(&mut b).unwrap();
+        let got = read_frame_with_fds(&mut b, |_| MAX_FRAME).unwrap();
         let _a = writer.join().unwrap().unwrap();
         assert_eq!(got.payload, vec![7u8; 100_000]);
         assert_eq!(got.fds.len(), 1);
@@ -128,10 +138,10 @@ mod tests {
     fn a_plain_frame_carries_no_descriptor() {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         crate::write_frame(&mut a, b"abc").unwrap();
-        let got = read_frame_with_fds(&mut b).unwrap();
+        let got = read_frame_with_fds(&mut b, |_| MAX_FRAME).unwrap();
         assert_eq!(got.payload, b"abc");
         assert!(got.fds.is_empty());
         drop(a);
-        assert!(matches!(read_frame_with_fds(&mut b), Err(FrameError::Closed)));
+        assert!(matches!(read_frame_with_fds(&mut b, |_| MAX_FRAME), Err(FrameError::Closed)));
     }
 }

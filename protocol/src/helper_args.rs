@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn enabled_accepts_only_helper_commands_once_each() {
         assert!(parse_enabled("guest-shutdown,guest-set-time").is_ok());
-        assert_eq!(parse_enabled("guest-exec"), Err(ArgsError::UnknownCommand("guest-exec".into())));
+        assert_eq!(parse_enabled("guest-get-load"), Err(ArgsError::UnknownCommand("guest-get-load".into())));
         assert_eq!(parse_enabled("guest-ping"), Err(ArgsError::NotAHelperCommand("guest-ping".into())));
         assert_eq!(
             parse_enabled("guest-shutdown,guest-shutdown"),

@@ -7,6 +7,7 @@
 //! line ([`text`]) and how an open file travels from the helper to the front ([`fdpass`]).
 
 pub mod accounts;
+pub mod exec;
 pub mod fdpass;
 pub mod frozen;
 pub mod helper_args;

@@ -10,6 +10,9 @@ use qga_policy::{Command, Narrowing, Policy, COUNT};
 use std::io::{self, Read, Write};
 
 use crate::accounts::{dec_keys, dec_user, enc_keys, Secret, MAX_AUTHKEYS_FILE, MAX_KEYS, MAX_KEY_LEN, MAX_PASSWORD};
+pub use crate::exec::{
+    Captured, ExecEnd, ExecPlan, ExecRequest, ExecStatus, MAX_EXEC_FRAME, MAX_EXEC_OUTPUT, MAX_EXEC_PROGRAMS,
+};
 use crate::storage::{DiskInfo, FsInfo};
 use crate::wire::{Dec, Enc};
 pub use crate::wire::{FrameError, MAX_FRAME, MAX_STR};
@@ -248,6 +251,11 @@ pub enum Request {
     GetFsinfo,
     /// guest-get-disks: every block device, its partitions and dependencies.
     GetDisks,
+    // exec's block (tags 70-79).
+    /// guest-exec: start a program (after the helper's own policy check).
+    Exec(ExecRequest),
+    /// guest-exec-status: a started program's status; reported exited, it is forgotten.
+    ExecStatus { pid: i64 },
     // ---- accounts (tags 90-99) ----
     /// guest-set-user-password: the user name and the raw password as 7.2 checks them (base64
     /// decoded, cut at NUL, no newline; no ':' or newline in the name).
@@ -300,6 +308,11 @@ pub enum Reply {
     Fsinfo { filesystems: Vec<FsInfo> },
     /// GetDisks: in 7.2's reply order.
     Disks { disks: Vec<DiskInfo> },
+    // exec's block (tags 70-79).
+    /// Exec: the program runs with this pid.
+    ExecStarted { pid: i64 },
+    /// ExecStatus.
+    ExecStatus(ExecStatus),
     /// SshGetKeys: the keys in 7.2's reply order.
     Keys { keys: Vec<Vec<u8>> },
     /// SshGetKeys / SshAddKeys / SshRemoveKeys: the user is not in the guest's passwd file (the
@@ -312,6 +325,10 @@ pub enum Reply {
     /// FileOpen: the open failed with this errno (the front words it as 7.2 does).
     FileOpenFailed { errno: i32 },
 }
+
+/// The tags of the requests and replies that carry exec input or output: the only frames
+/// allowed past [`MAX_FRAME`], up to [`MAX_EXEC_FRAME`].
+pub const EXEC_TAGS: [u8; 2] = [70, 71];
 
 // The one place each mode's wire code is declared; the helper's launcher frames use it too.
 impl ShutdownMode {
@@ -413,6 +430,14 @@ impl Request {
             }
             Request::GetFsinfo => e.u8(30),
             Request::GetDisks => e.u8(31),
+            Request::Exec(r) => {
+                e.u8(70);
+                r.encode(&mut e);
+            }
+            Request::ExecStatus { pid } => {
+                e.u8(71);
+                e.i64(*pid);
+            }
             Request::SetUserPassword { user, password, crypted } => {
                 e.u8(90);
                 e.bytes(user);
@@ -493,6 +518,8 @@ impl Request {
             }
             30 => Request::GetFsinfo,
             31 => Request::GetDisks,
+            70 => Request::Exec(ExecRequest::decode(&mut d)?),
+            71 => Request::ExecStatus { pid: d.i64()? },
             90 => Request::SetUserPassword {
                 user: dec_user(&mut d)?,
                 password: Secret(d.bytes(MAX_PASSWORD)?),
@@ -607,6 +634,14 @@ impl Reply {
                 e.u8(31);
                 crate::storage::encode_disks(&mut e, disks);
             }
+            Reply::ExecStarted { pid } => {
+                e.u8(70);
+                e.i64(*pid);
+            }
+            Reply::ExecStatus(status) => {
+                e.u8(71);
+                status.encode(&mut e);
+            }
             Reply::Keys { keys } => {
                 e.u8(90);
                 enc_keys(&mut e, keys);
@@ -703,6 +738,8 @@ impl Reply {
             }
             30 => Reply::Fsinfo { filesystems: crate::storage::decode_fsinfo(&mut d)? },
             31 => Reply::Disks { disks: crate::storage::decode_disks(&mut d)? },
+            70 => Reply::ExecStarted { pid: d.i64()? },
+            71 => Reply::ExecStatus(ExecStatus::decode(&mut d)?),
             90 => Reply::Keys { keys: dec_keys(&mut d, MAX_AUTHKEYS_FILE / 2 + 1, MAX_AUTHKEYS_FILE)? },
             91 => Reply::NoSuchUser,
             80 => Reply::FileOpened,
@@ -718,9 +755,11 @@ impl Reply {
     }
 }
 
-/// Writes one frame (length prefix and payload) in a single write.
+/// Writes one frame (length prefix and payload) in a single write. Only a frame with one of
+/// [`EXEC_TAGS`] may exceed [`MAX_FRAME`] (up to [`MAX_EXEC_FRAME`]): the reader refuses
+/// anything else.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    if payload.len() > MAX_FRAME {
+    if payload.len() > MAX_EXEC_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too long"));
     }
     let mut buf = Vec::with_capacity(4 + payload.len());
@@ -729,9 +768,21 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     w.write_all(&buf)
 }
 
-/// Reads one frame's payload. EOF before the first byte is [`FrameError::Closed`]; EOF inside a
-/// frame is [`FrameError::Truncated`].
+/// Reads one front↔helper message frame: at most [`MAX_FRAME`], or [`MAX_EXEC_FRAME`] for a
+/// payload whose tag is one of [`EXEC_TAGS`].
+pub fn read_message_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    read_frame_with(r, |tag| crate::exec::frame_bound(tag, &EXEC_TAGS))
+}
+
+/// Reads one frame's payload of at most [`MAX_FRAME`] bytes.
 pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    read_frame_with(r, |_| MAX_FRAME)
+}
+
+/// Reads one frame's payload, its bound chosen by its first byte (the tag) before anything
+/// beyond it is allocated. EOF before the first byte is [`FrameError::Closed`]; EOF inside a
+/// frame is [`FrameError::Truncated`].
+pub fn read_frame_with(r: &mut impl Read, bound: impl Fn(u8) -> usize) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -744,10 +795,23 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
         }
     }
     let n = u32::from_le_bytes(len) as usize;
-    if n > MAX_FRAME {
+    if n > MAX_EXEC_FRAME.max(MAX_FRAME) {
         return Err(FrameError::TooLong(n));
     }
-    let mut payload = vec![0u8; n];
+    let mut payload = vec![0u8; n.min(1)];
+    read_exact(r, &mut payload)?;
+    if let Some(&tag) = payload.first() {
+        if n > bound(tag) {
+            return Err(FrameError::TooLong(n));
+        }
+    }
+    payload.resize(n, 0);
+    read_exact(r, &mut payload[n.min(1)..])?;
+    Ok(payload)
+}
+
+fn read_exact(r: &mut impl Read, payload: &mut [u8]) -> Result<(), FrameError> {
+    let n = payload.len();
     let mut got = 0;
     while got < n {
         match r.read(&mut payload[got..]) {
@@ -757,7 +821,7 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
             Err(e) => return Err(FrameError::Io(e)),
         }
     }
-    Ok(payload)
+    Ok(())
 }
 
 impl Request {
@@ -790,6 +854,8 @@ impl Request {
             Request::SetTime { .. } => Some(C::SetTime),
             Request::GetFsinfo => Some(C::GetFsinfo),
             Request::GetDisks => Some(C::GetDisks),
+            Request::Exec(_) => Some(C::Exec),
+            Request::ExecStatus { .. } => Some(C::ExecStatus),
             Request::SetUserPassword { .. } => Some(C::SetUserPassword),
             Request::SshGetKeys { .. } => Some(C::SshGetAuthorizedKeys),
             Request::SshAddKeys { .. } => Some(C::SshAddAuthorizedKeys),
@@ -827,6 +893,15 @@ mod tests {
             },
             Request::GetFsinfo,
             Request::GetDisks,
+            Request::Exec(ExecRequest {
+                path: b"/bin/sh".to_vec(),
+                args: vec![b"-c".to_vec(), b"exit 3".to_vec()],
+                env: Some(vec![b"A=\xc0\x80".to_vec()]),
+                input: Some(vec![0, 255]),
+                capture: true,
+            }),
+            Request::Exec(ExecRequest { path: b"true".to_vec(), args: vec![], env: None, input: None, capture: false }),
+            Request::ExecStatus { pid: -1 },
             Request::SetUserPassword { user: b"alice".to_vec(), password: Secret(b"p:w".to_vec()), crypted: false },
             Request::SshGetKeys { user: b"\xc0\x80".to_vec() },
             Request::SshAddKeys {
@@ -874,6 +949,13 @@ mod tests {
                 ]),
             },
             Reply::ReloadRefused { restart: true, reason: "policy:3: no".into() },
+            Reply::ExecStarted { pid: 42 },
+            Reply::ExecStatus(ExecStatus::default()),
+            Reply::ExecStatus(ExecStatus {
+                end: Some(ExecEnd::Exited(3)),
+                out: Captured { data: b"out\n".to_vec(), truncated: false },
+                err: Captured { data: vec![0; 10], truncated: true },
+            }),
             Reply::Keys { keys: vec![b"ssh-rsa AAAA b".to_vec(), b"x".to_vec()] },
             Reply::Keys { keys: vec![] },
             Reply::NoSuchUser,

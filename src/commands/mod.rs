@@ -3,6 +3,7 @@
 //! privileged work is one typed request to the helper.
 
 pub mod accounts;
+pub mod exec;
 pub mod file;
 pub mod fsfreeze;
 pub mod host;
@@ -102,6 +103,10 @@ pub fn run(agent: &mut Agent, call: Call) -> Result<Value, AgentError> {
         Call::GetUsers => users::get_users(),
         Call::GetTimezone => timezone::get_timezone(),
         Call::GetOsinfo => osinfo::get_osinfo(),
+        Call::ExecStatus { pid } => exec::status(agent, pid),
+        Call::Exec { path, arg, env, input_data, capture_output } => {
+            exec::exec(agent, path, arg, env, input_data, capture_output)
+        }
         // The gate never lets it through (it is unavailable on Linux); the answer is the gate's.
         Call::GetDevices => Err(AgentError::CommandDisabled(Command::GetDevices.name())),
         Call::SshGetAuthorizedKeys { username } => accounts::ssh_get(agent, &username),

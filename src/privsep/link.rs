@@ -5,7 +5,7 @@
 use crate::qmp::AgentError;
 use nix::errno::Errno;
 use qga_protocol::fdpass::read_frame_with_fds;
-use qga_protocol::{write_frame, FrameError, OpenMode, Reply, Request, MAX_FRAME};
+use qga_protocol::{write_frame, FrameError, OpenMode, Reply, Request, EXEC_TAGS, MAX_EXEC_FRAME, MAX_FRAME};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
@@ -59,7 +59,8 @@ impl HelperLink {
         let payload = request.encode();
         // The helper exits on a frame over its bound; the front refuses such a request itself
         // (protocol.rs keeps every bounded request within it, so this is a last line).
-        if payload.len() > MAX_FRAME {
+        let bound = if EXEC_TAGS.contains(&payload[0]) { MAX_EXEC_FRAME } else { MAX_FRAME };
+        if payload.len() > bound {
             return Err(AgentError::command(format!(
                 "the request is too large for the privileged helper ({} bytes)",
                 payload.len()
@@ -67,7 +68,9 @@ impl HelperLink {
         }
         let result = write_frame(&mut self.socket, &payload)
             .map_err(FrameError::Io)
-            .and_then(|()| read_frame_with_fds(&mut self.socket))
+            .and_then(|()| {
+                read_frame_with_fds(&mut self.socket, |tag| qga_protocol::exec::frame_bound(tag, &EXEC_TAGS))
+            })
             .and_then(|got| {
                 if got.truncated {
                     return Err(FrameError::BadValue("descriptor count (control data truncated)"));

@@ -205,6 +205,10 @@ fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
                 .collect::<Result<_, _>>()
                 .map(Checked::Strs)
         }
+        ArgType::Bool => match v {
+            Value::Bool(b) => Ok(Checked::Bool(*b)),
+            _ => Err(wrong_type(name, "boolean")),
+        },
         ArgType::MemBlockList => {
             let Value::List(items) = v else { return Err(wrong_type(name, "array")) };
             items
@@ -214,10 +218,6 @@ fn check_one(arg: &Arg, v: &Value) -> Result<Checked, AgentError> {
                 .collect::<Result<_, _>>()
                 .map(Checked::MemoryBlocks)
         }
-        ArgType::Bool => match v {
-            Value::Bool(b) => Ok(Checked::Bool(*b)),
-            _ => Err(wrong_type(name, "boolean")),
-        },
     }
 }
 
