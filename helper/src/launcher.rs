@@ -17,7 +17,7 @@
 //! the front never talks to the launcher, and the launcher acts only on the helper's EOF.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -31,22 +31,18 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{access, fork, AccessFlags, ForkResult, Pid};
 
+pub(crate) use crate::child_setup::close_other_fds;
+pub use crate::child_setup::{PROGRAM_UMASK, SEARCH_DIRS};
 use crate::log;
 use crate::protocol::{read_frame, read_frame_with, write_frame, ExecPlan, FrameError, ShutdownMode, SuspendMode};
 use crate::protocol::{MAX_EXEC_FRAME, MAX_FRAME};
 use crate::supervisor::{ExecAnswer, Programs};
 
-/// Where programs found by name are looked for: the helper has no PATH, so this fixed list
-/// stands in for it (in the order a root PATH would list them).
-pub const SEARCH_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /// 7.2 runs shutdown from this fixed path.
 pub const SHUTDOWN: &str = "/sbin/shutdown";
 /// The environment of programs that are scripts (pm-utils, the hook) and need a PATH; nothing
 /// of the agent's own environment is passed on.
 pub const SCRIPT_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-/// The umask of every program run: 7.2's daemon mask (group and others get nothing), so a
-/// hook's files are not world-readable by accident.
-pub const PROGRAM_UMASK: u32 = 0o077;
 /// How often a job with a timeout is checked on.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -395,21 +391,6 @@ impl Launcher {
         write_frame(&mut self.sock, &order.encode()).map_err(|e| LaunchError::Channel(FrameError::Io(e)))?;
         let payload = read_frame_with(&mut self.sock, ExecAnswer::frame_bound).map_err(LaunchError::Channel)?;
         ExecAnswer::decode(&payload).map_err(LaunchError::Channel)
-    }
-}
-
-/// The launcher must hold nothing but stdio and its socket: in particular not the front's
-/// request socket (fd 3), so the front sees EOF when the helper goes.
-pub(crate) fn close_other_fds(keep: RawFd) {
-    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
-        Err(_) => (3..1024).collect(),
-    };
-    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
-        // SAFETY: right after fork no Rust object of this process owns these descriptors
-        // (the helper wraps fd 3 only after the launcher is forked, and the other end of the
-        // socketpair was dropped above); the read_dir descriptor is already closed.
-        unsafe { nix::libc::close(fd) };
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod blockdev;
+pub mod child_setup;
 pub mod clock;
 pub mod demote;
 pub mod exec_plan;

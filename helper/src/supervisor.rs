@@ -29,7 +29,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
 
-use crate::launcher::{PROGRAM_UMASK, SEARCH_DIRS};
+use crate::child_setup::{close_other_fds, PROGRAM_UMASK, SEARCH_DIRS};
 use crate::log;
 use crate::protocol::{read_frame_with, write_frame, Captured, ExecEnd, ExecPlan, ExecStatus, MAX_EXEC_FRAME};
 use crate::protocol::{MAX_EXEC_PROGRAMS, MAX_FRAME};
@@ -215,7 +215,7 @@ impl Programs {
                 // helper, nor the other programs' status sockets (closed below, so the table's
                 // handles must not close them again).
                 std::mem::forget(std::mem::take(&mut self.running));
-                crate::launcher::close_other_fds(theirs.as_raw_fd());
+                close_other_fds(theirs.as_raw_fd());
                 let code = supervise(UnixStream::from(theirs), plan, &path, &argv, &env, account);
                 // SAFETY: _exit ends the forked supervisor without running the launcher's
                 // exit handlers or flushing its copied buffers.
