@@ -21,10 +21,18 @@ fn serving(tag: &str, extra: &'static [&'static str]) -> (Helper, u32) {
     h.send(&Request::FreezeStatus);
     assert_eq!(h.reply(), Reply::FreezeState { frozen: false });
     // Its children: the launcher (full capabilities) and two statfs probes (only
-    // CAP_DAC_READ_SEARCH, 0x4).
-    let children = children_of(h.child.id());
-    let launchers: Vec<u32> =
-        children.iter().copied().filter(|&pid| status_field(pid, "CapEff") != "0000000000000004").collect();
+    // CAP_DAC_READ_SEARCH, 0x4). Each probe drops its capabilities itself once forked, which
+    // may still be under way when the helper already serves: give them a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (children, launchers) = loop {
+        let children = children_of(h.child.id());
+        let launchers: Vec<u32> =
+            children.iter().copied().filter(|&pid| status_field(pid, "CapEff") != "0000000000000004").collect();
+        if (launchers.len() == 1 && children.len() == 3) || std::time::Instant::now() > deadline {
+            break (children, launchers);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     assert_eq!(launchers.len(), 1, "the helper has exactly one launcher: {children:?}");
     assert_eq!(children.len(), 3, "and two statfs probes: {children:?}");
     (h, launchers[0])
