@@ -19,6 +19,15 @@ fn expected_from_policy_crate(name: &str) -> HashMap<String, bool> {
     Command::all().map(|c| (c.name().to_string(), decide(effective.policy(), c, false) == Decision::Enabled)).collect()
 }
 
+/// The commands that make the host root in the guest, which the shipped default policy
+/// disables: files, exec, passwords and SSH keys.
+fn root_equivalent(name: &str) -> bool {
+    name.starts_with("guest-file-")
+        || name.starts_with("guest-exec")
+        || name.starts_with("guest-ssh-")
+        || name == "guest-set-user-password"
+}
+
 fn enabled_names(map: &HashMap<String, bool>) -> Vec<&str> {
     let mut v: Vec<&str> = map.iter().filter(|(_, e)| **e).map(|(n, _)| n.as_str()).collect();
     v.sort();
@@ -38,8 +47,7 @@ fn default_policy_disables_guest_file_open_with_7_2s_text_and_guest_info_says_so
     let enabled = enabled_map(&mut c);
     assert_eq!(enabled.len(), qga_policy::COUNT);
     for (name, on) in &enabled {
-        let off = name.starts_with("guest-file-") || name.starts_with("guest-exec");
-        let expected = !off && !UNAVAILABLE_ON_LINUX.contains(&name.as_str());
+        let expected = !root_equivalent(name) && !UNAVAILABLE_ON_LINUX.contains(&name.as_str());
         assert_eq!(*on, expected, "{name} under the default policy");
     }
 }
@@ -137,7 +145,7 @@ fn check_policy_exits_0_and_prints_the_effective_table() {
             .find(|l| l.split_whitespace().next() == Some(name))
             .unwrap_or_else(|| panic!("{name} missing from the table:\n{stdout}"));
         let state = line.split_whitespace().nth(1).unwrap();
-        let off = name.starts_with("guest-file-") || UNAVAILABLE_ON_LINUX.contains(&name);
+        let off = root_equivalent(name) || UNAVAILABLE_ON_LINUX.contains(&name);
         assert_eq!(state, if off { "disabled" } else { "enabled" }, "{line}");
         if UNAVAILABLE_ON_LINUX.contains(&name) {
             assert!(line.ends_with("not available on Linux (qemu-ga 7.2 disables it too)"), "{line}");
