@@ -35,6 +35,7 @@ FIRST_BOOT = [
     ("three_processes_with_their_privilege_facts", steps.three_processes_with_their_privileges),
     ("start_record_in_the_journal", steps.start_record_in_the_journal),
     ("freeze_and_thaw_under_the_sandbox", steps.freeze_and_thaw),
+    ("audit_records_of_freeze_thaw_and_a_refusal_in_the_journal", steps.audit_records_in_the_journal),
     ("front_sigkill_restarted_by_systemd_guest_thawed", steps.front_sigkill_restarted_by_systemd_and_thawed),
     ("set_time_under_the_sandbox", steps.set_time_moves_clock_and_rtc),
     ("set_vcpus_under_the_sandbox", steps.set_vcpus_offline_and_online),

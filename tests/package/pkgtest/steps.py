@@ -214,6 +214,31 @@ def freeze_and_thaw(s):
     return f"{count} file system(s) frozen and thawed; the writer stopped and resumed"
 
 
+def audit_records_in_the_journal(s):
+    """The audit trail of the installed agent reaches the journal (syslog, authpriv.notice,
+    tag qemu-ga-rs-audit) from inside the unit's sandbox: the freeze and thaw just made, and a
+    request the shipped policy refuses (guest-exec is off by default)."""
+    refused = s.guest.agent.execute("guest-exec", {"path": "/bin/true"}, timeout=30)
+    s.expect("error" in refused, f"the shipped policy let guest-exec through: {refused}")
+    want = [
+        ('command="guest-fsfreeze-freeze"', "decision=allowed", "outcome=ok"),
+        ('command="guest-fsfreeze-thaw"', "decision=allowed", "outcome=ok"),
+        ('command="guest-exec"', "decision=refused", "rule=policy"),
+    ]
+    deadline = time.monotonic() + 15
+    while True:
+        # SYSLOG_FACILITY=10 is authpriv: the records must not land in a facility anyone reads.
+        out = s.sh("journalctl -b -t qemu-ga-rs-audit SYSLOG_FACILITY=10 PRIORITY=5 -o cat --no-pager; true")
+        lines = out.splitlines()
+        missing = [w for w in want if not any(all(f in line.split(" ") for f in w) for line in lines)]
+        if not missing:
+            break
+        s.expect(time.monotonic() < deadline, f"audit records missing from the journal: {missing}\n{out}")
+        time.sleep(1)
+    exec_line = [line for line in lines if 'command="guest-exec"' in line][-1]
+    return f"{len(lines)} audit record(s) at authpriv.notice, e.g. {exec_line}"
+
+
 def front_sigkill_restarted_by_systemd_and_thawed(s):
     before = s.unit("MainPID", "NRestarts")
     _writer_start(s)
