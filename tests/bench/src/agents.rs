@@ -6,6 +6,9 @@ use crate::*;
 pub(crate) enum Kind {
     Rs,
     Ref,
+    /// Another qemu-ga-rs build (`--baseline`), measured in the same rounds, to compare two
+    /// builds of the project with each other.
+    Base,
 }
 
 impl Kind {
@@ -13,6 +16,7 @@ impl Kind {
         match self {
             Kind::Rs => "qemu-ga-rs",
             Kind::Ref => "qemu-ga",
+            Kind::Base => "baseline",
         }
     }
 }
@@ -38,6 +42,7 @@ pub(crate) fn agent_command(
     let bin = match kind {
         Kind::Rs => cfg.agent.clone(),
         Kind::Ref => cfg.reference.clone().expect("reference"),
+        Kind::Base => cfg.baseline.clone().expect("baseline"),
     };
     let mut cmd = if wrapper.is_empty() {
         Command::new(&bin)
@@ -48,7 +53,7 @@ pub(crate) fn agent_command(
     };
     cmd.arg("-m").arg("unix-listen").arg("-p").arg(&sock).arg("-t").arg(&state);
     cmd.arg("-f").arg(dir.join(format!("{tag}.pid")));
-    if kind == Kind::Rs {
+    if kind != Kind::Ref {
         cmd.arg("--policy").arg(&cfg.policy);
         cmd.args(&cfg.agent_args);
     }

@@ -8,6 +8,11 @@ pub(crate) struct Config {
     pub(crate) agent: PathBuf,
     pub(crate) reference: Option<PathBuf>,
     pub(crate) policy: PathBuf,
+    /// Another qemu-ga-rs front (`--baseline`, the helper beside it) measured in the same
+    /// rounds; its figures are compared with `agent`'s.
+    pub(crate) baseline: Option<PathBuf>,
+    /// The CPU the bench, its client and every agent it starts are pinned to (`--cpu`).
+    pub(crate) cpu: Option<usize>,
     /// Further options for qemu-ga-rs (`--agent-arg`, repeatable), e.g. its audit scope.
     pub(crate) agent_args: Vec<String>,
     pub(crate) callgrind: bool,
@@ -20,11 +25,13 @@ pub(crate) struct Config {
     pub(crate) pipelined: usize,
     pub(crate) payload: usize,
     pub(crate) thaws: usize,
+    /// guest-exec round trips per round.
+    pub(crate) execs: usize,
 }
 
 pub(crate) fn usage() -> ! {
     eprintln!(
-        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--policy FILE] [--agent-arg ARG]... [--quick] [--no-callgrind] [--callgrind-only]"
+        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--baseline PATH] [--cpu N] [--policy FILE] [--agent-arg ARG]... [--quick] [--no-callgrind] [--callgrind-only]"
     );
     std::process::exit(2)
 }
@@ -40,6 +47,8 @@ pub(crate) fn parse_args() -> Config {
     let mut callgrind = true;
     let mut callgrind_only = false;
     let mut agent_args = Vec::new();
+    let mut baseline = None;
+    let mut cpu = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,6 +56,8 @@ pub(crate) fn parse_args() -> Config {
             "--reference" => reference = Some(args.next().unwrap_or_else(|| usage()).into()),
             "--no-reference" => reference = None,
             "--agent" => agent = args.next().unwrap_or_else(|| usage()).into(),
+            "--baseline" => baseline = Some(args.next().unwrap_or_else(|| usage()).into()),
+            "--cpu" => cpu = Some(args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())),
             "--policy" => policy = args.next().unwrap_or_else(|| usage()).into(),
             "--agent-arg" => agent_args.push(args.next().unwrap_or_else(|| usage())),
             "--quick" => quick = true,
@@ -67,6 +78,8 @@ pub(crate) fn parse_args() -> Config {
         agent,
         reference,
         policy,
+        baseline,
+        cpu,
         agent_args,
         callgrind,
         callgrind_only,
@@ -75,5 +88,6 @@ pub(crate) fn parse_args() -> Config {
         pipelined: if quick { 20_000 } else { 50_000 },
         payload: if quick { 16 * MIB } else { 64 * MIB },
         thaws: if quick { 300 } else { 1000 },
+        execs: if quick { 100 } else { 300 },
     }
 }

@@ -9,6 +9,7 @@ mod agents;
 mod args;
 mod callgrind;
 mod conn;
+mod exec_trip;
 mod floor;
 mod helper_trip;
 mod measure;
@@ -20,6 +21,7 @@ use agents::*;
 use args::*;
 use callgrind::*;
 use conn::*;
+use exec_trip::*;
 use floor::*;
 use helper_trip::*;
 use measure::*;
@@ -39,6 +41,7 @@ use std::time::{Duration, Instant};
 extern "C" {
     pub(crate) fn kill(pid: i32, sig: i32) -> i32;
     pub(crate) fn sysconf(name: i32) -> i64;
+    fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> i32;
 }
 pub(crate) const SIGTERM: i32 = 15;
 pub(crate) const SC_CLK_TCK: i32 = 2;
@@ -57,6 +60,9 @@ fn main() {
         return;
     }
     let cfg = parse_args();
+    if let Some(cpu) = cfg.cpu {
+        pin_to(cpu);
+    }
     assert!(cfg.agent.exists(), "{} not built (cargo build --release --workspace)", cfg.agent.display());
     let dir = std::env::temp_dir().join(format!("qga-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -64,15 +70,25 @@ fn main() {
     let scratch = dir.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
-    let read_file = scratch.join("input.bin");
+    // Root-owned and 0700: qemu-ga-rs's front cannot enter it, only its helper opens files there.
+    let private = dir.join("private");
+    std::fs::create_dir_all(&private).expect("private dir");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
+    let files =
+        Files { read_file: scratch.join("input.bin"), private_read: private.join("input.bin"), scratch, private };
     {
         let data: Vec<u8> = (0..cfg.payload).map(|i| (i * 31 + i / 65536) as u8).collect();
-        std::fs::write(&read_file, data).expect("read file");
-        std::fs::set_permissions(&read_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        for f in [&files.read_file, &files.private_read] {
+            std::fs::write(f, &data).expect("read file");
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
     }
     let mut kinds = vec![Kind::Rs];
     if cfg.reference.is_some() {
         kinds.push(Kind::Ref);
+    }
+    if cfg.baseline.is_some() {
+        kinds.push(Kind::Base);
     }
     eprintln!(
         "qga-bench: {} round(s), payload {} MiB per file test{}",
@@ -86,7 +102,7 @@ fn main() {
     for round in 0..if cfg.callgrind_only { 0 } else { cfg.rounds } {
         for &k in &kinds {
             let t = Instant::now();
-            let r = measure(&cfg, k, &dir, &scratch, &read_file);
+            let r = measure(&cfg, k, &dir, &files);
             eprintln!("  round {} {:<10} {:.1}s", round + 1, k.name(), t.elapsed().as_secs_f64());
             rounds.entry(k).or_default().push(r);
         }
@@ -105,7 +121,7 @@ fn main() {
     };
     let mut ir = HashMap::new();
     if cfg.callgrind {
-        for &k in &kinds {
+        for &k in kinds.iter().filter(|&&k| k != Kind::Base) {
             let t = Instant::now();
             match callgrind(&cfg, k, &dir) {
                 Ok(v) => {
@@ -125,4 +141,17 @@ fn main() {
         return;
     }
     report(&cfg, &kinds, &rounds, &ir, &floor, direct);
+}
+
+/// Restricts the bench (and so its client and every process it starts) to one CPU, as
+/// `taskset -c CPU` would: with client and agent on one CPU each exchange is a direct switch,
+/// so the figures show the agent's own cost rather than the wake-up of another CPU.
+fn pin_to(cpu: usize) {
+    let mut mask = [0u64; 16];
+    assert!(cpu < mask.len() * 64, "--cpu {cpu}: too large");
+    mask[cpu / 64] |= 1 << (cpu % 64);
+    // SAFETY: the mask is a live array of the size passed; pid 0 is this thread, which is the
+    // only one at this point.
+    let rc = unsafe { sched_setaffinity(0, std::mem::size_of_val(&mask), mask.as_ptr()) };
+    assert_eq!(rc, 0, "cannot pin the bench to CPU {cpu}: {}", std::io::Error::last_os_error());
 }

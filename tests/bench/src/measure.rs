@@ -17,7 +17,10 @@ pub(crate) struct Round {
     pub(crate) cpu_10k_pings: f64,
     /// CPU seconds per request of each host query (agent processes only), by name.
     pub(crate) cpu_per_query: HashMap<&'static str, f64>,
-    pub(crate) cpu_read_64m: f64,
+    /// CPU per 64 MiB read at 1 MiB (agent tree), by the read figure's key.
+    pub(crate) cpu_read_64m: HashMap<&'static str, f64>,
+    /// The guest-exec round trips (not measured for a baseline build).
+    pub(crate) exec: Option<ExecTrips>,
     pub(crate) idle_rss: f64,
     pub(crate) peak_rss: f64,
     pub(crate) rss_after_files: f64,
@@ -77,7 +80,19 @@ pub(crate) fn alternate_with_pings(
     (pings, reqs)
 }
 
-pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read_file: &Path) -> Round {
+/// Where the file tests read and write.
+pub(crate) struct Files {
+    /// Mode 1777: any process may create files there.
+    pub(crate) scratch: PathBuf,
+    /// The file read in `scratch`.
+    pub(crate) read_file: PathBuf,
+    /// Root-owned, mode 0700: only root (qemu-ga, qemu-ga-rs's helper) may open files there.
+    pub(crate) private: PathBuf,
+    /// The same content as `read_file`, in `private`.
+    pub(crate) private_read: PathBuf,
+}
+
+pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, files: &Files) -> Round {
     let mut r = Round::default();
     // Start-up alone, a few times (one sample per round was at the mercy of one slow exec);
     // each agent is stopped with its client still connected (qemu-ga 7.2 can lose a SIGTERM
@@ -167,7 +182,44 @@ pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read
     r.lat.insert("guest-fsfreeze-status", statuses);
     r.lat.insert("guest-fsfreeze-thaw", thaws);
 
-    // File throughput.
+    // File throughput: in the mode-1777 scratch directory, then (the agents under test only)
+    // in a root-owned 0700 directory that qemu-ga-rs's unprivileged front cannot enter, so
+    // only the helper can open the file there and every read and write goes through the
+    // descriptor it passed. Then the exec round trip (also not for a baseline build, which
+    // may predate guest-exec).
+    let out = files.scratch.join(format!("{}.out", kind.name()));
+    file_tests(cfg, &mut r, &mut conn, pid, &files.read_file, &out, ("read", "write"));
+    if kind != Kind::Base {
+        let out = files.private.join(format!("{}.out", kind.name()));
+        file_tests(cfg, &mut r, &mut conn, pid, &files.private_read, &out, (PRIVATE_READ, PRIVATE_WRITE));
+        let trips = exec_round_trips(&mut conn, &tree(pid), cfg.execs);
+        r.lat.insert(EXEC, trips.lat.clone());
+        r.exec = Some(trips);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pids = tree(pid);
+    r.peak_rss = status_kb(&pids, "VmHWM");
+    r.rss_after_files = status_kb(&pids, "VmRSS");
+    drop(conn);
+    stop(agent);
+    r
+}
+
+/// The file keys of the throughput figures through a file only the helper can open.
+pub(crate) const PRIVATE_READ: &str = "read (root-only directory)";
+pub(crate) const PRIVATE_WRITE: &str = "write (root-only directory)";
+
+/// guest-file-read of `read_file` and guest-file-write to `out` at each size, `cfg.payload`
+/// bytes each; figures under the given (read, write) keys.
+fn file_tests(
+    cfg: &Config,
+    r: &mut Round,
+    conn: &mut Conn,
+    pid: u32,
+    read_file: &Path,
+    out: &Path,
+    (read_tag, write_tag): (&'static str, &'static str),
+) {
     let sizes = [4 * KIB, 64 * KIB, MIB, 0];
     for &size in &sizes {
         let size = if size == 0 { MAX_READ.min(cfg.payload) } else { size };
@@ -192,16 +244,15 @@ pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read
         conn.call_json(&format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{h}}}}}\n"));
         let wall = w0.elapsed().as_secs_f64();
         if size == MIB {
-            r.cpu_read_64m = (cpu_of(&pids) - c0) * (64 * MIB) as f64 / total as f64;
+            r.cpu_read_64m.insert(read_tag, (cpu_of(&pids) - c0) * (64 * MIB) as f64 / total as f64);
         }
-        r.file.insert(("read", size), total as f64 / 1e6 / wall);
+        r.file.insert((read_tag, size), total as f64 / 1e6 / wall);
         r.client_share.push((self_cpu() - s0) / wall);
         conn.shrink();
     }
-    let out = scratch.join(format!("{}.out", kind.name()));
     for &size in &sizes {
         let size = if size == 0 { MAX_WRITE.min(cfg.payload) } else { size };
-        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(out);
         // The request text is made before the clock starts: the client only sends it.
         let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&data).into_bytes();
@@ -226,17 +277,10 @@ pub(crate) fn measure(cfg: &Config, kind: Kind, dir: &Path, scratch: &Path, read
         }
         let wall = w0.elapsed().as_secs_f64();
         conn.call_json(&format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{h}}}}}\n"));
-        r.file.insert(("write", size), total as f64 / 1e6 / wall);
+        r.file.insert((write_tag, size), total as f64 / 1e6 / wall);
         r.client_share.push((self_cpu() - s0) / wall);
-        let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
         assert_eq!(len as usize, total, "written file size");
     }
-    let _ = std::fs::remove_file(&out);
-    std::thread::sleep(Duration::from_millis(100));
-    let pids = tree(pid);
-    r.peak_rss = status_kb(&pids, "VmHWM");
-    r.rss_after_files = status_kb(&pids, "VmRSS");
-    drop(conn);
-    stop(agent);
-    r
+    let _ = std::fs::remove_file(out);
 }

@@ -43,6 +43,17 @@ pub(crate) fn cpu_of(pids: &[u32]) -> f64 {
         / hz
 }
 
+/// utime+stime of the processes and of the children they reaped (cutime+cstime), in seconds.
+pub(crate) fn cpu_with_children(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { sysconf(SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|&p| stat_fields(p))
+        .map(|f| f[11..15].iter().map(|v| v.parse::<u64>().unwrap_or(0)).sum::<u64>())
+        .sum::<u64>() as f64
+        / hz
+}
+
 pub(crate) fn self_cpu() -> f64 {
     cpu_of(&[std::process::id()])
 }

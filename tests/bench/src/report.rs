@@ -3,7 +3,7 @@
 use crate::*;
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(f64::total_cmp);
     if v.is_empty() {
         f64::NAN
     } else {
@@ -12,8 +12,11 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
 }
 
 pub(crate) fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s.sort_by(f64::total_cmp);
     s[((s.len() as f64 * p) as usize).min(s.len() - 1)]
 }
 
@@ -21,6 +24,8 @@ pub(crate) struct Row {
     pub(crate) name: String,
     pub(crate) rs: f64,
     pub(crate) r#ref: Option<f64>,
+    /// The baseline build's figure (`--baseline`), NaN where it was not measured.
+    pub(crate) base: Option<f64>,
     pub(crate) unit: &'static str,
     /// (want ratio <= x) or (>= x)
     pub(crate) target: Option<(bool, f64)>,
@@ -34,17 +39,25 @@ pub(crate) fn report(
     floor: &[Floor],
     direct: Option<f64>,
 ) {
+    // A figure a round did not measure (a baseline build's exec) is NaN, and so is its median.
     let agg = |k: Kind, f: &dyn Fn(&Round) -> f64| -> f64 {
         let mut v: Vec<f64> = rounds[&k].iter().map(f).collect();
         median(&mut v)
     };
-    let pooled =
-        |k: Kind, name: &str| -> Vec<f64> { rounds[&k].iter().flat_map(|r| r.lat[name].iter().copied()).collect() };
+    let pooled = |k: Kind, name: &str| -> Vec<f64> {
+        rounds[&k].iter().flat_map(|r| r.lat.get(name).into_iter().flatten().copied()).collect()
+    };
     let has_ref = kinds.contains(&Kind::Ref);
-    let both = |f: &dyn Fn(Kind) -> f64| -> (f64, Option<f64>) { (f(Kind::Rs), has_ref.then(|| f(Kind::Ref))) };
+    let has_base = kinds.contains(&Kind::Base);
+    type Figures = (f64, Option<f64>, Option<f64>);
+    let both = |f: &dyn Fn(Kind) -> f64| -> Figures {
+        (f(Kind::Rs), has_ref.then(|| f(Kind::Ref)), has_base.then(|| f(Kind::Base)))
+    };
     let mut rows = Vec::new();
     let mut add =
-        |name: String, (rs, r#ref): (f64, Option<f64>), unit, target| rows.push(Row { name, rs, r#ref, unit, target });
+        |name: String, (rs, r#ref, base): Figures, unit, target| rows.push(Row { name, rs, r#ref, base, unit, target });
+    let file = |r: &Round, key: &(&'static str, usize)| r.file.get(key).copied().unwrap_or(f64::NAN);
+    let exec = |r: &Round, f: &dyn Fn(&ExecTrips) -> f64| r.exec.as_ref().map(f).unwrap_or(f64::NAN);
 
     let startups = |k: Kind| -> f64 {
         let mut v: Vec<f64> = rounds[&k].iter().flat_map(|r| r.startup.iter().copied()).collect();
@@ -71,16 +84,16 @@ pub(crate) fn report(
         );
     }
     add("guest-ping pipelined (window 64)".into(), both(&|k| agg(k, &|r| r.pipelined)), "req/s", Some((false, 4.0)));
-    for dirn in ["read", "write"] {
-        let max = if dirn == "read" { MAX_READ } else { MAX_WRITE }.min(cfg.payload);
+    for dirn in ["read", "write", PRIVATE_READ, PRIVATE_WRITE] {
+        let max = if dirn.starts_with("read") { MAX_READ } else { MAX_WRITE }.min(cfg.payload);
         for size in [4 * KIB, 64 * KIB, MIB, max] {
             let label = match size {
                 s if s == max => format!("max ({:.2} MiB)", s as f64 / MIB as f64),
                 s if s >= MIB => format!("{} MiB", s / MIB),
                 s => format!("{} KiB", s / KIB),
             };
-            let target = (size == MIB).then_some((false, 5.0));
-            add(format!("file {dirn} {label}"), both(&|k| agg(k, &|r| r.file[&(dirn, size)])), "MB/s", target);
+            let target = (size == MIB && !dirn.contains("root-only")).then_some((false, 5.0));
+            add(format!("file {dirn} {label}"), both(&|k| agg(k, &|r| file(r, &(dirn, size)))), "MB/s", target);
         }
     }
     add(
@@ -89,7 +102,28 @@ pub(crate) fn report(
         "ms",
         Some((true, 0.3)),
     );
-    add("CPU per 64 MiB read at 1 MiB (agent tree)".into(), both(&|k| agg(k, &|r| r.cpu_read_64m) * 1e3), "ms", None);
+    for (key, label) in [("read", ""), (PRIVATE_READ, ", root-only directory")] {
+        add(
+            format!("CPU per 64 MiB read at 1 MiB (agent tree{label})"),
+            both(&|k| agg(k, &|r| r.cpu_read_64m.get(key).copied().unwrap_or(f64::NAN)) * 1e3),
+            "ms",
+            None,
+        );
+    }
+    add(
+        "guest-exec round trip p50 (/bin/true, output captured)".into(),
+        both(&|k| pct(&pooled(k, EXEC), 0.5) * 1e6),
+        "µs",
+        None,
+    );
+    add("guest-exec round trip p99".into(), both(&|k| pct(&pooled(k, EXEC), 0.99) * 1e6), "µs", None);
+    add(
+        "guest-exec round trip CPU (agent tree and the programs it reaped)".into(),
+        both(&|k| agg(k, &|r| exec(r, &|e| e.cpu)) * 1e6),
+        "µs",
+        None,
+    );
+    add("guest-exec-status requests per round trip".into(), both(&|k| agg(k, &|r| exec(r, &|e| e.polls))), "", None);
     add("RSS idle (all agent processes)".into(), both(&|k| agg(k, &|r| r.idle_rss)), "MiB", Some((true, 1.0)));
     add("RSS peak (VmHWM) after file tests".into(), both(&|k| agg(k, &|r| r.peak_rss)), "MiB", None);
     add("RSS after file tests".into(), both(&|k| agg(k, &|r| r.rss_after_files)), "MiB", None);
@@ -119,7 +153,7 @@ pub(crate) fn report(
         let ir_ref = has_ref.then(|| ir.get(&Kind::Ref).copied().unwrap_or(f64::NAN));
         add(
             "callgrind Ir per 10,000 pings (front only / qemu-ga)".into(),
-            (ir_rs / 1e6, ir_ref.map(|v| v / 1e6)),
+            (ir_rs / 1e6, ir_ref.map(|v| v / 1e6), None),
             "M Ir",
             None,
         );
@@ -160,6 +194,36 @@ pub(crate) fn report(
             target,
             met
         );
+    }
+    // Files only the helper can open against the scratch directory's, per agent: issue 12's
+    // "within 10%".
+    for (k, present) in [(Kind::Rs, true), (Kind::Ref, has_ref)] {
+        if !present {
+            continue;
+        }
+        let mut parts = Vec::new();
+        for (dirn, private) in [("read", PRIVATE_READ), ("write", PRIVATE_WRITE)] {
+            let max = if dirn == "read" { MAX_READ } else { MAX_WRITE }.min(cfg.payload);
+            for size in [4 * KIB, 64 * KIB, MIB, max] {
+                let a = agg(k, &|r| file(r, &(private, size)));
+                let b = agg(k, &|r| file(r, &(dirn, size)));
+                parts.push(format!("{dirn} {} KiB {:.2}", size / KIB, a / b));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{}: file throughput in the root-only directory / in the scratch directory: {}",
+            k.name(),
+            parts.join(", ")
+        );
+    }
+    if has_base {
+        let _ = writeln!(out, "\n| figure | unit | qemu-ga-rs | baseline | ratio |");
+        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: |");
+        for r in rows.iter().filter(|r| r.base.is_some_and(f64::is_finite)) {
+            let b = r.base.unwrap_or(f64::NAN);
+            let _ = writeln!(out, "| {} | {} | {} | {} | {:.2} |", r.name, r.unit, fmt(r.rs), fmt(b), r.rs / b);
+        }
     }
     // The one absolute target.
     let added =
