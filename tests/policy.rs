@@ -54,7 +54,7 @@ fn default_policy_disables_guest_file_open_with_7_2s_text_and_guest_info_says_so
 
 #[test]
 fn guest_info_enabled_flags_match_the_policy_crate_for_every_shipped_policy() {
-    for name in ["default", "allow-all", "backup-only", "monitoring-only", "exec-programs"] {
+    for name in ["default", "allow-all", "backup-only", "monitoring-only", "exec-programs", "backup-appliance"] {
         let expected = expected_from_policy_crate(name);
         let agent = Agent::start(&["--policy", &policy_arg(name)]);
         let mut c = agent.connect();

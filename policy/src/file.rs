@@ -435,13 +435,14 @@ pub fn load_configured(explicit: Option<&Path>) -> Result<PolicyFile, PolicyErro
 
 /// The shipped policy files, embedded so the agent and `--check-policy` never depend on where
 /// (or whether) they were installed. Name and text.
-pub const SHIPPED: [(&str, &str); 6] = [
+pub const SHIPPED: [(&str, &str); 7] = [
     ("default.policy", include_str!("../default.policy")),
     ("allow-all.policy", include_str!("../allow-all.policy")),
     ("backup-only.policy", include_str!("../backup-only.policy")),
     ("monitoring-only.policy", include_str!("../monitoring-only.policy")),
     ("cloud-image.policy", include_str!("../cloud-image.policy")),
     ("exec-programs.policy", include_str!("../exec-programs.policy")),
+    ("backup-appliance.policy", include_str!("../backup-appliance.policy")),
 ];
 
 /// The text of the shipped `default.policy`.

@@ -35,7 +35,8 @@ fn every_shipped_file_is_embedded_and_tested() {
             "backup-only.policy",
             "monitoring-only.policy",
             "cloud-image.policy",
-            "exec-programs.policy"
+            "exec-programs.policy",
+            "backup-appliance.policy"
         ]
     );
     let mut on_disk: Vec<String> = std::fs::read_dir(env!("CARGO_MANIFEST_DIR"))
@@ -187,5 +188,53 @@ fn every_shipped_file_merges_cleanly_without_lists() {
         let e = merge(&p, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(e.policy(), &p.policy(), "{name}");
         assert!(e.warnings().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn backup_appliance_policy_freezes_reads_its_export_area_and_drops_files_only() {
+    use qga_policy::rules::Access;
+    use qga_policy::{permit, Invocation};
+    let p = load("backup-appliance.policy").policy();
+    assert_eq!(
+        p.enabled_commands().map(|c| c.name()).collect::<Vec<_>>(),
+        [
+            "guest-sync-delimited",
+            "guest-sync",
+            "guest-ping",
+            "guest-info",
+            "guest-file-open",
+            "guest-file-close",
+            "guest-file-read",
+            "guest-file-write",
+            "guest-file-seek",
+            "guest-file-flush",
+            "guest-fsfreeze-status",
+            "guest-fsfreeze-freeze",
+            "guest-fsfreeze-freeze-list",
+            "guest-fsfreeze-thaw"
+        ]
+    );
+    // guest-file-open's modes as the protocol maps them (r, w, a, r+).
+    let r = Access { read: true, ..Access::default() };
+    let w = Access { write: true, create: true, ..Access::default() };
+    let a = Access { append: true, create: true, ..Access::default() };
+    let r_plus = Access { read: true, write: true, ..Access::default() };
+    let open =
+        |path: &str, access| permit(&p, Command::FileOpen, &Invocation::FileOpen { path: path.as_bytes(), access });
+    assert!(open("/srv/backup/export/db/dump.sql", r).is_ok());
+    assert!(open("/srv/backup/drop/restore.tar", w).is_ok());
+    for (path, access) in [
+        ("/srv/backup/export/dump.sql", w),
+        ("/srv/backup/export/dump.sql", r_plus),
+        ("/srv/backup/drop/restore.tar", r),
+        ("/srv/backup/drop/restore.tar", a),
+        ("/srv/backup/drop/restore.tar", r_plus),
+        ("/srv/backup/export", r),
+        ("/srv/backup/other", w),
+        ("/etc/shadow", r),
+        ("/srv/backup/export/../../../etc/shadow", r),
+    ] {
+        assert!(open(path, access).is_err(), "{path} {access:?} is allowed");
     }
 }
