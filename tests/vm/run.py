@@ -23,6 +23,7 @@ from vmtest import checks_reload  # noqa: E402,F401
 from vmtest import checks_memory_freeze_list  # noqa: E402,F401
 from vmtest import checks_guest_facts, checks_storage_info  # noqa: E402,F401
 from vmtest import checks_accounts  # noqa: E402,F401
+from vmtest import checks_exec, checks_files  # noqa: E402,F401
 from vmtest.harness import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, REGISTRY, GuestPool, run_check  # noqa: E402
 
 # Run order. Checks on the shared "pvh" guest go from harmless to destructive: the clock,
@@ -45,6 +46,12 @@ ORDER = [
     "ssh_keys_add_get_remove_with_owner_and_modes",
     "ssh_keys_refuse_links_planted_in_the_users_home",
     "password_and_ssh_keys_of_a_user_no_policy_rule_names_are_refused",
+    "exec_output_and_exit_codes_are_reported_as_the_programs_left_them",
+    "exec_of_a_program_no_rule_allows_is_refused_and_never_runs",
+    "exec_past_its_time_limit_is_killed_with_its_child_and_reported",
+    "exec_runs_the_program_as_the_rules_user",
+    "files_written_under_the_backup_appliance_drop_directory_are_roots_0644_and_refused_elsewhere",
+    "files_symlinks_and_dotdot_out_of_the_allowed_directories_are_refused",
     "fsfreeze_blocks_writer_until_thaw",
     "audit_records_made_while_frozen_appear_after_thaw_in_order",
     "audit_records_held_while_frozen_survive_a_sigkill_of_the_agent",
