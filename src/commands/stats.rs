@@ -10,11 +10,64 @@ use nix::errno::Errno;
 const PROC_STAT: &str = "/proc/stat";
 const PROC_DISKSTATS: &str = "/proc/diskstats";
 
-/// The whole file, or 7.2's `open("PATH"): <strerror>`.
-fn read(path: &str) -> Result<Vec<u8>, AgentError> {
-    std::fs::read(path).map_err(|e| {
-        AgentError::os(format!("open(\"{path}\")"), Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
-    })
+/// A procfs counter file, opened on its first request and then held: each request reads it
+/// again from offset 0 with `pread` into a buffer kept between requests, until `pread` answers
+/// 0 bytes (two system calls for these files instead of open, statx, a read per doubling of
+/// a buffer that starts at 32 bytes, and close: ten for /proc/stat). Freshness is kept by
+/// procfs itself: a read at offset 0 makes the kernel generate the file's text again, so every
+/// answer holds the counters of that moment, as a new open would. The front is
+/// single-threaded: one holder per file per thread.
+struct Held {
+    path: &'static str,
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+/// The first read's size: /proc/stat is about 1.5 KiB per CPU, /proc/diskstats 100-odd bytes
+/// per block device; the buffer grows (and stays grown) for larger files.
+const FIRST_READ: usize = 16 * 1024;
+
+impl Held {
+    const fn new(path: &'static str) -> Held {
+        Held { path, file: None, buf: Vec::new() }
+    }
+
+    /// The file's whole text now, or 7.2's `open("PATH"): <strerror>`.
+    fn read(&mut self) -> Result<&[u8], AgentError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path;
+        let failed = |e: std::io::Error| {
+            AgentError::os(format!("open(\"{path}\")"), Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
+        };
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(std::fs::File::open(path).map_err(failed)?),
+        };
+        if self.buf.len() < FIRST_READ {
+            self.buf.resize(FIRST_READ, 0);
+        }
+        let mut total = 0;
+        loop {
+            if total == self.buf.len() {
+                self.buf.resize(total * 2, 0);
+            }
+            match file.read_at(&mut self.buf[total..], total as u64) {
+                Ok(0) => return Ok(&self.buf[..total]),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Opened again on the next request rather than trusted after a failure.
+                    self.file = None;
+                    return Err(failed(e));
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static STAT: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Held::new(PROC_STAT)) };
+    static DISKSTATS: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Held::new(PROC_DISKSTATS)) };
 }
 
 /// One line read the way glibc's `sscanf` reads `%s`, `%lu` and `%u`: blanks skipped before
@@ -94,7 +147,7 @@ pub fn get_cpustats() -> Result<Value, AgentError> {
         Ok(Some(t)) if t > 0 => t as u64,
         _ => 100,
     };
-    Ok(Value::List(cpustats(&read(PROC_STAT)?, clk_tck)))
+    STAT.with_borrow_mut(|held| Ok(Value::List(cpustats(held.read()?, clk_tck))))
 }
 
 /// The per-processor lines ("cpuN ..."; the "cpu" total is left out) in file order, each
@@ -135,7 +188,7 @@ fn cpustats(text: &[u8], clk_tck: u64) -> Vec<Value> {
 }
 
 pub fn get_diskstats() -> Result<Value, AgentError> {
-    Ok(Value::List(diskstats(&read(PROC_DISKSTATS)?)))
+    DISKSTATS.with_borrow_mut(|held| Ok(Value::List(diskstats(held.read()?))))
 }
 
 /// One entry per line with at least the 2.4 kernels' partition format (major, minor, name
@@ -211,6 +264,47 @@ fn diskstats(text: &[u8]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_file_is_read_again_from_the_start_and_shows_its_current_text() {
+        use std::os::unix::fs::FileExt;
+        let dir = std::env::temp_dir().join(format!("qga-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path: &'static str = Box::leak(dir.join("counters").to_string_lossy().into_owned().into_boxed_str());
+        std::fs::write(path, b"cpu0 1 2 3 4\n").unwrap();
+        let mut held = Held::new(path);
+        assert_eq!(held.read().unwrap(), b"cpu0 1 2 3 4\n");
+        // Rewritten in place (the held descriptor's inode) and grown past the first read.
+        let long = vec![b'7'; FIRST_READ * 3 + 5];
+        std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(&long, 0).unwrap();
+        assert_eq!(held.read().unwrap(), &long[..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn proc_stat_read_twice_through_the_held_descriptor_moves_on() {
+        // The kernel generates the text again for a read at offset 0: the counters advance.
+        let mut held = Held::new(PROC_STAT);
+        let first = cpustats(held.read().unwrap(), 100);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let second = cpustats(held.read().unwrap(), 100);
+        assert_eq!(first.len(), second.len());
+        let busy = |l: &[Value]| -> u64 {
+            l.iter()
+                .map(|v| match (get(v, "user"), get(v, "system")) {
+                    (Value::UInt(u), Value::UInt(s)) => u + s,
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert!(busy(&second) > busy(&first), "the second read shows the same counters: not fresh");
+        // A held file that cannot be opened is 7.2's open error, and opened again next time.
+        let mut missing = Held::new("/proc/no-such-counters");
+        assert_eq!(missing.read().unwrap_err().desc(), b"open(\"/proc/no-such-counters\"): No such file or directory");
+    }
 
     fn members(v: &Value) -> Vec<String> {
         let Value::Dict(d) = v else { panic!("not an object") };
