@@ -285,3 +285,69 @@ fn enable_narrow_and_drop_argument_conditions_by_reload_while_a_client_keeps_its
     let status = agent.terminate();
     assert!(status.success(), "{status}; stderr:\n{}", agent.stderr());
 }
+
+#[test]
+fn a_reload_that_gives_guest_file_open_a_directory_beyond_its_start_up_sandbox_keeps_the_old_policy() {
+    // The helper's Landlock ruleset is built at start from the one directory the rule names;
+    // a reload cannot widen it, so a rule for another directory must not half-apply (enabled,
+    // passing the gate, then "Permission denied" on every open).
+    let data = TempDir::new();
+    let (old_dir, new_dir) = (data.path().join("old"), data.path().join("new"));
+    std::fs::create_dir(&old_dir).unwrap();
+    std::fs::create_dir(&new_dir).unwrap();
+    let (old_file, new_file) = (old_dir.join("a"), new_dir.join("b"));
+    write_trusted(&old_file, "old");
+    write_trusted(&new_file, "new");
+    let (old_s, new_s) = (old_dir.to_str().unwrap(), new_dir.to_str().unwrap());
+    let (agent, policy) = agent_with_policy(&format!("default allow\nallow guest-file-open path={old_s}/\n"), &[]);
+    let mut c = agent.connect();
+    let open = |c: &mut Client, path: &Path| file_cmd(c, "guest-file-open", json!({"path": path, "mode": "r"}));
+    let h = open(&mut c, &old_file)["return"].as_i64().expect("the start-up rule's file opens");
+    file_cmd(&mut c, "guest-file-close", json!({"handle": h}));
+
+    write_trusted(
+        &policy,
+        &format!("default allow\nallow guest-file-open path={old_s}/\nallow guest-file-open path={new_s}/\n"),
+    );
+    let line = reload(&agent, 1);
+    assert!(
+        line.contains("policy reload refused, the policy in force is unchanged")
+            && line.contains(&format!("read beneath {new_s}"))
+            && line.contains("needs a restart"),
+        "{line}"
+    );
+    // The old policy is in force: its gate refuses the new directory by name; nothing is opened.
+    let r = open(&mut c, &new_file);
+    assert_error(&r, "GenericError", &format!("the policy does not allow guest-file-open '{}'", new_file.display()));
+    let h = open(&mut c, &old_file)["return"].as_i64().expect("the old rule still opens");
+    file_cmd(&mut c, "guest-file-close", json!({"handle": h}));
+
+    // Rules dropped altogether would mean any path: beyond the ruleset too.
+    write_trusted(&policy, "default allow\n");
+    let line = reload(&agent, 2);
+    assert!(line.contains("refused") && line.contains("beneath /,") && line.contains("needs a restart"), "{line}");
+    let r = open(&mut c, &new_file);
+    assert_error(&r, "GenericError", &format!("the policy does not allow guest-file-open '{}'", new_file.display()));
+
+    // Narrowing within the start-up directory applies.
+    write_trusted(&policy, &format!("default allow\nallow guest-file-open path={}\n", old_file.display()));
+    let line = reload(&agent, 3);
+    assert!(line.contains("policy reloaded: argument conditions: guest-file-open"), "{line}");
+    let h = open(&mut c, &old_file)["return"].as_i64().expect("the narrowed rule's file opens");
+    file_cmd(&mut c, "guest-file-close", json!({"handle": h}));
+
+    // A restart applies the wider policy: the new directory opens.
+    let wide = data.path().join("wide.policy");
+    write_trusted(
+        &wide,
+        &format!("default allow\nallow guest-file-open path={old_s}/\nallow guest-file-open path={new_s}/\n"),
+    );
+    drop(c);
+    drop(agent);
+    let agent = Agent::start(&["--policy", wide.to_str().unwrap()]);
+    let mut c = agent.connect();
+    let r = open(&mut c, &new_file);
+    let h = r["return"].as_i64().unwrap_or_else(|| panic!("after a restart the new directory opens: {r}"));
+    let r = file_cmd(&mut c, "guest-file-read", json!({"handle": h, "count": 8}));
+    assert_eq!(r["return"]["buf-b64"], "bmV3", "{r}");
+}

@@ -173,32 +173,10 @@ impl FromBytesPath for std::ffi::OsStr {
 
 /// The rights the helper's Landlock ruleset needs for the file commands: per rule, its
 /// directory with the rule's rights; without rules, everything beneath `/`. Empty when
-/// guest-file-open is not enabled.
+/// guest-file-open is not enabled. The same reach a reload is checked against
+/// ([`qga_policy::reload::reach_needs_restart`]).
 pub fn landlock_paths(policy: &Policy) -> Vec<(std::path::PathBuf, qga_policy::rules::Access)> {
-    use qga_policy::rules::Access;
-    if !policy.is_enabled(Command::FileOpen) {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let mut any = false;
-    for rule in policy.conditions_of(Command::FileOpen) {
-        let Conditions::FileOpen(r) = rule else { continue };
-        any = true;
-        let dir = match &r.path {
-            PathPattern::Tree(d) => d.trim_end_matches('/').to_string(),
-            PathPattern::Exact(p) => p[..p.rfind('/').unwrap_or(0)].to_string(),
-            PathPattern::Glob(g) => {
-                let lit = &g[..g.find('*').unwrap_or(g.len())];
-                lit[..lit.rfind('/').unwrap_or(0)].to_string()
-            }
-        };
-        let dir = if dir.is_empty() { "/".to_string() } else { dir };
-        out.push((std::path::PathBuf::from(dir), r.access));
-    }
-    if !any {
-        out.push((std::path::PathBuf::from("/"), Access { read: true, write: true, append: true, create: true }));
-    }
-    out
+    qga_policy::reload::file_open_reach(policy)
 }
 
 #[cfg(test)]

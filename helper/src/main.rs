@@ -87,6 +87,8 @@ fn start() -> i32 {
     }
     // After demote (no_new_privs is set) and before the seccomp filter (which does not allow
     // the Landlock calls): the filesystem narrowed to what the operations touch.
+    // Where Landlock fixed guest-file-open's reach, if it did (a reload may not go beyond it).
+    let mut file_reach = None;
     if args.sandbox != SandboxMode::Off {
         let reread = landlock::reread_paths(&args.reload);
         for (file, why) in &reread.files_only {
@@ -100,7 +102,10 @@ fn start() -> i32 {
         // With guest-file-open enabled at start, the directories its rules name (or `/`).
         let files = if args.front_files { qga_helper::files::landlock_paths(&args.enabled) } else { Vec::new() };
         match landlock::restrict_with_files(&args.statedir, &reread.paths, &files) {
-            Ok(Restricted::Enforced(abi)) => log!("landlock enforced (ABI {abi}): filesystem access narrowed"),
+            Ok(Restricted::Enforced(abi)) => {
+                log!("landlock enforced (ABI {abi}): filesystem access narrowed");
+                file_reach = Some(files);
+            }
             Ok(Restricted::Unavailable(e)) => {
                 log!("landlock is unavailable ({}): filesystem access not narrowed", e.desc())
             }
@@ -135,6 +140,7 @@ fn start() -> i32 {
         System::new(launcher, &args.statedir, args.hook, args.hook_timeout, probes).with_reload_sources(args.reload);
     let mut server = Server::new(ops, args.enabled, frozen)
         .with_front_files(args.front_files)
+        .with_file_reach(file_reach)
         .with_freeze_timeout(args.freeze_timeout);
     let status = serve::run(&mut server, &mut chan);
     log!("exiting with status {status}");

@@ -122,6 +122,9 @@ pub struct Server<O: Operations> {
     frozen: bool,
     /// The front's sandbox covers the file commands (it started with them enabled).
     front_files: bool,
+    /// Where Landlock let guest-file-open reach at start-up (directories and access), when it
+    /// narrowed the helper; a reload may not go beyond it.
+    file_reach: Option<Vec<(std::path::PathBuf, qga_policy::rules::Access)>>,
     /// The freeze time limit (`--fsfreeze-timeout`), and when the current freeze began.
     freeze_timeout: Option<Duration>,
     frozen_since: Option<Instant>,
@@ -157,7 +160,7 @@ fn failed(desc: String) -> Reply {
 
 impl<O: Operations> Server<O> {
     pub fn new(ops: O, policy: Policy, frozen: bool) -> Server<O> {
-        Server { ops, policy, frozen, front_files: false, freeze_timeout: None, frozen_since: None }
+        Server { ops, policy, frozen, front_files: false, file_reach: None, freeze_timeout: None, frozen_since: None }
     }
 
     /// Says that the front started with the file commands, so a reload may enable them.
@@ -166,8 +169,14 @@ impl<O: Operations> Server<O> {
         self
     }
 
-    /// Reload: the new policy applies only if it validates and the front's start-up sandbox
-    /// covers it; otherwise the old one stays in force and the answer says why. Frozen state and
+    /// Says where the helper's Landlock ruleset lets guest-file-open reach (fixed at start-up).
+    pub fn with_file_reach(mut self, reach: Option<Vec<(std::path::PathBuf, qga_policy::rules::Access)>>) -> Server<O> {
+        self.file_reach = reach;
+        self
+    }
+
+    /// Reload: the new policy applies only if it validates and the start-up sandboxes (the
+    /// front's, and the helper's reach for guest-file-open) cover it; otherwise the old one stays in force and the answer says why. Frozen state and
     /// everything else are untouched.
     fn reload(&mut self) -> Reply {
         let new = match self.ops.load_policy() {
@@ -176,6 +185,14 @@ impl<O: Operations> Server<O> {
         };
         if let Some(reason) = qga_policy::reload::needs_restart(&new, self.front_files) {
             return Reply::ReloadRefused { restart: true, reason };
+        }
+        // A rule beyond the ruleset would be enabled and pass both gates, and every open it
+        // allows would then fail with EACCES: refused whole instead, saying a restart applies it.
+        if let Some(started) = &self.file_reach {
+            let new_reach = crate::files::landlock_paths(&new);
+            if let Some(reason) = qga_policy::reload::reach_needs_restart(started, &new_reach) {
+                return Reply::ReloadRefused { restart: true, reason };
+            }
         }
         self.policy = new.clone();
         Reply::Reloaded { policy: new }

@@ -94,9 +94,33 @@ fn a_reload_that_needs_file_commands_is_refused_unless_the_front_started_with_th
     h.send(&Request::Quit);
     assert_eq!(h.reply(), Reply::Done);
 
+    // The front's sandbox has the file commands, but guest-file-open was off at start: the
+    // helper's Landlock ruleset gives it no file, so enabling it by reload needs a restart too.
     let mut h = spawn_opts(
         "reload-files-front",
         "",
+        Opts { extra: &["--policy", path, "--front-files"], as_nobody: true, ..Opts::default() },
+    );
+    h.send(&Request::Reload);
+    let reply = h.reply();
+    h.send(&Request::Quit);
+    assert_eq!(h.reply(), Reply::Done);
+    if h.stderr().contains("landlock is unavailable") {
+        // Nothing narrowed the helper, so nothing is beyond its reach.
+        assert_eq!(reply, Reply::Reloaded { policy: Policy::allow_all() });
+    } else {
+        match reply {
+            Reply::ReloadRefused { restart: true, reason } => {
+                assert!(reason.contains("guest-file-open") && reason.contains("needs a restart"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // With guest-file-open on at start (no rules: any path), everything is within its reach.
+    let mut h = spawn_opts(
+        "reload-files-open",
+        "guest-file-open",
         Opts { extra: &["--policy", path, "--front-files"], as_nobody: true, ..Opts::default() },
     );
     h.send(&Request::Reload);

@@ -13,6 +13,7 @@ use crate::error::PolicyError;
 use crate::gate::Policy;
 use crate::keyfile::KeyFile;
 use crate::merge::{merge, Effective, ListEntry};
+use crate::rules::{Access, Conditions, PathPattern};
 use crate::trust;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -155,9 +156,135 @@ pub fn needs_restart(new: &Policy, started_with_files: bool) -> Option<String> {
     ))
 }
 
+/// Where guest-file-open may open files, as the helper's filesystem sandbox is built from it at
+/// start-up: per rule, the directory it opens beneath (the directory for `path=DIR/`, the file's
+/// directory for one file, the directory before the first `*` for a pattern) with the rule's
+/// access; without rules `/` with every right (7.2's any path). Empty when it is disabled.
+pub fn file_open_reach(policy: &Policy) -> Vec<(PathBuf, Access)> {
+    if !policy.is_enabled(Command::FileOpen) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for rule in policy.conditions_of(Command::FileOpen) {
+        let Conditions::FileOpen(r) = rule else { continue };
+        let dir = match &r.path {
+            PathPattern::Tree(d) => d.trim_end_matches('/'),
+            PathPattern::Exact(p) => &p[..p.rfind('/').unwrap_or(0)],
+            PathPattern::Glob(g) => {
+                let literal = &g[..g.find('*').unwrap_or(g.len())];
+                &literal[..literal.rfind('/').unwrap_or(0)]
+            }
+        };
+        out.push((PathBuf::from(if dir.is_empty() { "/" } else { dir }), r.access));
+    }
+    if out.is_empty() {
+        out.push((PathBuf::from("/"), Access { read: true, write: true, append: true, create: true }));
+    }
+    out
+}
+
+/// Why a reload cannot give guest-file-open the reach `new` (from [`file_open_reach`]) when the
+/// helper's sandbox was fixed at start-up to `started`, or `None` when every directory of `new`
+/// lies beneath started directories (compared by path components) whose access together covers
+/// its own. The sandbox cannot be widened while the agent runs: applied anyway, the new rule
+/// would be enabled and pass the gate, and every open beneath its directory would then fail with
+/// "Permission denied". Conservative: a directory reachable only through a symbolic link, or a
+/// right the kernel's rules would happen to share (append with write), counts as not covered.
+pub fn reach_needs_restart(started: &[(PathBuf, Access)], new: &[(PathBuf, Access)]) -> Option<String> {
+    let beyond: Vec<String> = new
+        .iter()
+        .filter(|(dir, need)| {
+            let given =
+                started.iter().filter(|(base, _)| dir.starts_with(base)).fold(Access::default(), |a, (_, b)| Access {
+                    read: a.read || b.read,
+                    write: a.write || b.write,
+                    append: a.append || b.append,
+                    create: a.create || b.create,
+                });
+            !given.covers(*need)
+        })
+        .map(|(dir, need)| format!("{} beneath {}", access_words(*need), dir.display()))
+        .collect();
+    if beyond.is_empty() {
+        return None;
+    }
+    let was = if started.is_empty() {
+        "nothing".to_string()
+    } else {
+        started
+            .iter()
+            .map(|(d, a)| format!("{} beneath {}", access_words(*a), d.display()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Some(format!(
+        "it lets guest-file-open {}, but the helper's filesystem sandbox was fixed at start-up to {was}: this change \
+         needs a restart",
+        beyond.join("; ")
+    ))
+}
+
+/// "read, write" for the log.
+fn access_words(a: Access) -> String {
+    let words: Vec<&str> = [(a.read, "read"), (a.write, "write"), (a.append, "append"), (a.create, "create")]
+        .into_iter()
+        .filter_map(|(on, word)| on.then_some(word))
+        .collect();
+    if words.is_empty() {
+        "open nothing".to_string()
+    } else {
+        words.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reach(text: &str) -> Vec<(PathBuf, Access)> {
+        let rules = text
+            .lines()
+            .map(|l| {
+                crate::gate::Narrowing::parse(Command::FileOpen, l.split(' ').map(str::to_string).collect()).unwrap()
+            })
+            .collect();
+        file_open_reach(&Policy::allow_all().with_conditions(rules))
+    }
+
+    #[test]
+    fn file_open_reach_is_each_rules_directory_or_everything_without_rules() {
+        let r = reach("path=/srv/drop/ access=write,create\npath=/etc/motd\npath=/var/log/*/app.log");
+        let dirs: Vec<_> = r.iter().map(|(d, _)| d.to_str().unwrap()).collect();
+        assert_eq!(dirs, ["/srv/drop", "/etc", "/var/log"]);
+        assert_eq!(r[0].1, Access { write: true, create: true, ..Access::default() });
+        let all = file_open_reach(&Policy::allow_all());
+        assert_eq!(all, [(PathBuf::from("/"), Access { read: true, write: true, append: true, create: true })]);
+        assert!(file_open_reach(&Policy::only([Command::Ping])).is_empty());
+    }
+
+    #[test]
+    fn a_reload_may_narrow_file_open_within_its_start_up_reach_but_not_widen_it() {
+        let started = reach("path=/srv/backup/ access=read,write,create");
+        assert_eq!(reach_needs_restart(&started, &reach("path=/srv/backup/export/ access=read")), None);
+        assert_eq!(reach_needs_restart(&started, &reach("path=/srv/backup/a.log access=write,create")), None);
+        assert_eq!(reach_needs_restart(&started, &[]), None);
+        let why = reach_needs_restart(&started, &reach("path=/srv/new/ access=read")).expect("a new directory");
+        assert_eq!(
+            why,
+            "it lets guest-file-open read beneath /srv/new, but the helper's filesystem sandbox was fixed at start-up \
+             to read, write, create beneath /srv/backup: this change needs a restart"
+        );
+        assert!(reach_needs_restart(&started, &reach("path=/srv/backup/x/ access=append")).is_some(), "a new right");
+        assert!(reach_needs_restart(&started, &reach("path=/srv/ access=read")).is_some(), "a parent directory");
+        assert!(reach_needs_restart(&started, &reach("path=/srv/backupx/ access=read")).is_some(), "a longer name");
+        // Rules dropped: any path, beyond every rule's directory.
+        assert!(reach_needs_restart(&started, &file_open_reach(&Policy::allow_all())).is_some());
+        // Two rules together may cover what neither does alone.
+        let two = reach("path=/srv/ access=read\npath=/srv/drop/ access=write,create");
+        assert_eq!(reach_needs_restart(&two, &reach("path=/srv/drop/in/ access=read,write,create")), None);
+        // Without rules at start, everything is within reach.
+        assert_eq!(reach_needs_restart(&file_open_reach(&Policy::allow_all()), &reach("path=/x/ access=read")), None);
+    }
 
     #[test]
     fn argument_conditions_reload_but_not_the_file_commands_they_may_come_with() {
