@@ -27,11 +27,13 @@ pub(crate) struct Config {
     pub(crate) thaws: usize,
     /// guest-exec round trips per round.
     pub(crate) execs: usize,
+    /// `--startup-only N`: only start-up time and idle memory, N start-ups per agent.
+    pub(crate) startup_only: Option<usize>,
 }
 
 pub(crate) fn usage() -> ! {
     eprintln!(
-        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--baseline PATH] [--cpu N] [--policy FILE] [--agent-arg ARG]... [--quick] [--no-callgrind] [--callgrind-only]"
+        "usage: qga-bench [--rounds N] [--reference PATH|--no-reference] [--agent PATH] [--baseline PATH] [--cpu N] [--policy FILE] [--agent-arg ARG]... [--quick] [--no-callgrind] [--callgrind-only] [--startup-only N]"
     );
     std::process::exit(2)
 }
@@ -49,6 +51,7 @@ pub(crate) fn parse_args() -> Config {
     let mut agent_args = Vec::new();
     let mut baseline = None;
     let mut cpu = None;
+    let mut startup_only = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -63,6 +66,10 @@ pub(crate) fn parse_args() -> Config {
             "--quick" => quick = true,
             "--no-callgrind" => callgrind = false,
             "--callgrind-only" => callgrind_only = true,
+            "--startup-only" => {
+                startup_only =
+                    Some(args.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| usage()))
+            }
             _ => usage(),
         }
     }
@@ -89,5 +96,6 @@ pub(crate) fn parse_args() -> Config {
         payload: if quick { 16 * MIB } else { 64 * MIB },
         thaws: if quick { 300 } else { 1000 },
         execs: if quick { 100 } else { 300 },
+        startup_only,
     }
 }

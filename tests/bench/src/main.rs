@@ -16,6 +16,7 @@ mod measure;
 mod procfs;
 mod report;
 mod scan;
+mod startup;
 
 use agents::*;
 use args::*;
@@ -28,6 +29,7 @@ use measure::*;
 use procfs::*;
 use report::*;
 use scan::*;
+use startup::*;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -67,6 +69,19 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("qga-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut kinds = vec![Kind::Rs];
+    if cfg.reference.is_some() {
+        kinds.push(Kind::Ref);
+    }
+    if cfg.baseline.is_some() {
+        kinds.push(Kind::Base);
+    }
+    if let Some(starts) = cfg.startup_only {
+        eprintln!("qga-bench: start-up and idle memory only, {starts} start-ups per agent");
+        startup_only(&cfg, &kinds, &dir, starts);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let scratch = dir.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
@@ -82,13 +97,6 @@ fn main() {
             std::fs::write(f, &data).expect("read file");
             std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
-    }
-    let mut kinds = vec![Kind::Rs];
-    if cfg.reference.is_some() {
-        kinds.push(Kind::Ref);
-    }
-    if cfg.baseline.is_some() {
-        kinds.push(Kind::Base);
     }
     eprintln!(
         "qga-bench: {} round(s), payload {} MiB per file test{}",
