@@ -7,6 +7,9 @@
 //! on freshly zeroed pages (measured: 325 per 1 MiB read). Fixed thresholds keep buffers up
 //! to 4 MiB on the heap, reused, and let the heap keep up to 8 MiB free before giving memory
 //! back; larger buffers are still mapped and returned at once.
+//!
+//! One arena: the front's only other thread is start-up's short-lived user id scan, whose few
+//! allocations would otherwise make glibc set up (and keep) a second arena.
 
 use nix::libc;
 
@@ -19,5 +22,6 @@ pub fn apply() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

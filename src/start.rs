@@ -53,6 +53,21 @@ fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> Resul
     trust::open_file_to_write(path, trust::WriteOpen { append, create: !frozen, mode })
 }
 
+/// Whether `file` (opened read-write at its start) holds exactly `text`.
+fn holds_exactly(file: &mut File, text: &[u8]) -> bool {
+    use std::io::Read;
+    let mut held = [0u8; 64];
+    let mut len = 0;
+    while len < held.len() {
+        match file.read(&mut held[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return false,
+        }
+    }
+    &held[..len] == text
+}
+
 /// Runs the agent without a config file to re-read on a reload; returns the process exit status.
 pub fn run(config: Config) -> i32 {
     run_with(config, None)
@@ -126,7 +141,15 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         let text = if file_access { RECORD_WITH_FILES } else { RECORD_WITHOUT_FILES };
         let written = trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(SANDBOX_RECORD), how)
             .map_err(|e| e.to_string())
-            .and_then(|mut f| f.set_len(0).and_then(|()| f.write_all(text.as_bytes())).map_err(|e| e.to_string()));
+            .and_then(|mut f| {
+                // Most starts find the record as they would write it: left alone, it costs no
+                // truncation and no write (on ext4, truncating and rewriting a file forces its
+                // blocks out at close).
+                if holds_exactly(&mut f, text.as_bytes()) {
+                    return Ok(());
+                }
+                f.set_len(0).and_then(|()| f.write_all(text.as_bytes())).map_err(|e| e.to_string())
+            });
         if let Err(e) = written {
             eprintln!("qemu-ga-rs: warning: start-up sandbox record not written: {e}");
         }
@@ -235,9 +258,9 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
 
     // 6. Who the front becomes (checked before anything is started).
     let running_as_root = nix::unistd::Uid::effective().is_root();
-    let user = if running_as_root {
+    let choice = if running_as_root {
         match demote::resolve_user(config.user.as_deref()) {
-            Ok(u) => Some(u),
+            Ok(c) => Some(c),
             Err(e) => {
                 crate::error!("{e}");
                 return EXIT_FAILURE;
@@ -250,11 +273,31 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         );
         None
     };
+    // A dynamic id is chosen by scanning every process (most of a start-up's time): on a
+    // thread of its own while the helper is spawned (the spawn waits for the helper's exec),
+    // joined before anything that needs the front single-threaded (the mount namespace, the
+    // ids). The helper's own processes use root's ids, so starting it first changes nothing
+    // the scan decides.
+    let dynamic = matches!(choice, Some(demote::Choice::Dynamic)).then(|| std::thread::spawn(demote::pick_dynamic));
     // 7. The privileged helper, with the policy it re-checks every request against.
     //    Front and helper share one CPU, the one the front runs on now (see placement).
     let cpu = placement::current_cpu();
     let reload = ReloadArgs { config_file: config_file.as_ref(), front_files: file_access };
-    let helper = match spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload)) {
+    let spawned = spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload));
+    let user = match (choice, dynamic.map(std::thread::JoinHandle::join)) {
+        (Some(demote::Choice::Account(u)), _) => Some(u),
+        (_, Some(Ok(Ok(u)))) => Some(u),
+        (_, Some(Ok(Err(e)))) => {
+            crate::error!("{e}");
+            return EXIT_FAILURE;
+        }
+        (_, Some(Err(_))) => {
+            crate::error!("choosing the front's user id failed");
+            return EXIT_FAILURE;
+        }
+        (_, None) => None,
+    };
+    let helper = match spawned {
         Ok(h) => h,
         Err(e) => {
             crate::error!("failed to start the privileged helper: {e}");
@@ -330,6 +373,8 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         crate::error!("{e}");
         return EXIT_FAILURE;
     }
+    // Started: the code that ran only for that need not stay mapped (see idle).
+    qga_protocol::idle::release_startup_pages();
     let status = server.run();
     // Filesystems are thawed (the helper thaws before it confirms quitting or exits): write
     // what the log held.

@@ -347,6 +347,8 @@ impl Launcher {
             ForkResult::Child => {
                 drop(mine);
                 close_other_fds(theirs.as_raw_fd());
+                // The helper's start-up code this copy will not run (see protocol::idle).
+                crate::protocol::idle::release_startup_pages();
                 let code = serve(UnixStream::from(theirs), &config);
                 std::process::exit(code);
             }

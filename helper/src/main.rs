@@ -142,6 +142,8 @@ fn start() -> i32 {
         .with_front_files(args.front_files)
         .with_file_reach(file_reach)
         .with_freeze_timeout(args.freeze_timeout);
+    // Started: the code that ran only for that need not stay mapped (see protocol::idle).
+    qga_helper::protocol::idle::release_startup_pages();
     let status = serve::run(&mut server, &mut chan);
     log!("exiting with status {status}");
     status

@@ -329,6 +329,8 @@ fn probe_main(sock: UnixStream, mode: SandboxMode) -> i32 {
             return 1;
         }
     }
+    // The helper's start-up code this copy will not run (see protocol::idle).
+    crate::protocol::idle::release_startup_pages();
     serve(sock, sizes_of)
 }
 

@@ -4,13 +4,15 @@
 //! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]) and the command line it is started with
 //! ([`helper_args`]), the frozen marker both sides read at start
 //! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]), how log text is made one safe
-//! line ([`text`]) and how an open file travels from the helper to the front ([`fdpass`]).
+//! line ([`text`]), how an open file travels from the helper to the front ([`fdpass`]) and what
+//! every process gives back once started ([`idle`]).
 
 pub mod accounts;
 pub mod exec;
 pub mod fdpass;
 pub mod frozen;
 pub mod helper_args;
+pub mod idle;
 pub mod messages;
 pub mod placement;
 pub mod set_time;

@@ -43,18 +43,29 @@ pub struct Demoted {
     pub gid: u32,
 }
 
+/// Who the front is to become, as far as `/etc/passwd` says.
+pub enum Choice {
+    /// The configured user, or the dedicated one.
+    Account(Account),
+    /// Neither exists: a uid no one else has, chosen by [`dynamic_id::pick`]. That choice scans
+    /// every process, so start-up makes it while the helper starts ([`pick_dynamic`]).
+    Dynamic,
+}
+
 /// Resolves the configured user, or the default choice, from `/etc/passwd` (see [`passwd`]):
-/// the dedicated user if it exists, else a dynamic id no one else has.
-pub fn resolve_user(configured: Option<&str>) -> Result<Account, DemoteError> {
+/// the dedicated user if it exists, else a dynamic id no one else has (chosen later).
+pub fn resolve_user(configured: Option<&str>) -> Result<Choice, DemoteError> {
     let path = std::path::Path::new(passwd::PASSWD);
     let lookup = |name: &str| passwd::lookup_in(path, name).map_err(|e| DemoteError::LookupFailed(name.into(), e));
     match configured {
-        Some(name) => lookup(name)?.ok_or_else(|| DemoteError::UnknownUser(name.into())),
-        None => match lookup(DEDICATED_USER)? {
-            Some(u) => Ok(u),
-            None => dynamic_id::pick().map_err(DemoteError::NoDynamicId),
-        },
+        Some(name) => Ok(Choice::Account(lookup(name)?.ok_or_else(|| DemoteError::UnknownUser(name.into()))?)),
+        None => Ok(lookup(DEDICATED_USER)?.map_or(Choice::Dynamic, Choice::Account)),
     }
+}
+
+/// Chooses the dynamic id ([`dynamic_id::pick`]).
+pub fn pick_dynamic() -> Result<Account, DemoteError> {
+    dynamic_id::pick().map_err(DemoteError::NoDynamicId)
 }
 
 fn step<T, E: fmt::Display>(name: &'static str, r: Result<T, E>) -> Result<T, DemoteError> {

@@ -30,11 +30,47 @@ pub fn ids_in_file(text: &[u8], field: usize) -> impl Iterator<Item = u32> + '_ 
 }
 
 /// The real, effective, saved and filesystem uids and gids in one `/proc/PID/status` text.
-pub fn ids_in_status(status: &str) -> impl Iterator<Item = u32> + '_ {
-    status
-        .lines()
-        .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:"))
-        .flat_map(|l| l[4..].split_whitespace().filter_map(|v| v.parse().ok()))
+pub fn ids_in_status(status: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    status.split(|&b| b == b'\n').filter(|l| l.starts_with(b"Uid:") || l.starts_with(b"Gid:")).flat_map(|l| {
+        l[4..].split(|b| b.is_ascii_whitespace()).filter_map(|v| std::str::from_utf8(v).ok()?.parse().ok())
+    })
+}
+
+/// Room for a whole `/proc/PID/status` (about 1.5 KiB; Uid and Gid are its 9th and 10th
+/// lines, within its first few hundred bytes whatever the process's name).
+const STATUS_BUF: usize = 4096;
+
+/// Adds the ids in `/proc/PID/status` of every process under `proc_dir` to `taken`. The
+/// kernel writes a status file whole on the first read, so each process costs one openat
+/// beneath the directory already open, one read into a buffer on the stack and one close (no
+/// path building, no statx, no allocation): this scan is most of a start-up with a dynamic
+/// id, once per process of the guest.
+fn add_process_ids(proc_dir: &Path, taken: &mut BTreeSet<u32>) -> std::io::Result<()> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::fs::File::open(proc_dir)?;
+    let mut buf = [0u8; STATUS_BUF];
+    let mut path = [0u8; 32];
+    for entry in std::fs::read_dir(proc_dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) || name.len() + b"/status\0".len() > path.len() {
+            continue;
+        }
+        // "PID/status", NUL-terminated in place: no allocation per process.
+        path[..name.len()].copy_from_slice(name);
+        let end = name.len() + b"/status".len();
+        path[name.len()..end].copy_from_slice(b"/status");
+        path[end] = 0;
+        let Ok(relative) = std::ffi::CStr::from_bytes_with_nul(&path[..=end]) else { continue };
+        // A process that exits meanwhile has no status any more: it holds no id either.
+        let Ok(fd) = openat(&dir, relative, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) else { continue };
+        if let Ok(n) = nix::unistd::read(&fd, &mut buf) {
+            taken.extend(ids_in_status(&buf[..n]));
+        }
+    }
+    Ok(())
 }
 
 /// The first number of [`RANGE`] from `start` on (wrapping) that is not in `taken`.
@@ -52,16 +88,7 @@ fn taken_ids(passwd: &Path, group: &Path, proc_dir: &Path) -> std::io::Result<BT
     taken.extend(ids_in_file(&passwd_text, 2));
     taken.extend(ids_in_file(&passwd_text, 3));
     taken.extend(ids_in_file(&std::fs::read(group)?, 2));
-    for entry in std::fs::read_dir(proc_dir)?.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        // A process that exits meanwhile has no status any more: it holds no id either.
-        if let Ok(status) = std::fs::read_to_string(entry.path().join("status")) {
-            taken.extend(ids_in_status(&status));
-        }
-    }
+    add_process_ids(proc_dir, &mut taken)?;
     Ok(taken)
 }
 
@@ -88,7 +115,7 @@ mod tests {
 
     #[test]
     fn every_uid_and_gid_of_a_process_counts() {
-        let status = "Name:\tsleep\nUid:\t61184\t61185\t61186\t61187\nGid:\t1\t2\t3\t4\nGroups:\t9\n";
+        let status = b"Name:\tsleep\nUid:\t61184\t61185\t61186\t61187\nGid:\t1\t2\t3\t4\nGroups:\t9\n";
         assert_eq!(ids_in_status(status).collect::<Vec<_>>(), [61184, 61185, 61186, 61187, 1, 2, 3, 4]);
     }
 

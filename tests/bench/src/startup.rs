@@ -2,7 +2,9 @@
 //! interleaved (qemu-ga-rs, qemu-ga, qemu-ga-rs, …) so that machine drift cancels. Each start is
 //! measured from exec to the first answered guest-ping, then the agent idles for 200 ms and its
 //! process tree's memory is read per process (VmRSS from status, Pss from smaps_rollup), then
-//! it is stopped. Prints the medians and each process's share.
+//! it is stopped. Prints the medians and each process's share, with the CPU time each process
+//! used from its start to then (schedstat, in nanoseconds: a figure the machine's load
+//! disturbs far less than the wall-clock start-up).
 
 use crate::*;
 
@@ -12,6 +14,8 @@ pub(crate) struct ProcMem {
     pub(crate) name: String,
     pub(crate) rss: u64,
     pub(crate) pss: u64,
+    /// CPU time the process has used since it started, in ms (schedstat: nanoseconds).
+    pub(crate) cpu_ms: f64,
 }
 
 /// One start-up: its time and the idle memory of every process of the tree.
@@ -31,7 +35,14 @@ fn kb_field(pid: u32, file: &str, field: &str) -> u64 {
 
 fn proc_mem(pid: u32) -> ProcMem {
     let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
-    ProcMem { name, rss: kb_field(pid, "status", "VmRSS"), pss: kb_field(pid, "smaps_rollup", "Pss") }
+    let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let cpu_ns: f64 = schedstat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    ProcMem {
+        name,
+        rss: kb_field(pid, "status", "VmRSS"),
+        pss: kb_field(pid, "smaps_rollup", "Pss"),
+        cpu_ms: cpu_ns / 1e6,
+    }
 }
 
 fn one_start(cfg: &Config, kind: Kind, dir: &Path) -> Sample {
@@ -68,6 +79,7 @@ pub(crate) fn startup_only(cfg: &Config, kinds: &[Kind], dir: &Path, starts: usi
     row("startup median (exec to first ping answered)", "ms", &|s| s.startup * 1e3);
     row("RSS idle, all processes (median)", "MiB", &|s| s.procs.iter().map(|p| p.rss).sum::<u64>() as f64 / 1024.0);
     row("Pss idle, all processes (median)", "MiB", &|s| s.procs.iter().map(|p| p.pss).sum::<u64>() as f64 / 1024.0);
+    row("CPU of all processes, exec to idle (median)", "ms", &|s| s.procs.iter().map(|p| p.cpu_ms).sum::<f64>());
     row("processes", "", &|s| s.procs.len() as f64);
     if kinds.len() == 2 {
         let ratio = |f: &dyn Fn(&Sample) -> f64| med(kinds[0], f) / med(kinds[1], f);
@@ -91,11 +103,13 @@ pub(crate) fn startup_only(cfg: &Config, kinds: &[Kind], dir: &Path, starts: usi
             let name = samples[&k].iter().find_map(|s| s.procs.get(i).map(|p| p.name.clone())).unwrap_or_default();
             let mut rss: Vec<f64> = samples[&k].iter().filter_map(|s| s.procs.get(i).map(|p| p.rss as f64)).collect();
             let mut pss: Vec<f64> = samples[&k].iter().filter_map(|s| s.procs.get(i).map(|p| p.pss as f64)).collect();
+            let mut cpu: Vec<f64> = samples[&k].iter().filter_map(|s| s.procs.get(i).map(|p| p.cpu_ms)).collect();
             println!(
-                "  {} process {i} ({name}): RSS {:.0} KiB, Pss {:.0} KiB (medians)",
+                "  {} process {i} ({name}): RSS {:.0} KiB, Pss {:.0} KiB, CPU {:.2} ms (medians)",
                 k.name(),
                 median(&mut rss),
-                median(&mut pss)
+                median(&mut pss),
+                median(&mut cpu)
             );
         }
     }
