@@ -46,11 +46,41 @@ pub const SCRIPT_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 /// How often a job with a timeout is checked on.
 const POLL: Duration = Duration::from_millis(20);
 
-/// The hook's single argument.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HookPhase {
-    Freeze = 0,
-    Thaw = 1,
+qga_protocol::wire_codes! {
+    /// The hook's single argument.
+    pub enum HookPhase {
+        Freeze = 0,
+        Thaw = 1,
+    }
+}
+
+qga_protocol::wire_codes! {
+    /// The first byte of each order the helper gives the launcher: a job's (1-9), exec's
+    /// (10-19: start, status) or the account jobs' (20-29, a whole request follows).
+    pub enum OrderTag {
+        Shutdown = 1,
+        SystemdProbe = 2,
+        SystemdSuspend = 3,
+        PmProbe = 4,
+        PmSuspend = 5,
+        Hook = 6,
+        ExecStart = 10,
+        ExecStatus = 11,
+        Account = 20,
+    }
+}
+
+qga_protocol::wire_codes! {
+    /// The first byte of the launcher's answer to a job: how it ended.
+    enum OutcomeTag {
+        Exited = 1,
+        Signaled = 2,
+        NotFound = 3,
+        NotAccessible = 4,
+        TimedOut = 5,
+        SpawnFailed = 6,
+        WaitFailed = 7,
+    }
 }
 
 impl HookPhase {
@@ -158,33 +188,32 @@ impl Job {
 
     fn encode(self) -> Vec<u8> {
         let (tag, arg) = match self {
-            Job::Shutdown(m) => (1, m.code()),
-            Job::SystemdProbe(m) => (2, m.code()),
-            Job::SystemdSuspend(m) => (3, m.code()),
-            Job::PmProbe(m) => (4, m.code()),
-            Job::PmSuspend(m) => (5, m.code()),
-            Job::Hook(p) => (6, p as u8),
+            Job::Shutdown(m) => (OrderTag::Shutdown, m.code()),
+            Job::SystemdProbe(m) => (OrderTag::SystemdProbe, m.code()),
+            Job::SystemdSuspend(m) => (OrderTag::SystemdSuspend, m.code()),
+            Job::PmProbe(m) => (OrderTag::PmProbe, m.code()),
+            Job::PmSuspend(m) => (OrderTag::PmSuspend, m.code()),
+            Job::Hook(p) => (OrderTag::Hook, p.code()),
         };
-        vec![tag, arg]
+        vec![tag.code(), arg]
     }
 
     fn decode(b: &[u8]) -> Result<Job, FrameError> {
         let [tag, arg] = *b else {
             return Err(if b.len() < 2 { FrameError::Truncated } else { FrameError::TrailingBytes(b.len() - 2) });
         };
-        let suspend = || SuspendMode::from_code(arg);
-        Ok(match tag {
-            1 => Job::Shutdown(ShutdownMode::from_code(arg)?),
-            2 => Job::SystemdProbe(suspend()?),
-            3 => Job::SystemdSuspend(suspend()?),
-            4 => Job::PmProbe(suspend()?),
-            5 => Job::PmSuspend(suspend()?),
-            6 => Job::Hook(match arg {
-                0 => HookPhase::Freeze,
-                1 => HookPhase::Thaw,
-                _ => return Err(FrameError::BadValue("hook phase")),
-            }),
-            t => return Err(FrameError::UnknownTag(t)),
+        let suspend = || SuspendMode::from_code(arg).ok_or(FrameError::BadValue("suspend mode"));
+        Ok(match OrderTag::from_code(tag).ok_or(FrameError::UnknownTag(tag))? {
+            OrderTag::Shutdown => {
+                Job::Shutdown(ShutdownMode::from_code(arg).ok_or(FrameError::BadValue("shutdown mode"))?)
+            }
+            OrderTag::SystemdProbe => Job::SystemdProbe(suspend()?),
+            OrderTag::SystemdSuspend => Job::SystemdSuspend(suspend()?),
+            OrderTag::PmProbe => Job::PmProbe(suspend()?),
+            OrderTag::PmSuspend => Job::PmSuspend(suspend()?),
+            OrderTag::Hook => Job::Hook(HookPhase::from_code(arg).ok_or(FrameError::BadValue("hook phase"))?),
+            // Not jobs: Order::decode takes exec's orders and the loop the account jobs first.
+            OrderTag::ExecStart | OrderTag::ExecStatus | OrderTag::Account => return Err(FrameError::UnknownTag(tag)),
         })
     }
 }
@@ -210,15 +239,15 @@ pub fn pm_program(m: SuspendMode) -> &'static str {
 impl Outcome {
     fn encode(self) -> Vec<u8> {
         let (tag, v) = match self {
-            Outcome::Exited(c) => (1, c),
-            Outcome::Signaled(s) => (2, s),
-            Outcome::NotFound => (3, 0),
-            Outcome::NotAccessible(e) => (4, e as i32),
-            Outcome::TimedOut => (5, 0),
-            Outcome::SpawnFailed(e) => (6, e as i32),
-            Outcome::WaitFailed(e) => (7, e as i32),
+            Outcome::Exited(c) => (OutcomeTag::Exited, c),
+            Outcome::Signaled(s) => (OutcomeTag::Signaled, s),
+            Outcome::NotFound => (OutcomeTag::NotFound, 0),
+            Outcome::NotAccessible(e) => (OutcomeTag::NotAccessible, e as i32),
+            Outcome::TimedOut => (OutcomeTag::TimedOut, 0),
+            Outcome::SpawnFailed(e) => (OutcomeTag::SpawnFailed, e as i32),
+            Outcome::WaitFailed(e) => (OutcomeTag::WaitFailed, e as i32),
         };
-        let mut b = vec![tag];
+        let mut b = vec![tag.code()];
         b.extend_from_slice(&v.to_le_bytes());
         b
     }
@@ -228,15 +257,14 @@ impl Outcome {
             return Err(if b.len() < 5 { FrameError::Truncated } else { FrameError::TrailingBytes(b.len() - 5) });
         };
         let v = i32::from_le_bytes([v0, v1, v2, v3]);
-        Ok(match tag {
-            1 => Outcome::Exited(v),
-            2 => Outcome::Signaled(v),
-            3 => Outcome::NotFound,
-            4 => Outcome::NotAccessible(Errno::from_raw(v)),
-            5 => Outcome::TimedOut,
-            6 => Outcome::SpawnFailed(Errno::from_raw(v)),
-            7 => Outcome::WaitFailed(Errno::from_raw(v)),
-            t => return Err(FrameError::UnknownTag(t)),
+        Ok(match OutcomeTag::from_code(tag).ok_or(FrameError::UnknownTag(tag))? {
+            OutcomeTag::Exited => Outcome::Exited(v),
+            OutcomeTag::Signaled => Outcome::Signaled(v),
+            OutcomeTag::NotFound => Outcome::NotFound,
+            OutcomeTag::NotAccessible => Outcome::NotAccessible(Errno::from_raw(v)),
+            OutcomeTag::TimedOut => Outcome::TimedOut,
+            OutcomeTag::SpawnFailed => Outcome::SpawnFailed(Errno::from_raw(v)),
+            OutcomeTag::WaitFailed => Outcome::WaitFailed(Errno::from_raw(v)),
         })
     }
 }
@@ -282,8 +310,7 @@ pub trait Run {
     fn exec_status(&mut self, pid: i64) -> Result<ExecAnswer, LaunchError>;
 }
 
-/// What the helper asks the launcher: a fixed job, or one of exec's two orders (launcher tags
-/// 10-19 are exec's: 10 start, 11 status).
+/// What the helper asks the launcher: a fixed job, or one of exec's two orders.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Order {
     Job(Job),
@@ -296,12 +323,12 @@ impl Order {
         match self {
             Order::Job(j) => j.encode(),
             Order::ExecStart(plan) => {
-                let mut b = vec![10];
+                let mut b = vec![OrderTag::ExecStart.code()];
                 plan.encode_into(&mut b);
                 b
             }
             Order::ExecStatus(pid) => {
-                let mut b = vec![11];
+                let mut b = vec![OrderTag::ExecStatus.code()];
                 b.extend_from_slice(&pid.to_le_bytes());
                 b
             }
@@ -309,9 +336,9 @@ impl Order {
     }
 
     fn decode(b: &[u8]) -> Result<Order, FrameError> {
-        match b.first() {
-            Some(10) => Ok(Order::ExecStart(ExecPlan::decode_from(&b[1..])?)),
-            Some(11) => {
+        match b.first().copied().and_then(OrderTag::from_code) {
+            Some(OrderTag::ExecStart) => Ok(Order::ExecStart(ExecPlan::decode_from(&b[1..])?)),
+            Some(OrderTag::ExecStatus) => {
                 let pid: [u8; 8] = b[1..].try_into().map_err(|_| FrameError::BadValue("pid"))?;
                 Ok(Order::ExecStatus(i64::from_le_bytes(pid)))
             }
@@ -321,7 +348,7 @@ impl Order {
 
     /// Only an exec start carries large data (the input).
     fn frame_bound(tag: u8) -> usize {
-        if tag == 10 {
+        if tag == OrderTag::ExecStart.code() {
             MAX_EXEC_FRAME
         } else {
             MAX_FRAME
@@ -372,7 +399,7 @@ impl Run for Launcher {
     }
 
     fn account(&mut self, req: &crate::protocol::Request) -> Result<crate::protocol::Reply, LaunchError> {
-        let mut frame = vec![crate::accounts::JOB_TAG];
+        let mut frame = vec![OrderTag::Account.code()];
         frame.extend_from_slice(&req.encode());
         write_frame(&mut self.sock, &frame).map_err(|e| LaunchError::Channel(FrameError::Io(e)))?;
         let payload = read_frame(&mut self.sock).map_err(LaunchError::Channel)?;
@@ -401,9 +428,9 @@ fn serve(mut sock: UnixStream, config: &Config) -> i32 {
     let mut programs = Programs::default();
     loop {
         let payload = read_frame_with(&mut sock, Order::frame_bound);
-        // Account jobs (tags 20-29) carry a whole request and answer a whole reply.
+        // Account jobs carry a whole request and answer a whole reply.
         if let Ok(p) = &payload {
-            if p.first() == Some(&crate::accounts::JOB_TAG) {
+            if p.first() == Some(&OrderTag::Account.code()) {
                 let cx = crate::accounts::Context {
                     find_program: |name| find_program(name, is_executable_file),
                     program_env: SCRIPT_ENV,
@@ -678,6 +705,22 @@ mod tests {
         }
         assert_eq!(Job::Hook(HookPhase::Freeze).spec().args, ["freeze"]);
         assert_eq!(Job::Hook(HookPhase::Thaw).spec().args, ["thaw"]);
+    }
+
+    #[test]
+    fn every_launcher_tag_and_code_is_declared_once_and_round_trips() {
+        use qga_protocol::codes::assert_codes;
+        assert_codes(OrderTag::ALL, OrderTag::code, OrderTag::from_code);
+        assert_codes(OutcomeTag::ALL, OutcomeTag::code, OutcomeTag::from_code);
+        assert_codes(HookPhase::ALL, HookPhase::code, HookPhase::from_code);
+        // Every job's tag is a job order's, and exec's and the account jobs' are not jobs.
+        for j in all_jobs() {
+            let tag = OrderTag::from_code(j.encode()[0]).unwrap();
+            assert!(!matches!(tag, OrderTag::ExecStart | OrderTag::ExecStatus | OrderTag::Account), "{j:?}");
+        }
+        for tag in [OrderTag::ExecStart, OrderTag::ExecStatus, OrderTag::Account] {
+            assert!(matches!(Job::decode(&[tag.code(), 0]), Err(FrameError::UnknownTag(_))), "{tag:?}");
+        }
     }
 
     #[test]

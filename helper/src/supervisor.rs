@@ -40,6 +40,18 @@ const TICK: Duration = Duration::from_millis(50);
 /// killed) is waited for before the status is reported anyway.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+qga_protocol::wire_codes! {
+    /// The first byte of each [`ExecAnswer`].
+    enum AnswerTag {
+        Started = 10,
+        SpawnFailed = 11,
+        NoSuchUser = 12,
+        TooMany = 13,
+        UnknownPid = 14,
+        Status = 15,
+    }
+}
+
 /// What the launcher answers about a program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExecAnswer {
@@ -62,21 +74,21 @@ impl ExecAnswer {
         let mut b = Vec::new();
         match self {
             ExecAnswer::Started { pid } => {
-                b.push(10);
+                b.push(AnswerTag::Started.code());
                 b.extend_from_slice(&pid.to_le_bytes());
             }
             ExecAnswer::SpawnFailed(e) => {
-                b.push(11);
+                b.push(AnswerTag::SpawnFailed.code());
                 b.extend_from_slice(&(*e as i32).to_le_bytes());
             }
             ExecAnswer::NoSuchUser(u) => {
-                b.push(12);
+                b.push(AnswerTag::NoSuchUser.code());
                 b.extend_from_slice(&u.as_bytes()[..u.len().min(64)]);
             }
-            ExecAnswer::TooMany => b.push(13),
-            ExecAnswer::UnknownPid => b.push(14),
+            ExecAnswer::TooMany => b.push(AnswerTag::TooMany.code()),
+            ExecAnswer::UnknownPid => b.push(AnswerTag::UnknownPid.code()),
             ExecAnswer::Status(s) => {
-                b.push(15);
+                b.push(AnswerTag::Status.code());
                 s.encode_into(&mut b);
             }
         }
@@ -91,36 +103,36 @@ impl ExecAnswer {
             std::cmp::Ordering::Greater => Err(FrameError::TrailingBytes(rest.len() - n)),
             std::cmp::Ordering::Equal => Ok(()),
         };
-        Ok(match tag {
-            10 => {
+        Ok(match AnswerTag::from_code(tag).ok_or(FrameError::UnknownTag(tag))? {
+            AnswerTag::Started => {
                 exact(8)?;
                 ExecAnswer::Started { pid: i64::from_le_bytes(rest.try_into().map_err(|_| FrameError::Truncated)?) }
             }
-            11 => {
+            AnswerTag::SpawnFailed => {
                 exact(4)?;
                 ExecAnswer::SpawnFailed(Errno::from_raw(i32::from_le_bytes(
                     rest.try_into().map_err(|_| FrameError::Truncated)?,
                 )))
             }
-            12 if rest.len() <= 64 => {
+            AnswerTag::NoSuchUser if rest.len() <= 64 => {
                 ExecAnswer::NoSuchUser(String::from_utf8(rest.to_vec()).map_err(|_| FrameError::BadValue("user name"))?)
             }
-            13 => {
+            AnswerTag::TooMany => {
                 exact(0)?;
                 ExecAnswer::TooMany
             }
-            14 => {
+            AnswerTag::UnknownPid => {
                 exact(0)?;
                 ExecAnswer::UnknownPid
             }
-            15 => ExecAnswer::Status(ExecStatus::decode_from(rest)?),
-            t => return Err(FrameError::UnknownTag(t)),
+            AnswerTag::Status => ExecAnswer::Status(ExecStatus::decode_from(rest)?),
+            AnswerTag::NoSuchUser => return Err(FrameError::BadValue("user name length")),
         })
     }
 
     /// The bound of an answer frame by its tag: only a status carries output.
     pub fn frame_bound(tag: u8) -> usize {
-        if tag == 15 {
+        if tag == AnswerTag::Status.code() {
             MAX_EXEC_FRAME
         } else {
             MAX_FRAME
@@ -589,6 +601,11 @@ fn exec_program(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_tag_is_declared_once_and_round_trips() {
+        qga_protocol::codes::assert_codes(AnswerTag::ALL, AnswerTag::code, AnswerTag::from_code);
+    }
 
     #[test]
     fn answers_round_trip() {

@@ -42,12 +42,69 @@ const _: () = assert!(1 + 4 + MAX_MEMORY_BLOCKS * (8 + 1) <= MAX_FRAME);
 const _: () = assert!(1 + 1 + 4 + MAX_MOUNTPOINTS * (4 + MAX_MOUNTPOINT_LEN) <= MAX_FRAME);
 const _: () = assert!(1 + 4 + MAX_MEMORY_BLOCKS * (8 + 1 + 1 + 8) <= MAX_FRAME);
 
-/// `guest-shutdown` modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShutdownMode {
-    Powerdown,
-    Halt,
-    Reboot,
+crate::wire_codes! {
+    /// The tag of each request: the first byte of its payload.
+    pub enum RequestTag {
+        FreezeStatus = 1,
+        Freeze = 2,
+        Thaw = 3,
+        Trim = 4,
+        Shutdown = 5,
+        Suspend = 6,
+        SetVcpus = 7,
+        SetTime = 8,
+        Quit = 9,
+        GetFsinfo = 30,
+        GetDisks = 31,
+        FreezeList = 40,
+        SetMemoryBlocks = 41,
+        Reload = 60,
+        // exec's block (70-79)
+        Exec = 70,
+        ExecStatus = 71,
+        // files (80-89)
+        FileOpen = 80,
+        // accounts (90-99)
+        SetUserPassword = 90,
+        SshGetKeys = 91,
+        SshAddKeys = 92,
+        SshRemoveKeys = 93,
+    }
+}
+
+crate::wire_codes! {
+    /// The tag of each reply: the first byte of its payload.
+    pub enum ReplyTag {
+        FreezeState = 1,
+        FreezeCount = 2,
+        Trimmed = 3,
+        VcpusSet = 4,
+        Done = 5,
+        Failed = 6,
+        Fsinfo = 30,
+        Disks = 31,
+        MemoryBlocksSet = 40,
+        Reloaded = 60,
+        ReloadRefused = 61,
+        // exec's block (70-79)
+        ExecStarted = 70,
+        ExecStatus = 71,
+        // files (80-89)
+        FileOpened = 80,
+        FileOpenFailed = 81,
+        // accounts (90-99)
+        Keys = 90,
+        NoSuchUser = 91,
+    }
+}
+
+crate::wire_codes! {
+    /// `guest-shutdown` modes (the codes are the helper's and the launcher's frames').
+    pub enum ShutdownMode {
+        Powerdown = 0,
+        Halt = 1,
+        Reboot = 2,
+    }
 }
 
 impl From<ShutdownMode> for qga_policy::rules::ShutdownMode {
@@ -61,29 +118,31 @@ impl From<ShutdownMode> for qga_policy::rules::ShutdownMode {
     }
 }
 
-/// `guest-suspend-*` modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SuspendMode {
-    Disk,
-    Ram,
-    Hybrid,
+crate::wire_codes! {
+    /// `guest-suspend-*` modes (the codes are the helper's and the launcher's frames').
+    pub enum SuspendMode {
+        Disk = 0,
+        Ram = 1,
+        Hybrid = 2,
+    }
 }
 
-/// guest-file-open's mode: 7.2's fopen table, whose `b` variants open the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenMode {
-    /// `r`, `rb`
-    Read,
-    /// `w`, `wb`
-    Write,
-    /// `a`, `ab`
-    Append,
-    /// `r+`, `rb+`, `r+b`
-    ReadPlus,
-    /// `w+`, `wb+`, `w+b`
-    WritePlus,
-    /// `a+`, `ab+`, `a+b`
-    AppendPlus,
+crate::wire_codes! {
+    /// guest-file-open's mode: 7.2's fopen table, whose `b` variants open the same way.
+    pub enum OpenMode {
+        /// `r`, `rb`
+        Read = 0,
+        /// `w`, `wb`
+        Write = 1,
+        /// `a`, `ab`
+        Append = 2,
+        /// `r+`, `rb+`, `r+b`
+        ReadPlus = 3,
+        /// `w+`, `wb+`, `w+b`
+        WritePlus = 4,
+        /// `a+`, `ab+`, `a+b`
+        AppendPlus = 5,
+    }
 }
 
 impl OpenMode {
@@ -127,29 +186,6 @@ impl OpenMode {
         };
         qga_policy::rules::Access { read, write, append, create }
     }
-
-    fn code(self) -> u8 {
-        match self {
-            OpenMode::Read => 0,
-            OpenMode::Write => 1,
-            OpenMode::Append => 2,
-            OpenMode::ReadPlus => 3,
-            OpenMode::WritePlus => 4,
-            OpenMode::AppendPlus => 5,
-        }
-    }
-
-    fn from_code(c: u8) -> Result<Self, FrameError> {
-        match c {
-            0 => Ok(OpenMode::Read),
-            1 => Ok(OpenMode::Write),
-            2 => Ok(OpenMode::Append),
-            3 => Ok(OpenMode::ReadPlus),
-            4 => Ok(OpenMode::WritePlus),
-            5 => Ok(OpenMode::AppendPlus),
-            _ => Err(FrameError::BadValue("file open mode")),
-        }
-    }
 }
 
 /// One `GuestLogicalProcessor` of `guest-set-vcpus`, after the front's type checks.
@@ -167,13 +203,14 @@ pub struct MemoryBlockState {
     pub online: bool,
 }
 
-/// `GuestMemoryBlockResponseType`, in the schema's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemoryBlockResponse {
-    Success,
-    NotFound,
-    OperationNotSupported,
-    OperationFailed,
+crate::wire_codes! {
+    /// `GuestMemoryBlockResponseType`, in the schema's order.
+    pub enum MemoryBlockResponse {
+        Success = 0,
+        NotFound = 1,
+        OperationNotSupported = 2,
+        OperationFailed = 3,
+    }
 }
 
 impl MemoryBlockResponse {
@@ -184,23 +221,6 @@ impl MemoryBlockResponse {
             MemoryBlockResponse::NotFound => "not-found",
             MemoryBlockResponse::OperationNotSupported => "operation-not-supported",
             MemoryBlockResponse::OperationFailed => "operation-failed",
-        }
-    }
-    fn code(self) -> u8 {
-        match self {
-            MemoryBlockResponse::Success => 0,
-            MemoryBlockResponse::NotFound => 1,
-            MemoryBlockResponse::OperationNotSupported => 2,
-            MemoryBlockResponse::OperationFailed => 3,
-        }
-    }
-    fn from_code(c: u8) -> Result<Self, FrameError> {
-        match c {
-            0 => Ok(MemoryBlockResponse::Success),
-            1 => Ok(MemoryBlockResponse::NotFound),
-            2 => Ok(MemoryBlockResponse::OperationNotSupported),
-            3 => Ok(MemoryBlockResponse::OperationFailed),
-            _ => Err(FrameError::BadValue("memory block response")),
         }
     }
 }
@@ -328,139 +348,112 @@ pub enum Reply {
 
 /// The tags of the requests and replies that carry exec input or output: the only frames
 /// allowed past [`MAX_FRAME`], up to [`MAX_EXEC_FRAME`].
-pub const EXEC_TAGS: [u8; 2] = [70, 71];
-
-// The one place each mode's wire code is declared; the helper's launcher frames use it too.
-impl ShutdownMode {
-    pub fn code(self) -> u8 {
-        match self {
-            ShutdownMode::Powerdown => 0,
-            ShutdownMode::Halt => 1,
-            ShutdownMode::Reboot => 2,
-        }
-    }
-    pub fn from_code(c: u8) -> Result<Self, FrameError> {
-        match c {
-            0 => Ok(ShutdownMode::Powerdown),
-            1 => Ok(ShutdownMode::Halt),
-            2 => Ok(ShutdownMode::Reboot),
-            _ => Err(FrameError::BadValue("shutdown mode")),
-        }
-    }
-}
-
-impl SuspendMode {
-    pub fn code(self) -> u8 {
-        match self {
-            SuspendMode::Disk => 0,
-            SuspendMode::Ram => 1,
-            SuspendMode::Hybrid => 2,
-        }
-    }
-    pub fn from_code(c: u8) -> Result<Self, FrameError> {
-        match c {
-            0 => Ok(SuspendMode::Disk),
-            1 => Ok(SuspendMode::Ram),
-            2 => Ok(SuspendMode::Hybrid),
-            _ => Err(FrameError::BadValue("suspend mode")),
-        }
-    }
-}
+pub const EXEC_TAGS: [u8; 2] = [RequestTag::Exec.code(), ReplyTag::ExecStatus.code()];
 
 impl Request {
+    /// The tag its payload starts with.
+    pub fn tag(&self) -> RequestTag {
+        match self {
+            Request::FreezeStatus => RequestTag::FreezeStatus,
+            Request::Freeze => RequestTag::Freeze,
+            Request::FreezeList { .. } => RequestTag::FreezeList,
+            Request::Thaw => RequestTag::Thaw,
+            Request::Trim { .. } => RequestTag::Trim,
+            Request::Shutdown { .. } => RequestTag::Shutdown,
+            Request::Suspend { .. } => RequestTag::Suspend,
+            Request::SetVcpus { .. } => RequestTag::SetVcpus,
+            Request::SetMemoryBlocks { .. } => RequestTag::SetMemoryBlocks,
+            Request::SetTime { .. } => RequestTag::SetTime,
+            Request::Quit => RequestTag::Quit,
+            Request::Reload => RequestTag::Reload,
+            Request::GetFsinfo => RequestTag::GetFsinfo,
+            Request::GetDisks => RequestTag::GetDisks,
+            Request::Exec(_) => RequestTag::Exec,
+            Request::ExecStatus { .. } => RequestTag::ExecStatus,
+            Request::SetUserPassword { .. } => RequestTag::SetUserPassword,
+            Request::SshGetKeys { .. } => RequestTag::SshGetKeys,
+            Request::SshAddKeys { .. } => RequestTag::SshAddKeys,
+            Request::SshRemoveKeys { .. } => RequestTag::SshRemoveKeys,
+            Request::FileOpen { .. } => RequestTag::FileOpen,
+        }
+    }
+
     /// The payload (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc(Vec::with_capacity(16));
+        e.u8(self.tag().code());
         match self {
-            Request::FreezeStatus => e.u8(1),
-            Request::Freeze => e.u8(2),
-            Request::Thaw => e.u8(3),
+            Request::FreezeStatus => {}
+            Request::Freeze => {}
+            Request::Thaw => {}
             Request::Trim { minimum } => {
-                e.u8(4);
                 e.i64(*minimum);
             }
             Request::Shutdown { mode } => {
-                e.u8(5);
                 e.u8(mode.code());
             }
             Request::Suspend { mode } => {
-                e.u8(6);
                 e.u8(mode.code());
             }
             Request::SetVcpus { vcpus } => {
-                e.u8(7);
                 e.u32(vcpus.len() as u32);
                 for v in vcpus {
                     e.i64(v.logical_id);
                     e.bool(v.online);
                 }
             }
-            Request::SetTime { time_ns } => {
-                e.u8(8);
-                match time_ns {
-                    None => e.u8(0),
-                    Some(t) => {
-                        e.u8(1);
-                        e.i64(*t);
+            Request::SetTime { time_ns } => match time_ns {
+                None => e.u8(0),
+                Some(t) => {
+                    e.u8(1);
+                    e.i64(*t);
+                }
+            },
+            Request::Quit => {}
+            Request::Reload => {}
+            Request::FreezeList { mountpoints } => match mountpoints {
+                None => e.u8(0),
+                Some(list) => {
+                    e.u8(1);
+                    e.u32(list.len() as u32);
+                    for m in list {
+                        e.bytes(m);
                     }
                 }
-            }
-            Request::Quit => e.u8(9),
-            Request::Reload => e.u8(60),
-            Request::FreezeList { mountpoints } => {
-                e.u8(40);
-                match mountpoints {
-                    None => e.u8(0),
-                    Some(list) => {
-                        e.u8(1);
-                        e.u32(list.len() as u32);
-                        for m in list {
-                            e.bytes(m);
-                        }
-                    }
-                }
-            }
+            },
             Request::SetMemoryBlocks { blocks } => {
-                e.u8(41);
                 e.u32(blocks.len() as u32);
                 for b in blocks {
                     e.u64(b.phys_index);
                     e.bool(b.online);
                 }
             }
-            Request::GetFsinfo => e.u8(30),
-            Request::GetDisks => e.u8(31),
+            Request::GetFsinfo => {}
+            Request::GetDisks => {}
             Request::Exec(r) => {
-                e.u8(70);
                 r.encode(&mut e);
             }
             Request::ExecStatus { pid } => {
-                e.u8(71);
                 e.i64(*pid);
             }
             Request::SetUserPassword { user, password, crypted } => {
-                e.u8(90);
                 e.bytes(user);
                 e.bytes(&password.0);
                 e.bool(*crypted);
             }
             Request::SshGetKeys { user } => {
-                e.u8(91);
                 e.bytes(user);
             }
             Request::SshAddKeys { user, keys, reset } => {
-                e.u8(92);
                 e.bytes(user);
                 enc_keys(&mut e, keys);
                 e.bool(*reset);
             }
             Request::SshRemoveKeys { user, keys } => {
-                e.u8(93);
                 e.bytes(user);
                 enc_keys(&mut e, keys);
             }
             Request::FileOpen { path, mode } => {
-                e.u8(80);
                 e.bytes(path);
                 e.u8(mode.code());
             }
@@ -470,14 +463,19 @@ impl Request {
 
     pub fn decode(payload: &[u8]) -> Result<Request, FrameError> {
         let mut d = Dec(payload);
-        let req = match d.u8()? {
-            1 => Request::FreezeStatus,
-            2 => Request::Freeze,
-            3 => Request::Thaw,
-            4 => Request::Trim { minimum: d.i64()? },
-            5 => Request::Shutdown { mode: ShutdownMode::from_code(d.u8()?)? },
-            6 => Request::Suspend { mode: SuspendMode::from_code(d.u8()?)? },
-            7 => {
+        let tag = d.u8()?;
+        let req = match RequestTag::from_code(tag).ok_or(FrameError::UnknownTag(tag))? {
+            RequestTag::FreezeStatus => Request::FreezeStatus,
+            RequestTag::Freeze => Request::Freeze,
+            RequestTag::Thaw => Request::Thaw,
+            RequestTag::Trim => Request::Trim { minimum: d.i64()? },
+            RequestTag::Shutdown => Request::Shutdown {
+                mode: ShutdownMode::from_code(d.u8()?).ok_or(FrameError::BadValue("shutdown mode"))?,
+            },
+            RequestTag::Suspend => {
+                Request::Suspend { mode: SuspendMode::from_code(d.u8()?).ok_or(FrameError::BadValue("suspend mode"))? }
+            }
+            RequestTag::SetVcpus => {
                 let n = d.count(MAX_VCPUS)?;
                 let mut vcpus = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -485,16 +483,16 @@ impl Request {
                 }
                 Request::SetVcpus { vcpus }
             }
-            8 => Request::SetTime {
+            RequestTag::SetTime => Request::SetTime {
                 time_ns: match d.u8()? {
                     0 => None,
                     1 => Some(d.i64()?),
                     _ => return Err(FrameError::BadValue("optional time")),
                 },
             },
-            9 => Request::Quit,
-            60 => Request::Reload,
-            40 => Request::FreezeList {
+            RequestTag::Quit => Request::Quit,
+            RequestTag::Reload => Request::Reload,
+            RequestTag::FreezeList => Request::FreezeList {
                 mountpoints: match d.u8()? {
                     0 => None,
                     1 => {
@@ -508,7 +506,7 @@ impl Request {
                     _ => return Err(FrameError::BadValue("optional mount point list")),
                 },
             },
-            41 => {
+            RequestTag::SetMemoryBlocks => {
                 let n = d.count(MAX_MEMORY_BLOCKS)?;
                 let mut blocks = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -516,30 +514,34 @@ impl Request {
                 }
                 Request::SetMemoryBlocks { blocks }
             }
-            30 => Request::GetFsinfo,
-            31 => Request::GetDisks,
-            70 => Request::Exec(ExecRequest::decode(&mut d)?),
-            71 => Request::ExecStatus { pid: d.i64()? },
-            90 => Request::SetUserPassword {
+            RequestTag::GetFsinfo => Request::GetFsinfo,
+            RequestTag::GetDisks => Request::GetDisks,
+            RequestTag::Exec => Request::Exec(ExecRequest::decode(&mut d)?),
+            RequestTag::ExecStatus => Request::ExecStatus { pid: d.i64()? },
+            RequestTag::SetUserPassword => Request::SetUserPassword {
                 user: dec_user(&mut d)?,
                 password: Secret(d.bytes(MAX_PASSWORD)?),
                 crypted: d.bool()?,
             },
-            91 => Request::SshGetKeys { user: dec_user(&mut d)? },
-            92 => Request::SshAddKeys {
+            RequestTag::SshGetKeys => Request::SshGetKeys { user: dec_user(&mut d)? },
+            RequestTag::SshAddKeys => Request::SshAddKeys {
                 user: dec_user(&mut d)?,
                 keys: dec_keys(&mut d, MAX_KEYS, MAX_KEY_LEN)?,
                 reset: d.bool()?,
             },
-            93 => Request::SshRemoveKeys { user: dec_user(&mut d)?, keys: dec_keys(&mut d, MAX_KEYS, MAX_KEY_LEN)? },
-            80 => {
+            RequestTag::SshRemoveKeys => {
+                Request::SshRemoveKeys { user: dec_user(&mut d)?, keys: dec_keys(&mut d, MAX_KEYS, MAX_KEY_LEN)? }
+            }
+            RequestTag::FileOpen => {
                 let path = d.bytes(MAX_FILE_PATH)?;
                 if path.is_empty() || path.contains(&0) {
                     return Err(FrameError::BadValue("file path"));
                 }
-                Request::FileOpen { path, mode: OpenMode::from_code(d.u8()?)? }
+                Request::FileOpen {
+                    path,
+                    mode: OpenMode::from_code(d.u8()?).ok_or(FrameError::BadValue("file open mode"))?,
+                }
             }
-            t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
         Ok(req)
@@ -547,20 +549,42 @@ impl Request {
 }
 
 impl Reply {
+    /// The tag its payload starts with.
+    pub fn tag(&self) -> ReplyTag {
+        match self {
+            Reply::FreezeState { .. } => ReplyTag::FreezeState,
+            Reply::FreezeCount { .. } => ReplyTag::FreezeCount,
+            Reply::Trimmed { .. } => ReplyTag::Trimmed,
+            Reply::VcpusSet { .. } => ReplyTag::VcpusSet,
+            Reply::MemoryBlocksSet { .. } => ReplyTag::MemoryBlocksSet,
+            Reply::Done => ReplyTag::Done,
+            Reply::Failed { .. } => ReplyTag::Failed,
+            Reply::Reloaded { .. } => ReplyTag::Reloaded,
+            Reply::ReloadRefused { .. } => ReplyTag::ReloadRefused,
+            Reply::Fsinfo { .. } => ReplyTag::Fsinfo,
+            Reply::Disks { .. } => ReplyTag::Disks,
+            Reply::ExecStarted { .. } => ReplyTag::ExecStarted,
+            Reply::ExecStatus(_) => ReplyTag::ExecStatus,
+            Reply::Keys { .. } => ReplyTag::Keys,
+            Reply::NoSuchUser => ReplyTag::NoSuchUser,
+            Reply::FileOpened => ReplyTag::FileOpened,
+            Reply::FileOpenFailed { .. } => ReplyTag::FileOpenFailed,
+        }
+    }
+
+    /// The payload (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc(Vec::with_capacity(16));
+        e.u8(self.tag().code());
         match self {
             Reply::FreezeState { frozen } => {
-                e.u8(1);
                 e.bool(*frozen);
             }
             Reply::FreezeCount { count, frozen } => {
-                e.u8(2);
                 e.i64(*count);
                 e.bool(*frozen);
             }
             Reply::Trimmed { paths } => {
-                e.u8(3);
                 e.u32(paths.len() as u32);
                 for p in paths {
                     match p {
@@ -579,16 +603,13 @@ impl Reply {
                 }
             }
             Reply::VcpusSet { count } => {
-                e.u8(4);
                 e.i64(*count);
             }
-            Reply::Done => e.u8(5),
+            Reply::Done => {}
             Reply::Failed { desc } => {
-                e.u8(6);
                 e.str(desc);
             }
             Reply::Reloaded { policy } => {
-                e.u8(60);
                 let enabled: Vec<Command> = policy.enabled_commands().collect();
                 e.u32(enabled.len() as u32);
                 for c in enabled {
@@ -607,12 +628,10 @@ impl Reply {
                 }
             }
             Reply::ReloadRefused { restart, reason } => {
-                e.u8(61);
                 e.bool(*restart);
                 e.str(reason);
             }
             Reply::MemoryBlocksSet { results } => {
-                e.u8(40);
                 e.u32(results.len() as u32);
                 for r in results {
                     e.u64(r.phys_index);
@@ -627,29 +646,23 @@ impl Reply {
                 }
             }
             Reply::Fsinfo { filesystems } => {
-                e.u8(30);
                 crate::storage::encode_fsinfo(&mut e, filesystems);
             }
             Reply::Disks { disks } => {
-                e.u8(31);
                 crate::storage::encode_disks(&mut e, disks);
             }
             Reply::ExecStarted { pid } => {
-                e.u8(70);
                 e.i64(*pid);
             }
             Reply::ExecStatus(status) => {
-                e.u8(71);
                 status.encode(&mut e);
             }
             Reply::Keys { keys } => {
-                e.u8(90);
                 enc_keys(&mut e, keys);
             }
-            Reply::NoSuchUser => e.u8(91),
-            Reply::FileOpened => e.u8(80),
+            Reply::NoSuchUser => {}
+            Reply::FileOpened => {}
             Reply::FileOpenFailed { errno } => {
-                e.u8(81);
                 e.u32(*errno as u32);
             }
         }
@@ -683,10 +696,11 @@ fn decode_conditions(d: &mut Dec<'_>) -> Result<Vec<Narrowing>, FrameError> {
 impl Reply {
     pub fn decode(payload: &[u8]) -> Result<Reply, FrameError> {
         let mut d = Dec(payload);
-        let reply = match d.u8()? {
-            1 => Reply::FreezeState { frozen: d.bool()? },
-            2 => Reply::FreezeCount { count: d.i64()?, frozen: d.bool()? },
-            3 => {
+        let tag = d.u8()?;
+        let reply = match ReplyTag::from_code(tag).ok_or(FrameError::UnknownTag(tag))? {
+            ReplyTag::FreezeState => Reply::FreezeState { frozen: d.bool()? },
+            ReplyTag::FreezeCount => Reply::FreezeCount { count: d.i64()?, frozen: d.bool()? },
+            ReplyTag::Trimmed => {
                 let n = d.count(MAX_FRAME / 16)?;
                 let mut paths = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
@@ -698,10 +712,10 @@ impl Reply {
                 }
                 Reply::Trimmed { paths }
             }
-            4 => Reply::VcpusSet { count: d.i64()? },
-            5 => Reply::Done,
-            6 => Reply::Failed { desc: d.str()? },
-            60 => {
+            ReplyTag::VcpusSet => Reply::VcpusSet { count: d.i64()? },
+            ReplyTag::Done => Reply::Done,
+            ReplyTag::Failed => Reply::Failed { desc: d.str()? },
+            ReplyTag::Reloaded => {
                 // Table indexes, each once, in increasing order: one encoding per policy.
                 let n = d.count(COUNT)?;
                 let mut enabled = Vec::with_capacity(n);
@@ -720,13 +734,14 @@ impl Reply {
                 }
                 Reply::Reloaded { policy: Policy::only(enabled).with_conditions(decode_conditions(&mut d)?) }
             }
-            61 => Reply::ReloadRefused { restart: d.bool()?, reason: d.str()? },
-            40 => {
+            ReplyTag::ReloadRefused => Reply::ReloadRefused { restart: d.bool()?, reason: d.str()? },
+            ReplyTag::MemoryBlocksSet => {
                 let n = d.count(MAX_MEMORY_BLOCKS)?;
                 let mut results = Vec::with_capacity(n);
                 for _ in 0..n {
                     let phys_index = d.u64()?;
-                    let response = MemoryBlockResponse::from_code(d.u8()?)?;
+                    let response =
+                        MemoryBlockResponse::from_code(d.u8()?).ok_or(FrameError::BadValue("memory block response"))?;
                     let error_code = match d.u8()? {
                         0 => None,
                         1 => Some(d.i64()?),
@@ -736,19 +751,18 @@ impl Reply {
                 }
                 Reply::MemoryBlocksSet { results }
             }
-            30 => Reply::Fsinfo { filesystems: crate::storage::decode_fsinfo(&mut d)? },
-            31 => Reply::Disks { disks: crate::storage::decode_disks(&mut d)? },
-            70 => Reply::ExecStarted { pid: d.i64()? },
-            71 => Reply::ExecStatus(ExecStatus::decode(&mut d)?),
-            90 => Reply::Keys { keys: dec_keys(&mut d, MAX_AUTHKEYS_FILE / 2 + 1, MAX_AUTHKEYS_FILE)? },
-            91 => Reply::NoSuchUser,
-            80 => Reply::FileOpened,
-            81 => match d.u32()? as i32 {
+            ReplyTag::Fsinfo => Reply::Fsinfo { filesystems: crate::storage::decode_fsinfo(&mut d)? },
+            ReplyTag::Disks => Reply::Disks { disks: crate::storage::decode_disks(&mut d)? },
+            ReplyTag::ExecStarted => Reply::ExecStarted { pid: d.i64()? },
+            ReplyTag::ExecStatus => Reply::ExecStatus(ExecStatus::decode(&mut d)?),
+            ReplyTag::Keys => Reply::Keys { keys: dec_keys(&mut d, MAX_AUTHKEYS_FILE / 2 + 1, MAX_AUTHKEYS_FILE)? },
+            ReplyTag::NoSuchUser => Reply::NoSuchUser,
+            ReplyTag::FileOpened => Reply::FileOpened,
+            ReplyTag::FileOpenFailed => match d.u32()? as i32 {
                 // An errno is a small positive number; anything else is a broken helper.
                 errno @ 1..=4095 => Reply::FileOpenFailed { errno },
                 _ => return Err(FrameError::BadValue("errno")),
             },
-            t => return Err(FrameError::UnknownTag(t)),
         };
         d.finish()?;
         Ok(reply)
@@ -923,9 +937,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_reply_round_trips() {
-        let replies = vec![
+    fn every_reply() -> Vec<Reply> {
+        vec![
             Reply::FreezeState { frozen: true },
             Reply::FreezeCount { count: 3, frozen: true },
             Reply::Trimmed {
@@ -981,9 +994,46 @@ mod tests {
             },
             Reply::FileOpened,
             Reply::FileOpenFailed { errno: 13 },
-        ];
-        for r in replies {
+            Reply::Fsinfo { filesystems: vec![] },
+            Reply::Disks { disks: vec![] },
+        ]
+    }
+
+    #[test]
+    fn every_reply_round_trips() {
+        for r in every_reply() {
             assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn every_tag_and_mode_code_is_declared_once_and_round_trips() {
+        use crate::codes::assert_codes;
+        assert_codes(RequestTag::ALL, RequestTag::code, RequestTag::from_code);
+        assert_codes(ReplyTag::ALL, ReplyTag::code, ReplyTag::from_code);
+        assert_codes(ShutdownMode::ALL, ShutdownMode::code, ShutdownMode::from_code);
+        assert_codes(SuspendMode::ALL, SuspendMode::code, SuspendMode::from_code);
+        assert_codes(OpenMode::ALL, OpenMode::code, OpenMode::from_code);
+        assert_codes(MemoryBlockResponse::ALL, MemoryBlockResponse::code, MemoryBlockResponse::from_code);
+        assert_codes(BusType::ALL, BusType::code, BusType::from_code);
+    }
+
+    /// The round trips above exercise every tag, and a payload starts with its message's tag.
+    #[test]
+    fn every_request_and_reply_tag_is_sent_and_leads_its_payload() {
+        let requests = every_request();
+        for tag in RequestTag::ALL {
+            assert!(requests.iter().any(|r| r.tag() == *tag), "no request with {tag:?}");
+        }
+        for r in requests {
+            assert_eq!(r.encode()[0], r.tag().code(), "{r:?}");
+        }
+        let replies = every_reply();
+        for tag in ReplyTag::ALL {
+            assert!(replies.iter().any(|r| r.tag() == *tag), "no reply with {tag:?}");
+        }
+        for r in replies {
+            assert_eq!(r.encode()[0], r.tag().code(), "{r:?}");
         }
     }
 

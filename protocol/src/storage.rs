@@ -18,15 +18,16 @@ pub const MAX_NAME: usize = 4096;
 // The largest reply the bounds allow fits a frame only if entries stay small; the helper
 // checks the encoded size as well (see `fits`).
 
-/// `GuestDiskBusType` values Linux's 7.2 produces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BusType {
-    Ide,
-    Scsi,
-    Virtio,
-    Sata,
-    Nvme,
-    Unknown,
+crate::wire_codes! {
+    /// `GuestDiskBusType` values Linux's 7.2 produces.
+    pub enum BusType {
+        Ide = 0,
+        Scsi = 1,
+        Virtio = 2,
+        Sata = 3,
+        Nvme = 4,
+        Unknown = 5,
+    }
 }
 
 impl BusType {
@@ -39,27 +40,6 @@ impl BusType {
             BusType::Sata => "sata",
             BusType::Nvme => "nvme",
             BusType::Unknown => "unknown",
-        }
-    }
-    fn code(self) -> u8 {
-        match self {
-            BusType::Ide => 0,
-            BusType::Scsi => 1,
-            BusType::Virtio => 2,
-            BusType::Sata => 3,
-            BusType::Nvme => 4,
-            BusType::Unknown => 5,
-        }
-    }
-    fn from_code(c: u8) -> Result<BusType, FrameError> {
-        match c {
-            0 => Ok(BusType::Ide),
-            1 => Ok(BusType::Scsi),
-            2 => Ok(BusType::Virtio),
-            3 => Ok(BusType::Sata),
-            4 => Ok(BusType::Nvme),
-            5 => Ok(BusType::Unknown),
-            _ => Err(FrameError::BadValue("bus type")),
         }
     }
 }
@@ -148,7 +128,7 @@ fn decode_address(d: &mut Dec<'_>) -> Result<DiskAddress, FrameError> {
     let pci = PciAddress { domain: d.i64()?, bus: d.i64()?, slot: d.i64()?, function: d.i64()? };
     Ok(DiskAddress {
         pci,
-        bus_type: BusType::from_code(d.u8()?)?,
+        bus_type: BusType::from_code(d.u8()?).ok_or(FrameError::BadValue("bus type"))?,
         bus: d.i64()?,
         target: d.i64()?,
         unit: d.i64()?,

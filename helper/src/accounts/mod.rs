@@ -30,8 +30,6 @@ use crate::protocol::accounts::{check_key, check_key_bounds, check_password, che
 use crate::protocol::{FrameError, Reply, Request, MAX_FRAME};
 use authkeys::{KeysOp, KeysResult};
 
-/// The launcher job tag of an account job (the accounts block of launcher tags is 20-29).
-pub const JOB_TAG: u8 = 20;
 /// How long chpasswd or a key child may take (a home on a dead network mount must not hang the
 /// helper for ever).
 pub const TIME_LIMIT: Duration = Duration::from_secs(30);
@@ -86,7 +84,7 @@ pub struct Context {
     pub close_other_fds: fn(i32),
 }
 
-/// In the launcher: carries out one account job (the payload after [`JOB_TAG`]) and returns
+/// In the launcher: carries out one account job (the payload after the launcher's `OrderTag::Account`) and returns
 /// the reply to send back. A payload that is not an account request is a broken helper.
 pub fn serve_job(payload: &[u8], cx: &Context) -> Result<Reply, FrameError> {
     let req = Request::decode(payload)?;
