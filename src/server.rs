@@ -10,7 +10,7 @@ use crate::qmp::dispatch;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use polling::{Event, Events, PollMode, Poller};
-use qga_protocol::{Reply, Request};
+use qga_protocol::ask::{self, Reloaded};
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::ControlFlow;
@@ -559,8 +559,10 @@ impl Server {
             if self.agent.frozen { " after thawing filesystems" } else { "" }
         );
         match self.agent.helper.quit(QUIT_LIMIT) {
-            Ok(Reply::Done) => {}
-            Ok(other) => crate::error!("unexpected reply to quit from the helper: {other:?}"),
+            Ok(()) => {}
+            Err(e) if self.agent.helper.lost().is_none() => {
+                crate::error!("unexpected reply to quit from the helper: {}", String::from_utf8_lossy(&e.desc()))
+            }
             Err(_) => crate::error!("the helper did not confirm quitting"),
         }
         self.relay_helper_log();
@@ -581,10 +583,10 @@ impl Server {
     /// parser, open file handles and the frozen state are left as they are.
     fn reload_policy(&mut self) -> Result<(), Exit> {
         crate::warning!("received SIGHUP, reloading the policy");
-        let reply = self.agent.helper.call(&Request::Reload);
+        let reply = self.agent.helper.ask(ask::reload());
         self.relay_helper_log();
         match reply {
-            Ok(Reply::Reloaded { policy }) => {
+            Ok(Reloaded::Applied(policy)) => {
                 // The helper already refuses this; the front does not rely on it, since its own
                 // sandbox could not serve the file commands.
                 if let Some(why) = qga_policy::reload::needs_restart(&policy, self.agent.file_access) {
@@ -596,15 +598,19 @@ impl Server {
                 audit_reload("policy-reload-applied", &change);
                 self.agent.policy = policy;
             }
-            Ok(Reply::ReloadRefused { restart: true, reason }) => {
+            Ok(Reloaded::Refused { restart: true, reason }) => {
                 crate::warning!("policy reload refused, the policy in force is unchanged: {reason}");
                 audit_reload("policy-reload-refused", &reason);
             }
-            Ok(Reply::ReloadRefused { restart: false, reason }) => {
+            Ok(Reloaded::Refused { restart: false, reason }) => {
                 crate::warning!("policy reload refused, the policy in force is unchanged: invalid policy: {reason}");
                 audit_reload("policy-reload-refused", &format!("invalid policy: {reason}"));
             }
-            Ok(other) => crate::error!("unexpected reply to a policy reload from the helper: {other:?}"),
+            // A reply of another kind, or a failure: the helper is still there.
+            Err(e) if self.agent.helper.lost().is_none() => crate::error!(
+                "unexpected reply to a policy reload from the helper: {}",
+                String::from_utf8_lossy(&e.desc())
+            ),
             Err(_) => {
                 let why = self.agent.helper.lost().unwrap_or("privileged helper lost").to_string();
                 self.relay_last_helper_log();

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use qga_policy::{decide, permit, Command, Decision, Invocation, Policy};
+use qga_protocol::ask::{self, reply, Ask, FreezeCount, Reloaded};
 use qga_protocol::set_time;
 
 use crate::files::{OpenError, Target};
@@ -178,13 +179,13 @@ impl<O: Operations> Server<O> {
     /// Reload: the new policy applies only if it validates and the start-up sandboxes (the
     /// front's, and the helper's reach for guest-file-open) cover it; otherwise the old one stays in force and the answer says why. Frozen state and
     /// everything else are untouched.
-    fn reload(&mut self) -> Reply {
+    fn reload(&mut self) -> Reloaded {
         let new = match self.ops.load_policy() {
             Ok(p) => p,
-            Err(reason) => return Reply::ReloadRefused { restart: false, reason },
+            Err(reason) => return Reloaded::Refused { restart: false, reason },
         };
         if let Some(reason) = qga_policy::reload::needs_restart(&new, self.front_files) {
-            return Reply::ReloadRefused { restart: true, reason };
+            return Reloaded::Refused { restart: true, reason };
         }
         // A rule beyond the ruleset would be enabled and pass both gates, and every open it
         // allows would then fail with EACCES: refused whole instead, saying a restart applies it.
@@ -195,7 +196,7 @@ impl<O: Operations> Server<O> {
             }
         }
         self.policy = new.clone();
-        Reply::Reloaded { policy: new }
+        Reloaded::Applied(new)
     }
 
     /// Sets the freeze time limit; a freeze found at start counts from now.
@@ -257,60 +258,40 @@ impl<O: Operations> Server<O> {
             log!("refused by the policy's conditions: {refusal}");
             return Step::Reply(failed(refusal));
         }
+        // Each arm's handler returns its own request's answer, which `reply` turns into the one
+        // reply that carries it: an arm cannot answer with another request's reply.
         let reply = match req {
-            Request::FreezeStatus => Reply::FreezeState { frozen: self.frozen },
+            Request::FreezeStatus => reply::<ask::FreezeStatus>(Ok(self.frozen)),
             Request::Quit => {
                 self.thaw_if_frozen("quit");
-                return Step::ReplyAndExit(Reply::Done, exit::OK);
+                return Step::ReplyAndExit(reply::<ask::Quit>(Ok(())), exit::OK);
             }
-            Request::Freeze => self.freeze(None),
-            Request::FreezeList { mountpoints } => self.freeze(mountpoints.as_deref()),
-            Request::Thaw => {
-                let was_frozen = self.frozen;
-                let t = self.ops.thaw();
-                self.frozen = self.frozen && t.still_frozen;
-                match t.result {
-                    Ok(count) => {
-                        // The front logs every thaw call; a thaw that changed nothing adds no
-                        // line of its own.
-                        if count > 0 || was_frozen {
-                            log!("thawed {count} filesystem(s)");
-                        }
-                        Reply::FreezeCount { count, frozen: self.frozen }
-                    }
-                    Err(e) => {
-                        log!("thaw: {e}");
-                        failed(e)
-                    }
-                }
-            }
-            Request::Trim { minimum } => match self.ops.trim(minimum) {
-                Ok(paths) => Reply::Trimmed { paths },
-                Err(e) => failed(e),
-            },
+            Request::Freeze => reply::<ask::Freeze>(self.freeze(None)),
+            Request::FreezeList { mountpoints } => reply::<ask::Freeze>(self.freeze(mountpoints.as_deref())),
+            Request::Thaw => reply::<ask::Thaw>(self.thaw()),
+            Request::Trim { minimum } => reply::<ask::Trim>(self.ops.trim(minimum)),
             Request::Shutdown { mode } => {
                 log!("shutdown requested, mode {mode:?}");
-                self.ops.shutdown(mode).map_or_else(failed, |()| Reply::Done)
+                reply::<ask::Shutdown>(self.ops.shutdown(mode))
             }
             Request::Suspend { mode } => {
                 log!("suspend requested, mode {mode:?}");
-                self.ops.suspend(mode).map_or_else(failed, |()| Reply::Done)
+                reply::<ask::Suspend>(self.ops.suspend(mode))
             }
-            Request::SetVcpus { vcpus } => match self.ops.set_vcpus(&vcpus) {
-                Ok(count) => Reply::VcpusSet { count },
-                Err(e) => failed(e),
-            },
+            Request::SetVcpus { vcpus } => reply::<ask::SetVcpus>(self.ops.set_vcpus(&vcpus)),
             Request::SetMemoryBlocks { blocks } => {
-                Reply::MemoryBlocksSet { results: self.ops.set_memory_blocks(&blocks) }
+                reply::<ask::SetMemoryBlocks>(Ok(self.ops.set_memory_blocks(&blocks)))
             }
-            Request::SetTime { time_ns } => self.ops.set_time(time_ns).map_or_else(failed, |()| Reply::Done),
-            Request::Reload => self.reload(),
-            Request::GetFsinfo => self.ops.fsinfo().map_or_else(failed, |filesystems| Reply::Fsinfo { filesystems }),
-            Request::GetDisks => self.ops.disks().map_or_else(failed, |disks| Reply::Disks { disks }),
-            Request::SetUserPassword { .. }
-            | Request::SshGetKeys { .. }
-            | Request::SshAddKeys { .. }
-            | Request::SshRemoveKeys { .. } => self.account(&req),
+            Request::SetTime { time_ns } => reply::<ask::SetTime>(self.ops.set_time(time_ns)),
+            Request::Reload => reply::<ask::Reload>(Ok(self.reload())),
+            Request::GetFsinfo => reply::<ask::GetFsinfo>(self.ops.fsinfo()),
+            Request::GetDisks => reply::<ask::GetDisks>(self.ops.disks()),
+            Request::SetUserPassword { .. } => {
+                reply::<ask::SetUserPassword>(self.account::<ask::SetUserPassword>(&req))
+            }
+            Request::SshGetKeys { .. } => reply::<ask::SshGetKeys>(self.account::<ask::SshGetKeys>(&req)),
+            Request::SshAddKeys { .. } => reply::<ask::SshAddKeys>(self.account::<ask::SshAddKeys>(&req)),
+            Request::SshRemoveKeys { .. } => reply::<ask::SshRemoveKeys>(self.account::<ask::SshRemoveKeys>(&req)),
             Request::FileOpen { path, mode } => {
                 let target = match crate::files::target(&self.policy, &path, mode) {
                     Ok(t) => t,
@@ -320,16 +301,16 @@ impl<O: Operations> Server<O> {
                     }
                 };
                 match self.ops.open_file(&target, mode) {
-                    Ok(fd) => return Step::ReplyWithFd(Reply::FileOpened, fd),
-                    Err(OpenError::Errno(e)) => Reply::FileOpenFailed { errno: e as i32 },
+                    Ok(fd) => return Step::ReplyWithFd(reply::<ask::FileOpen>(Ok(Ok(()))), fd),
+                    Err(OpenError::Errno(e)) => reply::<ask::FileOpen>(Ok(Err(e as i32))),
                     Err(OpenError::Refused(why)) => {
                         log!("refused by the policy's conditions: {why}");
-                        failed(why)
+                        reply::<ask::FileOpen>(Err(why))
                     }
                 }
             }
-            Request::Exec(req) => self.exec(&req),
-            Request::ExecStatus { pid } => self.ops.exec_status(pid).map_or_else(failed, Reply::ExecStatus),
+            Request::Exec(req) => reply::<ask::Exec>(self.exec(&req)),
+            Request::ExecStatus { pid } => reply::<ask::ExecStatus>(self.ops.exec_status(pid)),
         };
         // A reply within every list and string bound can still exceed the frame bound.
         if matches!(reply, Reply::Fsinfo { .. } | Reply::Disks { .. }) && reply.encode().len() > MAX_FRAME {
@@ -340,7 +321,7 @@ impl<O: Operations> Server<O> {
 
     /// guest-exec: the policy re-check on the request as received (program, arguments,
     /// environment, input, capture), then the plan its grant gives, run by the launcher.
-    fn exec(&mut self, req: &ExecRequest) -> Reply {
+    fn exec(&mut self, req: &ExecRequest) -> Result<i64, String> {
         let env = req.env.as_deref().unwrap_or(&[]);
         let invocation = Invocation::Exec {
             program: &req.path,
@@ -353,26 +334,48 @@ impl<O: Operations> Server<O> {
             Ok(grant) => crate::exec_plan::plan(req, &grant),
             Err(refusal) => {
                 log!("refused by the policy's conditions: {refusal}");
-                return failed(refusal.0);
+                return Err(refusal.0);
             }
         };
-        self.ops.exec(&plan).map_or_else(failed, |pid| Reply::ExecStarted { pid })
+        self.ops.exec(&plan)
     }
 
     /// guest-fsfreeze-freeze and -freeze-list: one path, so both keep the same frozen state,
     /// marker, hook and logging.
-    fn freeze(&mut self, only: Option<&[Vec<u8>]>) -> Reply {
+    fn freeze(&mut self, only: Option<&[Vec<u8>]>) -> Result<FreezeCount, String> {
         match self.ops.freeze(only) {
             Ok(count) => {
                 self.frozen = count > 0;
                 self.frozen_since = self.timed_freeze_start();
                 log!("froze {count} filesystem(s)");
-                Reply::FreezeCount { count, frozen: self.frozen }
+                Ok(FreezeCount { count, frozen: self.frozen })
             }
             Err(e) => {
                 self.frozen = false;
                 log!("freeze failed: {e}");
-                failed(e)
+                Err(e)
+            }
+        }
+    }
+
+    /// guest-fsfreeze-thaw: the count, with the state after it (still frozen only when the
+    /// mount list could not be read).
+    fn thaw(&mut self) -> Result<FreezeCount, String> {
+        let was_frozen = self.frozen;
+        let t = self.ops.thaw();
+        self.frozen = self.frozen && t.still_frozen;
+        match t.result {
+            Ok(count) => {
+                // The front logs every thaw call; a thaw that changed nothing adds no line of
+                // its own.
+                if count > 0 || was_frozen {
+                    log!("thawed {count} filesystem(s)");
+                }
+                Ok(FreezeCount { count, frozen: self.frozen })
+            }
+            Err(e) => {
+                log!("thaw: {e}");
+                Err(e)
             }
         }
     }
@@ -420,12 +423,13 @@ impl<O: Operations> Server<O> {
         permit(&self.policy, cmd, &invocation).err().map(|r| r.0)
     }
 
-    /// The account commands: logged by user name and key count (never a password or a key).
-    fn account(&mut self, req: &Request) -> Reply {
+    /// The account commands, carried out by the launcher, whose reply must be of the request's
+    /// kind `K`: logged by user name and key count (never a password or a key).
+    fn account<K: Ask>(&mut self, req: &Request) -> Result<K::Answer, String> {
         let (user, keys) = match req {
             Request::SetUserPassword { user, .. } | Request::SshGetKeys { user } => (user, None),
             Request::SshAddKeys { user, keys, .. } | Request::SshRemoveKeys { user, keys } => (user, Some(keys.len())),
-            _ => return failed("not an account request".into()),
+            _ => return Err("not an account request".into()),
         };
         let reply = self.ops.account(req);
         let outcome = match &reply {
@@ -437,7 +441,12 @@ impl<O: Operations> Server<O> {
             Some(n) => log!("{} for user '{}', {n} key(s): {outcome}", req.name(), crate::accounts::shown(user)),
             None => log!("{} for user '{}': {outcome}", req.name(), crate::accounts::shown(user)),
         }
-        reply
+        // The launcher answers with a whole reply: one of another kind is a broken launcher,
+        // and the command fails.
+        ask::answer::<K>(reply).unwrap_or_else(|other| {
+            log!("the launcher answered {} with a reply of another kind ({:?})", req.name(), other.tag());
+            Err("internal error: unexpected answer from the program launcher".into())
+        })
     }
 
     /// Thaws (with the hook) if frozen, before the helper goes away.

@@ -8,6 +8,7 @@
 //! every process gives back once started ([`idle`]).
 
 pub mod accounts;
+pub mod ask;
 pub mod codes;
 pub mod exec;
 pub mod fdpass;

@@ -6,11 +6,10 @@
 use super::Agent;
 use crate::commands::file::decode_base64;
 use crate::json::{Dict, Value};
-use crate::privsep::link::expect;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
 use qga_protocol::accounts::{check_key, check_key_bounds, check_password, check_password_user, Secret};
-use qga_protocol::{Reply, Request};
+use qga_protocol::ask::{self, NoSuchUser};
 
 /// `password` is the base64 text as sent.
 pub fn set_user_password(
@@ -27,17 +26,13 @@ pub fn set_user_password(
     if password.0.len() > qga_protocol::accounts::MAX_PASSWORD {
         return Err(AgentError::command("the password is too long"));
     }
-    let reply = agent.helper.call(&Request::SetUserPassword { user: user.to_vec(), password, crypted })?;
-    expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+    agent.helper.ask(ask::set_user_password(user.to_vec(), password, crypted))?;
+    Ok(Value::empty_dict())
 }
 
 pub fn ssh_get(agent: &mut Agent, user: &[u8]) -> Result<Value, AgentError> {
     check_user(agent, Command::SshGetAuthorizedKeys, user)?;
-    let reply = agent.helper.call(&Request::SshGetKeys { user: user.to_vec() })?;
-    let keys = expect(no_such_user(reply, user)?, |r| match r {
-        Reply::Keys { keys } => Some(keys),
-        _ => None,
-    })?;
+    let keys = agent.helper.ask(ask::ssh_get_keys(user.to_vec()))?.map_err(|NoSuchUser| lookup_failed(user))?;
     let list = keys.into_iter().map(Value::Str).collect();
     Ok(Dict::new().with("keys", Value::List(list)).into())
 }
@@ -45,15 +40,18 @@ pub fn ssh_get(agent: &mut Agent, user: &[u8]) -> Result<Value, AgentError> {
 pub fn ssh_add(agent: &mut Agent, user: &[u8], keys: &[Vec<u8>], reset: bool) -> Result<Value, AgentError> {
     check_keys(keys)?;
     check_user(agent, Command::SshAddAuthorizedKeys, user)?;
-    let reply = agent.helper.call(&Request::SshAddKeys { user: user.to_vec(), keys: keys.to_vec(), reset })?;
-    expect(no_such_user(reply, user)?, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+    agent
+        .helper
+        .ask(ask::ssh_add_keys(user.to_vec(), keys.to_vec(), reset))?
+        .map_err(|NoSuchUser| lookup_failed(user))?;
+    Ok(Value::empty_dict())
 }
 
 pub fn ssh_remove(agent: &mut Agent, user: &[u8], keys: &[Vec<u8>]) -> Result<Value, AgentError> {
     check_keys(keys)?;
     check_user(agent, Command::SshRemoveAuthorizedKeys, user)?;
-    let reply = agent.helper.call(&Request::SshRemoveKeys { user: user.to_vec(), keys: keys.to_vec() })?;
-    expect(no_such_user(reply, user)?, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+    agent.helper.ask(ask::ssh_remove_keys(user.to_vec(), keys.to_vec()))?.map_err(|NoSuchUser| lookup_failed(user))?;
+    Ok(Value::empty_dict())
 }
 
 /// 7.2 checks the keys before it looks the user up; the bounds come after its own checks.
@@ -80,11 +78,4 @@ fn lookup_failed(user: &[u8]) -> AgentError {
     t.extend_from_slice(user);
     t.extend_from_slice(b"': Success");
     AgentError::Command(t)
-}
-
-fn no_such_user(reply: Reply, user: &[u8]) -> Result<Reply, AgentError> {
-    match reply {
-        Reply::NoSuchUser => Err(lookup_failed(user)),
-        other => Ok(other),
-    }
 }

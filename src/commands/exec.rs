@@ -4,10 +4,9 @@
 
 use super::Agent;
 use crate::json::{Dict, Value};
-use crate::privsep::link::expect;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
-use qga_protocol::{Captured, ExecEnd, ExecRequest, ExecStatus, Reply, Request};
+use qga_protocol::{ask, Captured, ExecEnd, ExecRequest, ExecStatus};
 
 pub fn exec(
     agent: &mut Agent,
@@ -38,20 +37,13 @@ pub fn exec(
              (2 MiB of path, arguments and environment; 16 MiB of input)",
         ));
     }
-    let reply = agent.helper.call(&Request::Exec(req))?;
-    expect(reply, |r| match r {
-        Reply::ExecStarted { pid } => Some(Dict::new().with("pid", Value::Int(pid)).into()),
-        _ => None,
-    })
+    let pid = agent.helper.ask(ask::exec(req))?;
+    Ok(Dict::new().with("pid", Value::Int(pid)).into())
 }
 
 pub fn status(agent: &mut Agent, pid: i64) -> Result<Value, AgentError> {
     crate::slog!("guest-exec-status called, pid: {}", pid as u32);
-    let reply = agent.helper.call(&Request::ExecStatus { pid })?;
-    expect(reply, |r| match r {
-        Reply::ExecStatus(s) => Some(status_value(s)),
-        _ => None,
-    })
+    Ok(status_value(agent.helper.ask(ask::exec_status(pid))?))
 }
 
 /// 7.2's GuestExecStatus: `exited`; once exited, `exitcode` or `signal`, and for each stream

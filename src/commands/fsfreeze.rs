@@ -5,20 +5,16 @@
 
 use super::Agent;
 use crate::json::{Dict, Value};
-use crate::privsep::link::expect;
 use crate::qmp::AgentError;
 use qga_policy::Command;
-use qga_protocol::{Reply, Request, TrimResult, MAX_MOUNTPOINTS, MAX_MOUNTPOINT_LEN};
+use qga_protocol::ask::{self, Asking, FreezeCount};
+use qga_protocol::{TrimResult, MAX_MOUNTPOINTS, MAX_MOUNTPOINT_LEN};
 use std::io::Write;
 
 /// The freeze state is the helper's: it froze the filesystems and alone can thaw them. The
 /// front asks it rather than trusting its own mirror, and the mirror follows the answer.
 pub fn status(agent: &mut Agent) -> Result<Value, AgentError> {
-    let reply = agent.helper.call(&Request::FreezeStatus)?;
-    let frozen = expect(reply, |r| match r {
-        Reply::FreezeState { frozen } => Some(frozen),
-        _ => None,
-    })?;
+    let frozen = agent.helper.ask(ask::freeze_status())?;
     if agent.frozen && !frozen {
         // Thawed without a thaw request: the helper's freeze time limit expired. The record
         // follows the ring's records, which are older.
@@ -33,7 +29,7 @@ pub fn status(agent: &mut Agent) -> Result<Value, AgentError> {
 }
 
 pub fn freeze(agent: &mut Agent) -> Result<Value, AgentError> {
-    freeze_with(agent, Request::Freeze)
+    freeze_with(agent, ask::freeze())
 }
 
 /// guest-fsfreeze-freeze-list: without mount points it is guest-fsfreeze-freeze (7.2 runs the
@@ -55,18 +51,16 @@ pub fn freeze_list(agent: &mut Agent, mountpoints: Option<Vec<Vec<u8>>>) -> Resu
             )));
         }
     }
-    freeze_with(agent, Request::FreezeList { mountpoints })
+    freeze_with(agent, ask::freeze_list(mountpoints))
 }
 
 /// Both freezes: the log held first, the frozen state following the helper's answer.
-fn freeze_with(agent: &mut Agent, request: Request) -> Result<Value, AgentError> {
+fn freeze_with(agent: &mut Agent, request: Asking<ask::Freeze>) -> Result<Value, AgentError> {
     crate::slog!("guest-fsfreeze called");
     // Hold log records before anything is frozen: nothing may write to a frozen filesystem.
     crate::log::set_frozen(true);
-    let result = agent.helper.call(&request);
-    let (count, frozen) = match result {
-        Ok(Reply::FreezeCount { count, frozen }) => (Ok(count), frozen),
-        Ok(other) => (expect(other, |_| None::<i64>), false),
+    let (count, frozen) = match agent.helper.ask(request) {
+        Ok(FreezeCount { count, frozen }) => (Ok(count), frozen),
         Err(e) => (Err(e), false),
     };
     if frozen {
@@ -79,11 +73,7 @@ fn freeze_with(agent: &mut Agent, request: Request) -> Result<Value, AgentError>
 }
 
 pub fn thaw(agent: &mut Agent) -> Result<Value, AgentError> {
-    let reply = agent.helper.call(&Request::Thaw)?;
-    let count = expect(reply, |r| match r {
-        Reply::FreezeCount { count, .. } => Some(count),
-        _ => None,
-    });
+    let count = agent.helper.ask(ask::thaw()).map(|t| t.count);
     if count.is_err() {
         // A failed thaw hook still leaves the filesystems thawed: follow the helper's state
         // (status updates the mirror; its answer itself is not needed here).
@@ -104,11 +94,7 @@ pub fn trim(agent: &mut Agent, minimum: Option<i64>) -> Result<Value, AgentError
     crate::slog!("guest-fstrim called");
     // 7.2 takes minimum as a uint64: a negative number is its two's complement.
     agent.permit(Command::Fstrim, &qga_policy::Invocation::Fstrim { minimum: minimum as u64 })?;
-    let reply = agent.helper.call(&Request::Trim { minimum })?;
-    let paths = expect(reply, |r| match r {
-        Reply::Trimmed { paths } => Some(paths),
-        _ => None,
-    })?;
+    let paths = agent.helper.ask(ask::trim(minimum))?;
     let paths = paths
         .into_iter()
         .map(|p| match p {

@@ -6,7 +6,6 @@
 
 use super::Agent;
 use crate::json::{Dict, Value};
-use crate::privsep::link::expect;
 use crate::qmp::args::MemoryBlock;
 use crate::qmp::AgentError;
 use nix::errno::Errno;
@@ -14,7 +13,7 @@ use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::Mode;
 use nix::sys::uio::pread;
 use qga_policy::Command;
-use qga_protocol::{Reply, Request, MAX_MEMORY_BLOCKS};
+use qga_protocol::{ask, MAX_MEMORY_BLOCKS};
 use std::os::fd::OwnedFd;
 
 /// With 7.2's trailing slash: its error texts show it.
@@ -179,11 +178,7 @@ pub fn set_blocks(agent: &mut Agent, blocks: Vec<MemoryBlock>) -> Result<Value, 
     // never reaches the helper (which checks again on what it would change).
     let ids: Vec<u64> = blocks.iter().map(|b| b.phys_index).collect();
     agent.permit(Command::SetMemoryBlocks, &qga_policy::Invocation::SetMemoryBlocks { blocks: &ids })?;
-    let reply = agent.helper.call(&Request::SetMemoryBlocks { blocks })?;
-    let results = expect(reply, |r| match r {
-        Reply::MemoryBlocksSet { results } => Some(results),
-        _ => None,
-    })?;
+    let results = agent.helper.ask(ask::set_memory_blocks(blocks))?;
     Ok(Value::List(
         results
             .into_iter()

@@ -3,10 +3,9 @@
 
 use super::Agent;
 use crate::json::Value;
-use crate::privsep::link::expect;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
-use qga_protocol::{Reply, Request, ShutdownMode, SuspendMode};
+use qga_protocol::{ask, ShutdownMode, SuspendMode};
 
 /// 7.2's mode names; the missing closing parenthesis of its error text is deliberate.
 pub fn parse_shutdown_mode(mode: Option<&[u8]>) -> Result<ShutdownMode, AgentError> {
@@ -23,8 +22,8 @@ pub fn shutdown(agent: &mut Agent, mode_text: Option<&[u8]>) -> Result<Value, Ag
     let mode = parse_shutdown_mode(mode_text).inspect_err(|_| crate::slog!("guest-shutdown called, invalid mode"))?;
     crate::slog!("guest-shutdown called, mode: {}", mode_text.map(String::from_utf8_lossy).unwrap_or("(null)".into()));
     agent.permit(Command::Shutdown, &Invocation::Shutdown { mode: mode.into() })?;
-    let reply = agent.helper.call(&Request::Shutdown { mode })?;
-    expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+    agent.helper.ask(ask::shutdown(mode))?;
+    Ok(Value::empty_dict())
 }
 
 pub fn suspend(agent: &mut Agent, command: Command) -> Result<Value, AgentError> {
@@ -34,8 +33,8 @@ pub fn suspend(agent: &mut Agent, command: Command) -> Result<Value, AgentError>
         _ => SuspendMode::Hybrid,
     };
     crate::slog!("{} called", command.name());
-    let reply = agent.helper.call(&Request::Suspend { mode })?;
-    expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+    agent.helper.ask(ask::suspend(mode))?;
+    Ok(Value::empty_dict())
 }
 
 #[cfg(test)]

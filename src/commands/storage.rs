@@ -4,26 +4,17 @@
 
 use super::Agent;
 use crate::json::{Dict, Value};
-use crate::privsep::link::expect;
 use crate::qmp::AgentError;
+use qga_protocol::ask;
 use qga_protocol::storage::{DiskAddress, DiskInfo, FsInfo};
-use qga_protocol::{Reply, Request};
 
 pub fn get_fsinfo(agent: &mut Agent) -> Result<Value, AgentError> {
-    let reply = agent.helper.call(&Request::GetFsinfo)?;
-    let list = expect(reply, |r| match r {
-        Reply::Fsinfo { filesystems } => Some(filesystems),
-        _ => None,
-    })?;
+    let list = agent.helper.ask(ask::get_fsinfo())?;
     Ok(Value::List(list.into_iter().map(filesystem).collect()))
 }
 
 pub fn get_disks(agent: &mut Agent) -> Result<Value, AgentError> {
-    let reply = agent.helper.call(&Request::GetDisks)?;
-    let list = expect(reply, |r| match r {
-        Reply::Disks { disks } => Some(disks),
-        _ => None,
-    })?;
+    let list = agent.helper.ask(ask::get_disks())?;
     Ok(Value::List(list.into_iter().map(disk).collect()))
 }
 

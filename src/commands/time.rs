@@ -2,11 +2,10 @@
 
 use super::Agent;
 use crate::json::Value;
-use crate::privsep::link::expect;
 use crate::qmp::AgentError;
 use qga_policy::{Command, Invocation};
+use qga_protocol::ask;
 use qga_protocol::set_time::{now_ns, step_seconds};
-use qga_protocol::{Reply, Request};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the epoch at microsecond resolution, as 7.2 (`g_get_real_time() * 1000`).
@@ -24,6 +23,6 @@ pub fn set_time(agent: &mut Agent, time_ns: Option<i64>) -> Result<Value, AgentE
         }
     }
     agent.permit(Command::SetTime, &Invocation::SetTime { step: time_ns.map(|ns| step_seconds(ns, now_ns())) })?;
-    let reply = agent.helper.call(&Request::SetTime { time_ns })?;
-    expect(reply, |r| matches!(r, Reply::Done).then(Value::empty_dict))
+    agent.helper.ask(ask::set_time(time_ns))?;
+    Ok(Value::empty_dict())
 }

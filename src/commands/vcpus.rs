@@ -2,11 +2,10 @@
 
 use super::Agent;
 use crate::json::{Dict, Value};
-use crate::privsep::link::expect;
 use crate::qmp::args::Vcpu;
 use crate::qmp::AgentError;
 use qga_policy::Command;
-use qga_protocol::{Reply, Request, MAX_VCPUS};
+use qga_protocol::{ask, MAX_VCPUS};
 use std::io::ErrorKind;
 
 const CPU_DIR: &str = "/sys/devices/system/cpu";
@@ -61,11 +60,7 @@ pub fn set(agent: &mut Agent, vcpus: Vec<Vcpu>) -> Result<Value, AgentError> {
     // A negative id is in no range (u64::MAX), so a narrowed policy refuses it.
     let ids: Vec<u64> = vcpus.iter().map(|v| u64::try_from(v.logical_id).unwrap_or(u64::MAX)).collect();
     agent.permit(Command::SetVcpus, &qga_policy::Invocation::SetVcpus { cpus: &ids })?;
-    let reply = agent.helper.call(&Request::SetVcpus { vcpus })?;
-    expect(reply, |r| match r {
-        Reply::VcpusSet { count } => Some(Value::Int(count)),
-        _ => None,
-    })
+    Ok(Value::Int(agent.helper.ask(ask::set_vcpus(vcpus))?))
 }
 
 #[cfg(test)]

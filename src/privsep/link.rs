@@ -4,6 +4,7 @@
 
 use crate::qmp::AgentError;
 use nix::errno::Errno;
+use qga_protocol::ask::{self, Ask, Asking};
 use qga_protocol::fdpass::read_frame_with_fds;
 use qga_protocol::{write_frame, FrameError, OpenMode, Reply, Request, EXEC_TAGS, MAX_EXEC_FRAME, MAX_FRAME};
 use std::os::fd::OwnedFd;
@@ -20,28 +21,31 @@ impl HelperLink {
         HelperLink { socket, lost: None }
     }
 
-    /// Sends a request and waits for its reply, which carries no descriptor.
-    pub fn call(&mut self, request: &Request) -> Result<Reply, AgentError> {
-        let (reply, fds) = self.exchange(request)?;
+    /// Sends a request of kind `K` and waits for its answer, which carries no descriptor. The
+    /// helper's failure is the command's error, with the helper's text.
+    pub fn ask<K: Ask>(&mut self, asking: Asking<K>) -> Result<K::Answer, AgentError> {
+        let request = asking.into_request();
+        let (reply, fds) = self.exchange(&request)?;
         if !fds.is_empty() || reply == Reply::FileOpened {
-            return Err(self.broken(request, "a descriptor with a reply that takes none"));
+            return Err(self.broken(&request, "a descriptor with a reply that takes none"));
         }
-        Ok(reply)
+        answer::<K>(reply)
     }
 
     /// guest-file-open by the helper: the open file, or the errno the open failed with.
     /// `FileOpened` must come with exactly one descriptor, every other reply with none;
     /// anything else is a helper that misbehaves, and the agent stops.
     pub fn open_file(&mut self, path: &[u8], mode: OpenMode) -> Result<Result<std::fs::File, Errno>, AgentError> {
-        let request = Request::FileOpen { path: path.to_vec(), mode };
+        let request = ask::file_open(path.to_vec(), mode).into_request();
         let (reply, mut fds) = self.exchange(&request)?;
-        match reply {
-            Reply::FileOpened if fds.len() == 1 => Ok(Ok(std::fs::File::from(fds.remove(0)))),
-            Reply::FileOpened => Err(self.broken(&request, "an open file without exactly one descriptor")),
-            _ if !fds.is_empty() => Err(self.broken(&request, "a descriptor with a reply that takes none")),
-            Reply::FileOpenFailed { errno } => Ok(Err(Errno::from_raw(errno))),
-            other => expect(other, |_| None),
+        let opened = reply == Reply::FileOpened;
+        match (opened, fds.len()) {
+            (true, 1) => {}
+            (true, _) => return Err(self.broken(&request, "an open file without exactly one descriptor")),
+            (false, 0) => {}
+            (false, _) => return Err(self.broken(&request, "a descriptor with a reply that takes none")),
         }
+        Ok(answer::<ask::FileOpen>(reply)?.map(|()| std::fs::File::from(fds.remove(0))).map_err(Errno::from_raw))
     }
 
     /// Marks the helper broken (it sent what it never should) and says so; any descriptor it
@@ -88,9 +92,9 @@ impl HelperLink {
 
     /// Asks the helper to thaw (if frozen) and exit, waiting at most `limit` for its answer so
     /// that a wedged helper cannot keep the agent from stopping.
-    pub fn quit(&mut self, limit: std::time::Duration) -> Result<Reply, AgentError> {
+    pub fn quit(&mut self, limit: std::time::Duration) -> Result<(), AgentError> {
         let _ = self.socket.set_read_timeout(Some(limit));
-        self.call(&Request::Quit)
+        self.ask(ask::quit())
     }
 
     /// Why the helper is gone, if it is.
@@ -112,12 +116,13 @@ fn lost_error() -> AgentError {
     AgentError::command("the privileged helper has exited; the agent is stopping")
 }
 
-/// Turns the helper's reply to a request into the command's result: `Failed` carries the
-/// guest-visible text; a reply of the wrong kind means the helper is broken.
-pub fn expect<T>(reply: Reply, pick: impl FnOnce(Reply) -> Option<T>) -> Result<T, AgentError> {
-    match reply {
-        Reply::Failed { desc } => Err(AgentError::Command(desc.into_bytes())),
-        other => pick(other)
-            .ok_or_else(|| AgentError::command("internal error: unexpected reply from the privileged helper")),
+/// The one place a reply becomes a command's result: the answer of its kind, `Failed` as the
+/// command's error with the helper's guest-visible text, and a reply of another kind (a broken
+/// helper) as an internal error.
+fn answer<K: Ask>(reply: Reply) -> Result<K::Answer, AgentError> {
+    match ask::answer::<K>(reply) {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(desc)) => Err(AgentError::Command(desc.into_bytes())),
+        Err(_) => Err(AgentError::command("internal error: unexpected reply from the privileged helper")),
     }
 }

@@ -7,7 +7,7 @@ use crate::*;
 /// sandboxed), and times FreezeStatus calls. Returns the p50 in seconds.
 pub(crate) fn direct_helper_round_trip(cfg: &Config, dir: &Path) -> Result<f64, String> {
     use qemu_ga_rs::privsep::{link::HelperLink, spawn};
-    use qga_helper::{placement, protocol::Request};
+    use qga_helper::{placement, protocol::ask};
     let helper = cfg.agent.with_file_name(qga_helper::protocol::HELPER_BINARY);
     let state = dir.join("direct-state");
     std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
@@ -24,12 +24,12 @@ pub(crate) fn direct_helper_round_trip(cfg: &Config, dir: &Path) -> Result<f64, 
             let mut lat = Vec::with_capacity(10_000);
             for i in 0..11_000 {
                 let t = Instant::now();
-                link.call(&Request::FreezeStatus).map_err(|_| "helper call failed".to_string())?;
+                link.ask(ask::freeze_status()).map_err(|_| "helper call failed".to_string())?;
                 if i >= 1_000 {
                     lat.push(t.elapsed().as_secs_f64());
                 }
             }
-            let _ = link.call(&Request::Quit);
+            let _ = link.ask(ask::quit());
             let _ = child.wait();
             Ok(pct(&lat, 0.5))
         })
