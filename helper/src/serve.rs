@@ -192,7 +192,7 @@ impl<O: Operations> Server<O> {
         if let Some(started) = &self.file_reach {
             let new_reach = crate::files::landlock_paths(&new);
             if let Some(reason) = qga_policy::reload::reach_needs_restart(started, &new_reach) {
-                return Reply::ReloadRefused { restart: true, reason };
+                return Reloaded::Refused { restart: true, reason };
             }
         }
         self.policy = new.clone();
