@@ -385,7 +385,10 @@ impl Server {
         // Keep room for a 1 MiB read's reply (about 1.4 MB of base64), so reading a file in
         // such pieces reuses one buffer; let anything bigger go.
         if self.out.capacity() > OUTPUT_KEEP {
-            self.out.shrink_to(1 << 16);
+            // A fresh buffer rather than shrink_to: one that grew past the allocator's mmap
+            // threshold stays a mapping of its own when shrunk, and every later reply that
+            // grows it again would fault in fresh pages instead of reusing the heap.
+            self.out = Vec::with_capacity(1 << 16);
         }
     }
 

@@ -18,6 +18,11 @@ pub const MAX_NESTING: i64 = 1024;
 /// The result for one message: a value, or the error text of 7.2's parse error reply.
 pub type Message = Result<Value, Vec<u8>>;
 
+/// The request text buffer's capacity kept between requests: a 1 MiB guest-file-write (about
+/// 1.4 MB of base64) grows it to under 3 MiB, and pieces of that size are the common case, so
+/// they reuse one buffer; anything bigger is let go.
+const INPUT_KEEP: usize = 4 << 20;
+
 /// The tokens of the message being received.
 #[derive(Default)]
 pub struct Streamer {
@@ -75,10 +80,14 @@ impl Streamer {
         self.brackets = 0;
         self.tokens.clear();
         self.text.clear();
-        if self.text.capacity() > 1 << 20 {
-            // Do not keep a 64 MiB buffer alive after one large request.
-            self.text.shrink_to(1 << 16);
-            self.tokens.shrink_to(1 << 12);
+        if self.text.capacity() > INPUT_KEEP {
+            // Do not keep a 64 MiB buffer alive after one large request. Fresh buffers rather
+            // than shrink_to: a buffer that grew past the allocator's mmap threshold is its own
+            // mapping, and shrinking it keeps it one, so every later request that grows it
+            // again would fault in fresh pages (about 350 per 1 MiB write) instead of reusing
+            // the heap.
+            self.text = Vec::with_capacity(1 << 16);
+            self.tokens = Vec::with_capacity(1 << 12);
         }
         emit(result)
     }

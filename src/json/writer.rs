@@ -91,10 +91,16 @@ fn write_str(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Generous room for what follows a base64 string in a reply (`, "eof": false}}` and the line end).
+const REPLY_TAIL: usize = 64;
+
 /// The base64 alphabet and padding are printable ASCII other than `"` and `\\`: the encoding
 /// goes into `out` as it is.
 fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
-    out.reserve(base64_out::encoded_len(bytes.len()).saturating_add(2));
+    // Room for the members and closing braces that follow too: otherwise a reply that is one
+    // large string (guest-file-read) outgrows the reservation by its last few bytes and the
+    // buffer doubles, past what the server keeps between replies.
+    out.reserve(base64_out::encoded_len(bytes.len()).saturating_add(2 + REPLY_TAIL));
     out.push(b'"');
     base64_out::encode_into(bytes, out);
     out.push(b'"');
