@@ -54,20 +54,8 @@ impl ExecRequest {
     pub(crate) fn encode(&self, e: &mut Enc) {
         e.bytes(&self.path);
         words(e, &self.args);
-        match &self.env {
-            None => e.u8(0),
-            Some(env) => {
-                e.u8(1);
-                words(e, env);
-            }
-        }
-        match &self.input {
-            None => e.u8(0),
-            Some(i) => {
-                e.u8(1);
-                e.bytes(i);
-            }
-        }
+        e.opt(self.env.as_ref(), |e, env| words(e, env));
+        e.opt(self.input.as_ref(), |e, i| e.bytes(i));
         e.bool(self.capture);
     }
 
@@ -209,20 +197,8 @@ impl ExecPlan {
         e.bytes(&self.program);
         words(&mut e, &self.argv);
         words(&mut e, &self.env);
-        match &self.user {
-            None => e.u8(0),
-            Some(u) => {
-                e.u8(1);
-                e.str(u);
-            }
-        }
-        match &self.input {
-            None => e.u8(0),
-            Some(i) => {
-                e.u8(1);
-                e.bytes(i);
-            }
-        }
+        e.opt(self.user.as_ref(), |e, u| e.str(u));
+        e.opt(self.input.as_ref(), |e, i| e.bytes(i));
         e.bool(self.capture);
         e.u64(self.timeout.unwrap_or(0));
         e.u64(self.output_limit);

@@ -402,25 +402,15 @@ impl Request {
                     e.bool(v.online);
                 }
             }
-            Request::SetTime { time_ns } => match time_ns {
-                None => e.u8(0),
-                Some(t) => {
-                    e.u8(1);
-                    e.i64(*t);
-                }
-            },
+            Request::SetTime { time_ns } => e.opt(*time_ns, |e, t| e.i64(t)),
             Request::Quit => {}
             Request::Reload => {}
-            Request::FreezeList { mountpoints } => match mountpoints {
-                None => e.u8(0),
-                Some(list) => {
-                    e.u8(1);
-                    e.u32(list.len() as u32);
-                    for m in list {
-                        e.bytes(m);
-                    }
+            Request::FreezeList { mountpoints } => e.opt(mountpoints.as_ref(), |e, list| {
+                e.u32(list.len() as u32);
+                for m in list {
+                    e.bytes(m);
                 }
-            },
+            }),
             Request::SetMemoryBlocks { blocks } => {
                 e.u32(blocks.len() as u32);
                 for b in blocks {
@@ -636,13 +626,7 @@ impl Reply {
                 for r in results {
                     e.u64(r.phys_index);
                     e.u8(r.response.code());
-                    match r.error_code {
-                        None => e.u8(0),
-                        Some(c) => {
-                            e.u8(1);
-                            e.i64(c);
-                        }
-                    }
+                    e.opt(r.error_code, |e, c| e.i64(c));
                 }
             }
             Reply::Fsinfo { filesystems } => {

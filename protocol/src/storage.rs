@@ -95,13 +95,7 @@ fn name(d: &mut Dec<'_>) -> Result<String, FrameError> {
 }
 
 fn opt_str(e: &mut Enc, s: &Option<String>) {
-    match s {
-        None => e.u8(0),
-        Some(s) => {
-            e.u8(1);
-            e.str(s);
-        }
-    }
+    e.opt(s.as_ref(), |e, s| e.str(s));
 }
 
 fn opt_name(d: &mut Dec<'_>) -> Result<Option<String>, FrameError> {
@@ -143,14 +137,10 @@ pub(crate) fn encode_fsinfo(e: &mut Enc, list: &[FsInfo]) {
         e.str(&fs.name);
         e.str(&fs.mountpoint);
         e.str(&fs.fstype);
-        match fs.sizes {
-            None => e.u8(0),
-            Some((used, total)) => {
-                e.u8(1);
-                e.i64(used as i64);
-                e.i64(total as i64);
-            }
-        }
+        e.opt(fs.sizes, |e, (used, total)| {
+            e.i64(used as i64);
+            e.i64(total as i64);
+        });
         e.u32(fs.disks.len() as u32);
         for a in &fs.disks {
             encode_address(e, a);
@@ -185,23 +175,13 @@ pub(crate) fn encode_disks(e: &mut Enc, list: &[DiskInfo]) {
     for disk in list {
         e.str(&disk.name);
         e.bool(disk.partition);
-        match &disk.dependencies {
-            None => e.u8(0),
-            Some(deps) => {
-                e.u8(1);
-                e.u32(deps.len() as u32);
-                for dep in deps {
-                    e.str(dep);
-                }
+        e.opt(disk.dependencies.as_ref(), |e, deps| {
+            e.u32(deps.len() as u32);
+            for dep in deps {
+                e.str(dep);
             }
-        }
-        match &disk.address {
-            None => e.u8(0),
-            Some(a) => {
-                e.u8(1);
-                encode_address(e, a);
-            }
-        }
+        });
+        e.opt(disk.address.as_ref(), encode_address);
         opt_str(e, &disk.alias);
     }
 }

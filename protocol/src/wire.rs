@@ -63,6 +63,16 @@ impl Enc {
     pub(crate) fn bool(&mut self, v: bool) {
         self.u8(v as u8);
     }
+    /// An optional value: 0, or 1 followed by what `put` writes for it.
+    pub(crate) fn opt<T>(&mut self, v: Option<T>, put: impl FnOnce(&mut Self, T)) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                put(self, v);
+            }
+        }
+    }
     pub(crate) fn str(&mut self, s: &str) {
         let b = &s.as_bytes()[..s.len().min(MAX_STR)];
         // Cut at a char boundary so the peer's UTF-8 check passes.
