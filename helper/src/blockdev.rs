@@ -279,7 +279,7 @@ fn real_device(root: &Root, syspath: &str) -> Result<Option<DiskAddress>, String
 }
 
 /// A filesystem's name and disks, as 7.2's `build_guest_fsinfo_for_device` fills them.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub name: Option<String>,
     /// In 7.2's (prepended) order.

@@ -27,6 +27,7 @@ pub mod storage;
 pub mod supervisor;
 pub mod system;
 pub mod trim;
+pub mod uevents;
 pub mod vcpus;
 
 pub use qga_policy::trust;

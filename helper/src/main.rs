@@ -19,6 +19,7 @@ use qga_helper::seccomp::{self, SandboxMode};
 use qga_helper::serve::{self, exit, Server};
 use qga_helper::statfs_probe::Probes;
 use qga_helper::system::System;
+use qga_helper::uevents::Uevents;
 use qga_helper::{args, freeze, log, placement, REQUEST_FD};
 
 fn main() {
@@ -76,6 +77,11 @@ fn start() -> i32 {
     // a probe, and waking a process on another CPU costs more than the statfs itself. A probe
     // stuck on a hung mount sleeps, so it takes nothing from that CPU.
     let probes = Probes::start(args.sandbox);
+    // The kernel's device events, which keep the storage queries' cache true: a socket, so
+    // opened before the seccomp filter (which allows no socket calls); after the forks, so
+    // no child holds it.
+    let uevents =
+        Uevents::open().map_err(|e| log!("guest-get-fsinfo and -disks read sysfs on every request: {e}")).ok();
 
     match demote() {
         Ok(Demoted::Reduced(kept)) => log!("privileges reduced to {kept:?}"),
@@ -136,8 +142,9 @@ fn start() -> i32 {
     // SAFETY: fd 3 was checked above to be an open socket; by the start-up contract nothing
     // else in this process owns it, and from here on only this UnixStream does.
     let mut chan = unsafe { UnixStream::from_raw_fd(REQUEST_FD) };
-    let ops =
-        System::new(launcher, &args.statedir, args.hook, args.hook_timeout, probes).with_reload_sources(args.reload);
+    let ops = System::new(launcher, &args.statedir, args.hook, args.hook_timeout, probes)
+        .with_reload_sources(args.reload)
+        .with_uevents(uevents);
     let mut server = Server::new(ops, args.enabled, frozen)
         .with_front_files(args.front_files)
         .with_file_reach(file_reach)

@@ -41,11 +41,11 @@ const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 /// are kept because glibc may make them at any allocation (marked as such).
 pub const TABLE: &[Allowed<'static>] = &[
     // The request socket, the launcher socket and stderr.
-    allow!(SYS_recvfrom, [eq(4, 0)], "reading requests and launcher answers (recv: no source address)"),
+    allow!(SYS_recvfrom, [eq(4, 0)], "reading requests and launcher answers; draining the uevent socket without waiting (storage cache) (recv: no source address)"),
     allow!(SYS_sendto, [eq(4, 0)], "writing replies and launcher jobs (send: no destination address)"),
     allow!(SYS_read, "mountinfo, /sys/power/state"),
     #[cfg(target_arch = "x86_64")]
-    allow!(SYS_poll, "fsfreeze-timeout: waiting for a request at most until the freeze time limit; fsinfo: waiting for a statfs probe's answer with a time limit"),
+    allow!(SYS_poll, "fsfreeze-timeout: waiting for a request at most until the freeze time limit; fsinfo: waiting for a statfs probe's answer with a time limit; fsinfo: whether the mount table changed (POLLPRI on mountinfo, no wait)"),
     allow!(SYS_ppoll, "fsfreeze-timeout and fsinfo: the same waits where the C library uses ppoll"),
     allow!(
         SYS_clock_gettime,
@@ -66,7 +66,7 @@ pub const TABLE: &[Allowed<'static>] = &[
         "mountinfo, mount points, the marker, cpuN/online, memoryN/state, /sys/power/state, /dev/rtc0; never truncating"
     ),
     allow!(SYS_lseek, "std's read-to-end asks the position for its size hint (mountinfo)"),
-    allow!(SYS_pread64, "set-vcpus, set-memory-blocks: reading cpuN/online, memoryN/state"),
+    allow!(SYS_pread64, "set-vcpus, set-memory-blocks: reading cpuN/online, memoryN/state; fsinfo: the kept mountinfo re-read from offset 0"),
     allow!(SYS_pwrite64, "set-vcpus, set-memory-blocks: writing cpuN/online, memoryN/state"),
     allow!(SYS_statx, "the marker's existence; std's size hint when reading mountinfo"),
     allow!(SYS_getdents64, "fsinfo and disks: listing /sys/block, slaves, partitions and SCSI hosts"),

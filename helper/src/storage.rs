@@ -3,11 +3,24 @@
 //! and, through the statfs probes ([`crate::statfs_probe`]), the sizes. Replies are bounded
 //! ([`MAX_MOUNTS`], [`MAX_DISKS`], [`MAX_PER_ENTRY`], [`MAX_NAME`], the frame size): beyond a
 //! bound the command fails with a text that says which.
+//!
+//! [`Cache`] keeps between requests what only changes with the devices: each mounted device's
+//! name and disk addresses, the whole guest-get-disks answer, and the parsed mount table. It is
+//! dropped whenever the kernel or udevd has announced anything ([`crate::uevents`]); the mount
+//! table is parsed again whenever the kernel flags a change of it (POLLPRI on the kept
+//! mountinfo descriptor); the sizes are asked from the probes on every request.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::blockdev::{self, DeviceInfo, Root};
-use crate::mounts::read_all_mounts;
+use crate::mounts::{block_device_numbers, errno_of, parse_mountinfo_keeping, read_all_mounts, Mount, MOUNTINFO};
 use crate::protocol::storage::{DiskAddress, DiskInfo, FsInfo, MAX_DISKS, MAX_MOUNTS, MAX_NAME, MAX_PER_ENTRY};
 use crate::statfs_probe::Probes;
+use crate::uevents::Uevents;
 
 fn check_name(s: &str) -> Result<(), String> {
     if s.len() > MAX_NAME {
@@ -24,13 +37,28 @@ fn check_address(a: &DiskAddress) -> Result<(), String> {
 /// 7.2's `qmp_guest_get_fsinfo`: every mount of a block device, latest first.
 pub fn fsinfo(root: &Root, probes: &mut Probes) -> Result<Vec<FsInfo>, String> {
     let mounts = read_all_mounts().map_err(|e| e.to_string())?;
+    fsinfo_of(&mounts, |m| device_of(root, m), probes)
+}
+
+/// The name and disks of a mount's device.
+fn device_of(root: &Root, m: &Mount) -> Result<DeviceInfo, String> {
+    let mut info = DeviceInfo::default();
+    blockdev::device_info(root, &format!("/sys/dev/block/{}:{}", m.major, m.minor), &mut info, 0)?;
+    Ok(info)
+}
+
+/// [`fsinfo`] of a mount table, each device described by `device`.
+fn fsinfo_of(
+    mounts: &[Mount],
+    mut device: impl FnMut(&Mount) -> Result<DeviceInfo, String>,
+    probes: &mut Probes,
+) -> Result<Vec<FsInfo>, String> {
     if mounts.len() > MAX_MOUNTS {
         return Err(format!("too many mounted filesystems ({}; at most {MAX_MOUNTS} are reported)", mounts.len()));
     }
     let mut out = Vec::with_capacity(mounts.len());
-    for m in &mounts {
-        let mut info = DeviceInfo::default();
-        blockdev::device_info(root, &format!("/sys/dev/block/{}:{}", m.major, m.minor), &mut info, 0)?;
+    for m in mounts {
+        let info = device(m)?;
         if info.disks.len() > MAX_PER_ENTRY {
             return Err(format!("too many disks under {} (at most {MAX_PER_ENTRY} are reported)", m.display()));
         }
@@ -73,4 +101,123 @@ pub fn disks(root: &Root) -> Result<Vec<DiskInfo>, String> {
         }
     }
     Ok(list)
+}
+
+/// What guest-get-fsinfo and guest-get-disks keep between requests (see the module text).
+pub struct Cache {
+    /// None: the kernel's events do not reach the helper, nothing is kept.
+    uevents: Option<Uevents>,
+    mounts: Option<MountTable>,
+    /// Each mounted device's description, by its device numbers.
+    devices: Vec<((u64, u64), DeviceInfo)>,
+    disks: Option<Vec<DiskInfo>>,
+}
+
+impl Cache {
+    pub fn new(uevents: Option<Uevents>) -> Cache {
+        Cache { uevents, mounts: None, devices: Vec::new(), disks: None }
+    }
+
+    /// Drops everything if a device may have changed since the last request.
+    fn revalidate(&mut self) -> bool {
+        let Some(u) = &self.uevents else { return false };
+        if u.changed() {
+            self.devices.clear();
+            self.disks = None;
+            // btrfs mounts name their device through a device node (stat'ed while parsing).
+            if let Some(t) = &mut self.mounts {
+                t.parsed = None;
+            }
+        }
+        true
+    }
+
+    /// guest-get-fsinfo: the mount table as it is now, the devices from the cache, the sizes
+    /// fresh from the probes.
+    pub fn fsinfo(&mut self, root: &Root, probes: &mut Probes) -> Result<Vec<FsInfo>, String> {
+        if !self.revalidate() {
+            return fsinfo(root, probes);
+        }
+        if self.mounts.is_none() {
+            match File::open(MOUNTINFO) {
+                Ok(file) => self.mounts = Some(MountTable { file, parsed: None }),
+                Err(_) => return fsinfo(root, probes),
+            }
+        }
+        let Some(table) = &mut self.mounts else { return fsinfo(root, probes) };
+        let mounts = table.current()?;
+        let devices = &mut self.devices;
+        fsinfo_of(
+            mounts,
+            |m| {
+                let key = (m.major, m.minor);
+                if let Some((_, d)) = devices.iter().find(|(k, _)| *k == key) {
+                    return Ok(d.clone());
+                }
+                let d = device_of(root, m)?;
+                // Bounded like the mount table it comes from.
+                if devices.len() < MAX_MOUNTS {
+                    devices.push((key, d.clone()));
+                }
+                Ok(d)
+            },
+            probes,
+        )
+    }
+
+    /// guest-get-disks: the last answer while no device event has come.
+    pub fn disks(&mut self, root: &Root) -> Result<Vec<DiskInfo>, String> {
+        if !self.revalidate() {
+            return disks(root);
+        }
+        if let Some(d) = &self.disks {
+            return Ok(d.clone());
+        }
+        let d = disks(root)?;
+        self.disks = Some(d.clone());
+        Ok(d)
+    }
+}
+
+/// The helper's mountinfo, kept open: the kernel marks it POLLPRI when the mount table changes
+/// (any mount, unmount or move in the helper's namespace), so it is parsed again only then.
+struct MountTable {
+    file: File,
+    parsed: Option<Vec<Mount>>,
+}
+
+impl MountTable {
+    fn current(&mut self) -> Result<&[Mount], String> {
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLPRI)];
+        // Asked before reading, so a change during the read is seen by the next request.
+        let changed = match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0].revents().is_none_or(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR)),
+            Err(_) => true,
+        };
+        if changed || self.parsed.is_none() {
+            self.parsed = None;
+            let text = self.read().map_err(|e| format!("failed to read {MOUNTINFO}: {}", errno_of(&e).desc()))?;
+            self.parsed = Some(parse_mountinfo_keeping(&text, block_device_numbers, true));
+        }
+        Ok(self.parsed.as_deref().unwrap_or_default())
+    }
+
+    /// The table from its start: procfs generates it afresh for a read at offset 0.
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        let mut text = vec![0u8; 16 << 10];
+        let mut len = 0;
+        loop {
+            if len == text.len() {
+                text.resize(text.len() * 2, 0);
+            }
+            match self.file.read_at(&mut text[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        text.truncate(len);
+        Ok(text)
+    }
 }

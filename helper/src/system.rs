@@ -27,6 +27,7 @@ use crate::statfs_probe::Probes;
 use crate::storage;
 use crate::supervisor::ExecAnswer;
 use crate::trim::trim_mounts;
+use crate::uevents::Uevents;
 use crate::vcpus::{self, SYSFS_CPU};
 
 pub struct System<R: Run> {
@@ -37,6 +38,7 @@ pub struct System<R: Run> {
     /// Where a reload reads the policy from.
     sources: qga_policy::reload::Sources,
     probes: Probes,
+    storage: storage::Cache,
 }
 
 impl<R: Run> System<R> {
@@ -54,7 +56,15 @@ impl<R: Run> System<R> {
             hook_timeout,
             sources: qga_policy::reload::Sources::default(),
             probes,
+            storage: storage::Cache::new(None),
         }
+    }
+
+    /// Keeps the storage queries' device descriptions between requests, dropped on every
+    /// device event `uevents` receives (without it nothing is kept).
+    pub fn with_uevents(mut self, uevents: Option<Uevents>) -> System<R> {
+        self.storage = storage::Cache::new(uevents);
+        self
     }
 
     /// Where a reload reads the policy from.
@@ -138,11 +148,11 @@ impl<R: Run> Operations for System<R> {
     }
 
     fn fsinfo(&mut self) -> Result<Vec<FsInfo>, String> {
-        storage::fsinfo(&Root::real(), &mut self.probes)
+        self.storage.fsinfo(&Root::real(), &mut self.probes)
     }
 
     fn disks(&mut self) -> Result<Vec<DiskInfo>, String> {
-        storage::disks(&Root::real())
+        self.storage.disks(&Root::real())
     }
 
     fn account(&mut self, req: &crate::protocol::Request) -> crate::protocol::Reply {

@@ -195,6 +195,58 @@ fn the_calls_of_the_request_loop_are_allowed() {
     assert_eq!(enforced(read_mountinfo), End::Returned(0, 0));
 }
 
+/// The storage cache's uevent socket, opened before the filter as the helper opens it.
+static UEVENT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+#[test]
+fn the_storage_cache_drains_its_uevent_socket_and_polls_the_mount_table() {
+    let socket = qga_helper::uevents::Uevents::open().expect("root in the initial user namespace opens it");
+    UEVENT_FD.store(
+        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&socket)),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    // What each guest-get-fsinfo and guest-get-disks does before it uses the cache: drain the
+    // socket without waiting, ask mountinfo whether the table changed, re-read it from 0.
+    let revalidate = || {
+        static MOUNTINFO: &[u8] = b"/proc/self/mountinfo\0";
+        let mut buf = [0u8; 512];
+        let fd = UEVENT_FD.load(std::sync::atomic::Ordering::SeqCst) as u64;
+        loop {
+            let r = sys6(libc::SYS_recvfrom, fd, buf.as_mut_ptr() as u64, 64, libc::MSG_DONTWAIT as u64, 0, 0);
+            if r < 0 {
+                // SAFETY: reading this thread's errno.
+                if unsafe { *libc::__errno_location() } != libc::EAGAIN {
+                    return r;
+                }
+                break;
+            }
+        }
+        let mi =
+            sys3(libc::SYS_openat, libc::AT_FDCWD as u64, ptr(MOUNTINFO), (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
+        if mi < 0 {
+            return mi;
+        }
+        let mut pfd = libc::pollfd { fd: mi as i32, events: libc::POLLPRI, revents: 0 };
+        #[cfg(target_arch = "x86_64")]
+        let polled = sys3(libc::SYS_poll, &mut pfd as *mut libc::pollfd as u64, 1, 0);
+        #[cfg(not(target_arch = "x86_64"))]
+        let polled = {
+            let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            sys5(libc::SYS_ppoll, &mut pfd as *mut libc::pollfd as u64, 1, &now as *const libc::timespec as u64, 0, 8)
+        };
+        let steps = [
+            polled,
+            sys5(libc::SYS_pread64, mi as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0),
+            sys1(libc::SYS_close, mi as u64),
+        ];
+        steps.into_iter().find(|&r| r < 0).unwrap_or(0)
+    };
+    assert_eq!(enforced(revalidate), End::Returned(0, 0));
+    // The socket's own set-up stays forbidden once the filter is on.
+    assert_killed("bind", || sys3(libc::SYS_bind, BAD_FD, 0, 0));
+    drop(socket);
+}
+
 #[test]
 fn log_mode_lets_a_forbidden_call_through() {
     // --seccomp=log: the same socket(AF_INET) that kills above returns a descriptor.
