@@ -13,7 +13,7 @@
 //! that comes back (the server answers again) finishes its old list, which the helper
 //! discards, and is idle again.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -68,6 +68,9 @@ pub fn filter(mode: SandboxMode) -> Result<BpfProgram, SandboxError> {
 /// The helper's handle on one probe.
 struct Probe {
     sock: UnixStream,
+    /// Bytes read from the probe that do not yet make a whole answer: one read takes every
+    /// answer the probe has written (usually a size and the end mark together).
+    inbuf: Vec<u8>,
     /// The list the probe is working on, if it has not finished it.
     busy: Option<u32>,
     /// The path it is stuck on (skipped by later requests until it finishes).
@@ -88,7 +91,7 @@ impl Probes {
         let mut probes = Vec::new();
         for _ in 0..PROBES {
             match fork_probe(mode) {
-                Ok(sock) => probes.push(Probe { sock, busy: None, stuck_on: None, dead: false }),
+                Ok(sock) => probes.push(Probe { sock, inbuf: Vec::new(), busy: None, stuck_on: None, dead: false }),
                 Err(e) => log!("statfs probe not started: {}", e.desc()),
             }
         }
@@ -98,7 +101,10 @@ impl Probes {
     /// Probes over already connected sockets (the tests' fake probes).
     pub fn from_sockets(socks: Vec<UnixStream>) -> Probes {
         Probes {
-            probes: socks.into_iter().map(|sock| Probe { sock, busy: None, stuck_on: None, dead: false }).collect(),
+            probes: socks
+                .into_iter()
+                .map(|sock| Probe { sock, inbuf: Vec::new(), busy: None, stuck_on: None, dead: false })
+                .collect(),
             next_batch: 1,
         }
     }
@@ -127,15 +133,15 @@ impl Probes {
             let mut last = Instant::now();
             loop {
                 let wait = (last + STALL).min(deadline).saturating_duration_since(Instant::now());
-                if !readable(&probe.sock, wait) {
+                let Some(answer) = probe.next_answer(wait) else {
                     // Stuck on the first path it has not answered.
                     if let Some(k) = done.iter().position(|d| !d) {
                         probe.stuck_on = Some(paths[pending[k]].clone());
                         done[k] = true;
                     }
                     break;
-                }
-                match read_frame(&mut probe.sock).and_then(|f| decode_answer(&f)) {
+                };
+                match answer {
                     Ok(Answer::Size { batch: b, index, sizes }) if b == batch && (index as usize) < done.len() => {
                         out[pending[index as usize]] = sizes;
                         done[index as usize] = true;
@@ -161,8 +167,8 @@ impl Probes {
     /// Reads what stuck probes have sent since: a probe whose old list has ended is idle.
     fn collect_finished(&mut self) {
         for probe in self.probes.iter_mut().filter(|p| p.busy.is_some() && !p.dead) {
-            while readable(&probe.sock, Duration::ZERO) {
-                match read_frame(&mut probe.sock).and_then(|f| decode_answer(&f)) {
+            while let Some(answer) = probe.next_answer(Duration::ZERO) {
+                match answer {
                     Ok(Answer::End { batch }) if Some(batch) == probe.busy => {
                         probe.busy = None;
                         probe.stuck_on = None;
@@ -174,6 +180,38 @@ impl Probes {
                         break;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Most bytes of one answer frame (a size answer is 26).
+const MAX_ANSWER: usize = 64;
+
+impl Probe {
+    /// The next answer, waiting at most `wait` for each read; None if nothing came in time.
+    fn next_answer(&mut self, wait: Duration) -> Option<Result<Answer, FrameError>> {
+        loop {
+            if self.inbuf.len() >= 4 {
+                let len = u32::from_le_bytes([self.inbuf[0], self.inbuf[1], self.inbuf[2], self.inbuf[3]]) as usize;
+                if len > MAX_ANSWER {
+                    return Some(Err(FrameError::TooLong(len)));
+                }
+                if self.inbuf.len() >= 4 + len {
+                    let answer = decode_answer(&self.inbuf[4..4 + len]);
+                    self.inbuf.drain(..4 + len);
+                    return Some(answer);
+                }
+            }
+            if !readable(&self.sock, wait) {
+                return None;
+            }
+            let mut chunk = [0u8; 512];
+            match (&self.sock).read(&mut chunk) {
+                Ok(0) => return Some(Err(FrameError::Closed)),
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(FrameError::Io(e))),
             }
         }
     }
@@ -281,23 +319,39 @@ pub fn sizes_of(path: &str) -> Option<(u64, u64)> {
 
 /// A probe's loop: one list at a time, one answer per path, then the end mark; exits when the
 /// helper closes its end or sends something malformed.
-pub fn serve(mut sock: UnixStream, stat: impl Fn(&str) -> Option<(u64, u64)>) -> i32 {
+pub fn serve(sock: UnixStream, stat: impl Fn(&str) -> Option<(u64, u64)>) -> i32 {
+    // Buffered: a list comes in one read, not three (length, tag, rest).
+    let mut lists = std::io::BufReader::with_capacity(4096, &sock);
+    let mut sock = &sock;
     loop {
-        let (batch, paths) = match read_frame(&mut sock).and_then(|f| decode_list(&f)) {
+        let (batch, paths) = match read_frame(&mut lists).and_then(|f| decode_list(&f)) {
             Ok(l) => l,
             Err(FrameError::Closed) => return 0,
             Err(_) => return 3,
         };
+        // One write per answer, as each statfs returns (a hang on path k leaves the answers
+        // before it with the helper); the last answer and the end mark in one write.
+        let mut out = Vec::new();
         for (i, p) in paths.iter().enumerate() {
-            if write_frame(&mut sock, &encode_size(batch, i as u32, stat(p))).is_err() {
-                return 0;
+            push_frame(&mut out, &encode_size(batch, i as u32, stat(p)));
+            if i + 1 < paths.len() {
+                if sock.write_all(&out).is_err() {
+                    return 0;
+                }
+                out.clear();
             }
         }
-        if write_frame(&mut sock, &encode_end(batch)).is_err() {
+        push_frame(&mut out, &encode_end(batch));
+        if sock.write_all(&out).is_err() {
             return 0;
         }
-        let _ = sock.flush();
     }
+}
+
+/// A frame as [`write_frame`] writes it, appended to `out`.
+fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 fn fork_probe(mode: SandboxMode) -> Result<UnixStream, nix::errno::Errno> {
