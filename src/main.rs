@@ -2,6 +2,7 @@
 
 use qemu_ga_rs::config::{self, Action};
 use qemu_ga_rs::{cli, start};
+use qga_policy::record::SandboxRecord;
 use std::process::exit;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -40,24 +41,21 @@ fn main() {
 }
 
 /// Whether a running agent (the last one started with this state directory, as its start-up
-/// record says) could apply `policy` by a reload.
+/// record says) could apply `policy` by a reload: the helper's own two checks on SIGHUP.
 fn reload_verdict(config: &config::Config, policy: &qga_policy::Policy) -> String {
-    let record = config.statedir.join(start::SANDBOX_RECORD);
-    let started_with_files = match std::fs::read_to_string(&record).as_deref() {
-        Ok(start::RECORD_WITH_FILES) => Some(true),
-        Ok(start::RECORD_WITHOUT_FILES) => Some(false),
-        _ => None,
-    };
-    match started_with_files {
-        Some(files) => match qga_policy::reload::needs_restart(policy, files) {
-            None => "a running agent applies this policy on SIGHUP (systemctl reload)".to_string(),
+    let path = config.statedir.join(start::SANDBOX_RECORD);
+    let record = std::fs::read_to_string(&path).ok().and_then(|text| SandboxRecord::parse(&text));
+    let applies = "a running agent applies this policy on SIGHUP (systemctl reload)".to_string();
+    match record {
+        Some(started) => match started.reload_needs_restart(policy) {
+            None => applies,
             Some(why) => format!("needs a restart: {why}"),
         },
         None if qga_policy::reload::needs_files(policy) => format!(
-            "needs a restart unless the running agent started with file commands ({} does not say)",
-            record.display()
+            "needs a restart unless the running agent started with file commands reaching as far ({} does not say)",
+            path.display()
         ),
-        None => "a running agent applies this policy on SIGHUP (systemctl reload)".to_string(),
+        None => applies,
     }
 }
 

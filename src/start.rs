@@ -9,6 +9,7 @@ use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use qga_policy::record::SandboxRecord;
 use qga_policy::reload::{ConfigFile, SOURCE_CONFIG_ALLOW, SOURCE_CONFIG_BLACKLIST, SOURCE_CONFIG_BLOCK};
 use qga_policy::trust;
 use qga_policy::{Effective, ListEntry, Policy, PolicyError};
@@ -17,6 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Exit status when start-up fails (7.2 uses 1 throughout).
@@ -27,12 +29,9 @@ const STATE_FILE: &str = "qga.state";
 /// Audit records held while frozen, kept where a freeze cannot reach (see `audit`).
 const AUDIT_SPILL: &str = "qga-rs.audit-held";
 
-/// The start-up sandbox record inside the state directory: whether this agent's front started
-/// with the file commands, so that `--check-policy` can tell whether a reload can apply a file.
+/// The start-up sandbox record inside the state directory (what a reload cannot change, see
+/// `qga_policy::record`), so that `--check-policy` can tell whether a reload can apply a file.
 pub const SANDBOX_RECORD: &str = "qga-rs.sandbox";
-/// Its two contents.
-pub const RECORD_WITH_FILES: &str = "file-commands=enabled\n";
-pub const RECORD_WITHOUT_FILES: &str = "file-commands=disabled\n";
 
 fn entries(list: &[NamedRpc]) -> Vec<ListEntry> {
     list.iter().map(|r| ListEntry::new(r.name.clone(), r.source.clone())).collect()
@@ -56,16 +55,9 @@ fn open_for_writing(path: &Path, append: bool, frozen: bool, mode: u32) -> Resul
 /// Whether `file` (opened read-write at its start) holds exactly `text`.
 fn holds_exactly(file: &mut File, text: &[u8]) -> bool {
     use std::io::Read;
-    let mut held = [0u8; 64];
-    let mut len = 0;
-    while len < held.len() {
-        match file.read(&mut held[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(_) => return false,
-        }
-    }
-    &held[..len] == text
+    // One byte more than the text: a longer file does not hold exactly it.
+    let mut held = Vec::with_capacity(text.len() + 1);
+    Read::by_ref(file).take(text.len() as u64 + 1).read_to_end(&mut held).is_ok() && held == text
 }
 
 /// Runs the agent without a config file to re-read on a reload; returns the process exit status.
@@ -138,7 +130,7 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     // The sandbox record (not while frozen: writing to a frozen filesystem blocks).
     if !frozen {
         let how = trust::WriteOpen { append: false, create: true, mode: 0o644 };
-        let text = if file_access { RECORD_WITH_FILES } else { RECORD_WITHOUT_FILES };
+        let text = SandboxRecord::of(&policy, config.sandbox != SandboxMode::Off).render();
         let written = trust::open_file_to_write_in(&statedir, &config.statedir, OsStr::new(SANDBOX_RECORD), how)
             .map_err(|e| e.to_string())
             .and_then(|mut f| {
@@ -148,7 +140,8 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
                 if holds_exactly(&mut f, text.as_bytes()) {
                     return Ok(());
                 }
-                f.set_len(0).and_then(|()| f.write_all(text.as_bytes())).map_err(|e| e.to_string())
+                // At offset 0: the comparison read moved the file's own offset.
+                f.set_len(0).and_then(|()| f.write_all_at(text.as_bytes(), 0)).map_err(|e| e.to_string())
             });
         if let Err(e) = written {
             eprintln!("qemu-ga-rs: warning: start-up sandbox record not written: {e}");

@@ -41,6 +41,14 @@ fn reload(agent: &Agent, n: usize) -> String {
     }
 }
 
+/// `--check-policy FILE`'s verdict line for an agent started with `statedir`.
+fn check_policy_verdict(statedir: &Path, file: &Path) -> String {
+    let out = run_to_exit(&["-t", statedir.to_str().unwrap(), "--check-policy", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    stdout.lines().find(|l| l.starts_with("reload: ")).unwrap_or_else(|| panic!("no verdict:\n{stdout}")).to_string()
+}
+
 fn file_cmd(c: &mut Client, name: &str, args: Value) -> Value {
     c.cmd(&json!({"execute": name, "arguments": args}).to_string())
 }
@@ -161,7 +169,6 @@ fn sighup_reloads_instead_of_ending_the_agent_and_sigterm_still_ends_it() {
 #[test]
 fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_restart() {
     let (agent, _policy) = agent_with_policy("default allow\ndeny guest-file-*\n", &[]);
-    let statedir = agent.dir.path().to_str().unwrap();
     let record = std::fs::read_to_string(agent.path("qga-rs.sandbox")).expect("the start-up record");
     assert_eq!(record, "file-commands=disabled\n");
     let candidates = TempDir::new();
@@ -173,16 +180,7 @@ fn check_policy_tells_whether_a_running_agent_can_reload_a_file_or_needs_a_resta
         &narrower,
         "default allow\ndeny guest-file-*\ndeny guest-get-time\nallow guest-shutdown mode=reboot\n",
     );
-    let verdict = |file: &Path| {
-        let out = run_to_exit(&["-t", statedir, "--check-policy", file.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        stdout
-            .lines()
-            .find(|l| l.starts_with("reload: "))
-            .unwrap_or_else(|| panic!("no verdict:\n{stdout}"))
-            .to_string()
-    };
+    let verdict = |file: &Path| check_policy_verdict(agent.dir.path(), file);
     let line = verdict(&wider);
     assert!(line.starts_with("reload: needs a restart: it enables guest-file-open"), "{line}");
     let line = verdict(&narrower);
@@ -305,10 +303,15 @@ fn a_reload_that_gives_guest_file_open_a_directory_beyond_its_start_up_sandbox_k
     let h = open(&mut c, &old_file)["return"].as_i64().expect("the start-up rule's file opens");
     file_cmd(&mut c, "guest-file-close", json!({"handle": h}));
 
+    let record = std::fs::read_to_string(agent.path("qga-rs.sandbox")).expect("the start-up record");
+    assert_eq!(record, format!("file-commands=enabled\nfile-open-reach=r--- {old_s}\n"));
     write_trusted(
         &policy,
         &format!("default allow\nallow guest-file-open path={old_s}/\nallow guest-file-open path={new_s}/\n"),
     );
+    // --check-policy says so before the reload is tried, for the same reason.
+    let verdict = check_policy_verdict(agent.dir.path(), &policy);
+    assert!(verdict.starts_with("reload: needs a restart: ") && verdict.contains(&format!("read beneath {new_s}")));
     let line = reload(&agent, 1);
     assert!(
         line.contains("policy reload refused, the policy in force is unchanged")
@@ -324,6 +327,8 @@ fn a_reload_that_gives_guest_file_open_a_directory_beyond_its_start_up_sandbox_k
 
     // Rules dropped altogether would mean any path: beyond the ruleset too.
     write_trusted(&policy, "default allow\n");
+    let verdict = check_policy_verdict(agent.dir.path(), &policy);
+    assert!(verdict.starts_with("reload: needs a restart: ") && verdict.contains("beneath /,"), "{verdict}");
     let line = reload(&agent, 2);
     assert!(line.contains("refused") && line.contains("beneath /,") && line.contains("needs a restart"), "{line}");
     let r = open(&mut c, &new_file);
@@ -331,6 +336,8 @@ fn a_reload_that_gives_guest_file_open_a_directory_beyond_its_start_up_sandbox_k
 
     // Narrowing within the start-up directory applies.
     write_trusted(&policy, &format!("default allow\nallow guest-file-open path={}\n", old_file.display()));
+    let verdict = check_policy_verdict(agent.dir.path(), &policy);
+    assert_eq!(verdict, "reload: a running agent applies this policy on SIGHUP (systemctl reload)");
     let line = reload(&agent, 3);
     assert!(line.contains("policy reloaded: argument conditions: guest-file-open"), "{line}");
     let h = open(&mut c, &old_file)["return"].as_i64().expect("the narrowed rule's file opens");
@@ -350,4 +357,24 @@ fn a_reload_that_gives_guest_file_open_a_directory_beyond_its_start_up_sandbox_k
     let h = r["return"].as_i64().unwrap_or_else(|| panic!("after a restart the new directory opens: {r}"));
     let r = file_cmd(&mut c, "guest-file-read", json!({"handle": h, "count": 8}));
     assert_eq!(r["return"]["buf-b64"], "bmV3", "{r}");
+}
+
+#[test]
+fn a_restart_with_another_sandbox_rewrites_the_start_up_record_whole() {
+    // The record is compared before it is rewritten: the new text must start at offset 0,
+    // whatever the comparison read, and leave nothing of the old one.
+    let (mut agent, policy) = agent_with_policy("default allow\n", &[]);
+    let record = agent.path("qga-rs.sandbox");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "file-commands=enabled\nfile-open-reach=rwac /\n");
+    let one_directory = "default allow\nallow guest-file-open path=/srv/x/ access=read\n";
+    for (text, expected) in [
+        ("default allow\ndeny guest-file-*\n", "file-commands=disabled\n"),
+        (one_directory, "file-commands=enabled\nfile-open-reach=r--- /srv/x\n"),
+        (one_directory, "file-commands=enabled\nfile-open-reach=r--- /srv/x\n"),
+        ("default allow\n", "file-commands=enabled\nfile-open-reach=rwac /\n"),
+    ] {
+        write_trusted(&policy, text);
+        agent.restart();
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), expected);
+    }
 }
