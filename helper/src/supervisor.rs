@@ -33,6 +33,7 @@ use crate::child_setup::{close_other_fds, PROGRAM_UMASK, SEARCH_DIRS};
 use crate::log;
 use crate::protocol::{read_frame_with, write_frame, Captured, ExecEnd, ExecPlan, ExecStatus, MAX_EXEC_FRAME};
 use crate::protocol::{MAX_EXEC_PROGRAMS, MAX_FRAME};
+use qga_policy::passwd;
 
 /// How often a supervisor looks at its children when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(50);
@@ -152,21 +153,6 @@ pub struct Programs {
     running: BTreeMap<i64, Running>,
 }
 
-/// A passwd entry's ids, read from /etc/passwd itself (no NSS in the static launcher).
-fn lookup_user(passwd: &Path, name: &str) -> Option<(u32, u32)> {
-    let text = std::fs::read(passwd).ok()?;
-    text.split(|&b| b == b'\n').find_map(|line| {
-        let mut f = line.split(|&b| b == b':');
-        if f.next()? != name.as_bytes() {
-            return None;
-        }
-        let _password = f.next()?;
-        let uid = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
-        let gid = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
-        Some((uid, gid))
-    })
-}
-
 /// The program's path: as given when it holds a `/`; otherwise looked up in the plan's PATH
 /// (7.2's G_SPAWN_SEARCH_PATH_FROM_ENVP) or, without one, the launcher's fixed directories.
 /// A name found nowhere stays as it is, so exec fails with ENOENT as 7.2's does.
@@ -201,11 +187,14 @@ impl Programs {
         if self.running.len() >= MAX_EXEC_PROGRAMS {
             return ExecAnswer::TooMany;
         }
+        // The rule's user as login(1) or runuser(1) would make it: uid, primary group and the
+        // groups that list it (the account files themselves, see qga_policy::passwd). An
+        // unreadable file refuses the run as an unknown user would: never run as root instead.
         let account = match &plan.user {
             None => None,
-            Some(u) => match lookup_user(Path::new("/etc/passwd"), u) {
-                Some(ids) => Some(ids),
-                None => return ExecAnswer::NoSuchUser(u.clone()),
+            Some(u) => match qga_policy::passwd::lookup(u.as_bytes()) {
+                Ok(Some(a)) => Some(a),
+                Ok(None) | Err(_) => return ExecAnswer::NoSuchUser(u.clone()),
             },
         };
         let (Some(path), Some(argv), Some(env)) =
@@ -228,7 +217,7 @@ impl Programs {
                 // handles must not close them again).
                 std::mem::forget(std::mem::take(&mut self.running));
                 close_other_fds(theirs.as_raw_fd());
-                let code = supervise(UnixStream::from(theirs), plan, &path, &argv, &env, account);
+                let code = supervise(UnixStream::from(theirs), plan, &path, &argv, &env, account.as_ref());
                 // SAFETY: _exit ends the forked supervisor without running the launcher's
                 // exit handlers or flushing its copied buffers.
                 unsafe { nix::libc::_exit(code) }
@@ -332,7 +321,7 @@ fn supervise(
     path: &CString,
     argv: &[CString],
     env: &[CString],
-    account: Option<(u32, u32)>,
+    account: Option<&passwd::Account>,
 ) -> i32 {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and changes only this
     // process's attribute.
@@ -506,7 +495,7 @@ fn spawn(
     path: &CString,
     argv: &[CString],
     env: &[CString],
-    account: Option<(u32, u32)>,
+    account: Option<&passwd::Account>,
 ) -> Result<Spawned, Errno> {
     let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
     let stdin = if plan.input.is_some() { Some(pipe()?) } else { None };
@@ -554,13 +543,13 @@ fn spawn(
 }
 
 /// In the forked program: a session of its own, `/` and the fixed umask, default signals,
-/// stdio, the user's ids (primary group only: supplementary groups would need NSS), exec.
+/// stdio, the user's groups and ids, exec.
 /// Returns only on failure, with the errno to report.
 fn exec_program(
     path: &CString,
     argv: &[CString],
     env: &[CString],
-    account: Option<(u32, u32)>,
+    account: Option<&passwd::Account>,
     stdio: [&OwnedFd; 3],
 ) -> Errno {
     let _ = nix::unistd::setsid();
@@ -580,15 +569,15 @@ fn exec_program(
             return Errno::last();
         }
     }
-    if let Some((uid, gid)) = account {
-        let gid = Gid::from_raw(gid);
-        if let Err(e) = nix::unistd::setgroups(&[gid]) {
+    if let Some(a) = account {
+        let groups: Vec<Gid> = a.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        if let Err(e) = nix::unistd::setgroups(&groups) {
             return e;
         }
-        if let Err(e) = nix::unistd::setgid(gid) {
+        if let Err(e) = nix::unistd::setgid(Gid::from_raw(a.gid)) {
             return e;
         }
-        if let Err(e) = nix::unistd::setuid(Uid::from_raw(uid)) {
+        if let Err(e) = nix::unistd::setuid(Uid::from_raw(a.uid)) {
             return e;
         }
     }
@@ -621,14 +610,5 @@ mod tests {
         }
         assert!(ExecAnswer::decode(&[13, 0]).is_err());
         assert!(ExecAnswer::decode(&[99]).is_err());
-    }
-
-    #[test]
-    fn users_are_read_from_the_passwd_file() {
-        let dir = std::env::temp_dir().join(format!("qga-exec-passwd-{}", std::process::id()));
-        std::fs::write(&dir, "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n").unwrap();
-        assert_eq!(lookup_user(&dir, "nobody"), Some((65534, 65534)));
-        assert_eq!(lookup_user(&dir, "nobod"), None);
-        let _ = std::fs::remove_file(&dir);
     }
 }

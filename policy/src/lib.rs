@@ -14,6 +14,7 @@ pub mod gate;
 pub mod keyfile;
 pub mod merge;
 mod names;
+pub mod passwd;
 pub mod record;
 pub mod reload;
 pub mod rules;

@@ -12,6 +12,7 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 
 use super::passwd::Account;
+use qga_policy::passwd;
 
 /// systemd's range for dynamic users (61184–65519): kept free of system and regular accounts
 /// by Debian's and systemd's allocation rules.
@@ -19,15 +20,6 @@ pub const RANGE: RangeInclusive<u32> = 61184..=65519;
 
 /// The name the front is logged under when it runs with a dynamic id.
 pub const DYNAMIC_NAME: &str = "(dynamic)";
-
-/// The numeric ids at `field` (0-based, `:`-separated) of every line of a passwd- or
-/// group-format file.
-pub fn ids_in_file(text: &[u8], field: usize) -> impl Iterator<Item = u32> + '_ {
-    text.split(|&b| b == b'\n').filter_map(move |line| {
-        let f = line.split(|&b| b == b':').nth(field)?;
-        std::str::from_utf8(f).ok()?.parse().ok()
-    })
-}
 
 /// The real, effective, saved and filesystem uids and gids in one `/proc/PID/status` text.
 pub fn ids_in_status(status: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -84,17 +76,17 @@ pub fn first_free(taken: &BTreeSet<u32>, start: u32) -> Option<u32> {
 /// running process.
 fn taken_ids(passwd: &Path, group: &Path, proc_dir: &Path) -> std::io::Result<BTreeSet<u32>> {
     let mut taken = BTreeSet::new();
-    let passwd_text = std::fs::read(passwd)?;
-    taken.extend(ids_in_file(&passwd_text, 2));
-    taken.extend(ids_in_file(&passwd_text, 3));
-    taken.extend(ids_in_file(&std::fs::read(group)?, 2));
+    let passwd_text = passwd::read_bounded(passwd)?;
+    taken.extend(passwd::ids(&passwd_text, 2));
+    taken.extend(passwd::ids(&passwd_text, 3));
+    taken.extend(passwd::ids(&passwd::read_bounded(group)?, 2));
     add_process_ids(proc_dir, &mut taken)?;
     Ok(taken)
 }
 
 /// Picks the front's dynamic uid (the gid is the same number).
 pub fn pick() -> std::io::Result<Account> {
-    let taken = taken_ids(Path::new(super::passwd::PASSWD), Path::new("/etc/group"), Path::new("/proc"))?;
+    let taken = taken_ids(Path::new(passwd::PASSWD), Path::new(passwd::GROUP), Path::new("/proc"))?;
     let start = std::process::id().wrapping_mul(2_654_435_761);
     let id = first_free(&taken, start)
         .ok_or_else(|| std::io::Error::other(format!("no free id in {}-{}", RANGE.start(), RANGE.end())))?;
@@ -104,14 +96,6 @@ pub fn pick() -> std::io::Result<Account> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_read_from_passwd_and_group_lines() {
-        let passwd = b"root:x:0:0::/root:/bin/sh\nnobody:x:65534:65533::/:/bin/false\n# comment\n";
-        assert_eq!(ids_in_file(passwd, 2).collect::<Vec<_>>(), [0, 65534]);
-        assert_eq!(ids_in_file(passwd, 3).collect::<Vec<_>>(), [0, 65533]);
-        assert_eq!(ids_in_file(b"users:x:100:alice,bob\n", 2).collect::<Vec<_>>(), [100]);
-    }
 
     #[test]
     fn every_uid_and_gid_of_a_process_counts() {

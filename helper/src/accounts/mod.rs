@@ -12,7 +12,7 @@
 //!   directory ([`authkeys`]); the child sends its result back on a pipe.
 
 pub mod authkeys;
-pub mod passwd;
+use qga_policy::passwd;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -17,6 +17,8 @@ from .harness import NotApplicable, check
 POLICY = "/etc/qemu-ga-rs/allow-all.policy"
 SAVED = "/run/qga-test/allow-all.policy.exec-saved"
 USER, UID, GID = "qgatest", 1001, 1001
+# A group of the guest's /etc/group that lists qgatest as a member (initramfs.GROUP).
+SUPPLEMENTARY_GID = 1002
 RAN = "/run/qga-test/exec-ran"            # written by the script that exits 3
 MARKER = "/run/qga-test/exec-marker"      # what a refused program would have created
 REFUSED = "the policy does not allow guest-exec "
@@ -209,15 +211,18 @@ def exec_past_its_time_limit_is_killed_with_its_child_and_reported(ctx):
 def exec_runs_the_program_as_the_rules_user(ctx):
     """The rules run /usr/bin/id -u and /bin/sleep 4 as qgatest: id prints 1001, and the
     guest's /proc shows the sleeping program with uid and gid 1001 (real, effective, saved and
-    filesystem), then it exits 0."""
+    filesystem) and the groups the guest's /etc/group gives qgatest (1001 and 1002, not root's),
+    then it exits 0."""
     _not_reference(ctx, "qemu-ga 7.2 runs every program as root")
     with exec_policy(ctx):
         status = _wait_exited(ctx, _exec(ctx, "/usr/bin/id", ["-u"]))
         ctx.expect(status.get("exitcode") == 0 and _decoded(status, "out-data") == f"{UID}\n",
                    f"id -u as {USER}: {status}")
         pid = _exec(ctx, "/bin/sleep", ["4"], capture=False)
-        ids = ctx.guest_sh(f"grep -E '^(Uid|Gid):' /proc/{pid}/status").split()
+        ids = ctx.guest_sh(f"grep -E '^(Uid|Gid|Groups):' /proc/{pid}/status").split()
         ctx.note(f"/proc/{pid}/status: {' '.join(ids)}")
-        ctx.expect(ids == ["Uid:"] + [str(UID)] * 4 + ["Gid:"] + [str(GID)] * 4, f"the program's ids: {ids}")
+        ctx.expect(ids[:10] == ["Uid:"] + [str(UID)] * 4 + ["Gid:"] + [str(GID)] * 4, f"the program's ids: {ids}")
+        ctx.expect(sorted(ids[11:]) == sorted([str(GID), str(SUPPLEMENTARY_GID)]) and ids[10] == "Groups:",
+                   f"the program's groups (as login would give {USER}): {ids[10:]}")
         status = _wait_exited(ctx, pid)
         ctx.expect(status.get("exitcode") == 0, f"sleep as {USER}: {status}")

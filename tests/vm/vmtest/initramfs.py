@@ -25,6 +25,7 @@ GROUP = """root:x:0:
 qemu-ga-rs:x:990:
 nogroup:x:65534:
 qgatest:x:1001:
+backup-readers:x:1002:nobody,qgatest
 """
 # The account checks set passwords here (through the stand-in guest/chpasswd) and read them
 # back; qgatest starts locked.
