@@ -73,16 +73,7 @@ fn a_bad_condition_refuses_start_and_check_policy_with_file_and_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&want), "stderr: {stderr}");
     let sock = dir.path().join("qga.sock");
-    let out = run_to_exit(&[
-        "-m",
-        "unix-listen",
-        "-p",
-        sock.to_str().unwrap(),
-        "-t",
-        dir.path().to_str().unwrap(),
-        "--policy",
-        shown,
-    ]);
+    let out = start_to_exit(dir.path(), &["--policy", shown]);
     assert!(!out.status.success(), "started with a bad condition");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&want), "stderr: {stderr}");

@@ -116,16 +116,7 @@ fn shipped_policies_enable_what_their_comments_promise() {
 fn a_misspelt_block_rpcs_name_refuses_start_and_names_the_nearest_command() {
     let dir = TempDir::new();
     let sock = dir.path().join("qga.sock");
-    let out = run_to_exit(&[
-        "-m",
-        "unix-listen",
-        "-p",
-        sock.to_str().unwrap(),
-        "-t",
-        dir.path().to_str().unwrap(),
-        "-b",
-        "guest-pign",
-    ]);
+    let out = start_to_exit(dir.path(), &["-b", "guest-pign"]);
     assert!(!out.status.success(), "started with a misspelt -b name");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("'guest-pign'") && stderr.contains("did you mean 'guest-ping'?"), "stderr: {stderr}");
@@ -160,16 +151,7 @@ fn a_group_writable_policy_file_refuses_start() {
     std::fs::copy(shipped_policy("default"), &policy).unwrap();
     std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o664)).unwrap();
     let sock = dir.path().join("qga.sock");
-    let out = run_to_exit(&[
-        "-m",
-        "unix-listen",
-        "-p",
-        sock.to_str().unwrap(),
-        "-t",
-        dir.path().to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-    ]);
+    let out = start_to_exit(dir.path(), &["--policy", policy.to_str().unwrap()]);
     assert!(!out.status.success(), "started with a group-writable policy");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("group- or world-writable"), "stderr: {stderr}");

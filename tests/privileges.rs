@@ -120,19 +120,10 @@ fn guest_file_open_reaches_what_root_reaches_through_the_helper_but_the_front_it
 fn an_unknown_user_refuses_to_start() {
     require_root();
     let dir = TempDir::new();
-    let sock = dir.path().join("qga.sock");
-    let out = run_to_exit(&[
-        "-m",
-        "unix-listen",
-        "-p",
-        sock.to_str().unwrap(),
-        "-t",
-        dir.path().to_str().unwrap(),
-        "--policy",
-        shipped_policy("allow-all").to_str().unwrap(),
-        "--user",
-        "qga-it-no-such-user",
-    ]);
+    let out = start_to_exit(
+        dir.path(),
+        &["--policy", shipped_policy("allow-all").to_str().unwrap(), "--user", "qga-it-no-such-user"],
+    );
     assert!(!out.status.success(), "started with an unknown --user");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown user 'qga-it-no-such-user'"), "stderr: {stderr}");

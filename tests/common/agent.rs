@@ -35,6 +35,15 @@ pub fn run_to_exit(args: &[&str]) -> Output {
     child.wait_with_output().expect("collect output")
 }
 
+/// Starts an agent on `DIR/qga.sock` with statedir `DIR` and `extra` options, run to
+/// completion: for a start-up that must be refused.
+pub fn start_to_exit(dir: &Path, extra: &[&str]) -> Output {
+    let sock = dir.join("qga.sock");
+    let mut args = vec!["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_to_exit(&args)
+}
+
 // ---- a running agent ----
 
 /// A running agent on `DIR/qga.sock` with statedir `DIR`.
