@@ -335,6 +335,12 @@ fn devnode(root: &Root, syspath: &str) -> Option<String> {
     udev_device(root, syspath)?.devnode
 }
 
+/// The `size` attribute of every entry [`disks`] looks at (each link in `/sys/block`).
+pub fn size_paths(root: &Root) -> Vec<PathBuf> {
+    let entries = root.entries("/sys/block").unwrap_or_default();
+    entries.into_iter().filter(|(_, _, link)| *link).map(|(n, _, _)| root.at(&format!("/sys/block/{n}/size"))).collect()
+}
+
 /// 7.2's `qmp_guest_get_disks`.
 pub fn disks(root: &Root) -> Result<Vec<DiskInfo>, String> {
     let entries =

@@ -66,7 +66,7 @@ pub const TABLE: &[Allowed<'static>] = &[
         "mountinfo, mount points, the marker, cpuN/online, memoryN/state, /sys/power/state, /dev/rtc0; never truncating"
     ),
     allow!(SYS_lseek, "std's read-to-end asks the position for its size hint (mountinfo)"),
-    allow!(SYS_pread64, "set-vcpus, set-memory-blocks: reading cpuN/online, memoryN/state; fsinfo: the kept mountinfo re-read from offset 0"),
+    allow!(SYS_pread64, "set-vcpus, set-memory-blocks: reading cpuN/online, memoryN/state; fsinfo: the kept mountinfo re-read from offset 0; disks: each kept size attribute re-read"),
     allow!(SYS_pwrite64, "set-vcpus, set-memory-blocks: writing cpuN/online, memoryN/state"),
     allow!(SYS_statx, "the marker's existence; std's size hint when reading mountinfo"),
     allow!(SYS_getdents64, "fsinfo and disks: listing /sys/block, slaves, partitions and SCSI hosts"),

@@ -8,7 +8,11 @@
 //! name and disk addresses, the whole guest-get-disks answer, and the parsed mount table. It is
 //! dropped whenever the kernel or udevd has announced anything ([`crate::uevents`]); the mount
 //! table is parsed again whenever the kernel flags a change of it (POLLPRI on the kept
-//! mountinfo descriptor); the sizes are asked from the probes on every request.
+//! mountinfo descriptor); the sizes are asked from the probes on every request. The one thing
+//! guest-get-disks reads that can change without a device event is whether a disk is empty
+//! (the kernel announces no size change from or to 0: a zram device given its size, a medium
+//! found where nothing polls for it), so those `size` attributes are read on every request
+//! ([`DiskSizes`]) and any difference drops the kept answer.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -110,7 +114,8 @@ pub struct Cache {
     mounts: Option<MountTable>,
     /// Each mounted device's description, by its device numbers.
     devices: Vec<((u64, u64), DeviceInfo)>,
-    disks: Option<Vec<DiskInfo>>,
+    /// The disks answer, the descriptors of the sizes it depended on and what they said.
+    disks: Option<(Vec<DiskInfo>, DiskSizes, Vec<Option<bool>>)>,
 }
 
 impl Cache {
@@ -170,12 +175,52 @@ impl Cache {
         if !self.revalidate() {
             return disks(root);
         }
-        if let Some(d) = &self.disks {
-            return Ok(d.clone());
+        if let Some((d, sizes, seen)) = &self.disks {
+            if sizes.empty() == *seen {
+                return Ok(d.clone());
+            }
         }
+        self.disks = None;
+        // Read before the walk: a change in between differs at the next request.
+        let sizes = DiskSizes::open(root);
+        let seen = sizes.empty();
         let d = disks(root)?;
-        self.disks = Some(d.clone());
+        self.disks = Some((d.clone(), sizes, seen));
         Ok(d)
+    }
+}
+
+/// Most `size` attributes kept open; the rest are opened on every request.
+const HELD_SIZES: usize = 64;
+
+/// Whether each disk is empty, read afresh: sysfs generates an attribute again for every read
+/// at offset 0, so a held descriptor costs one `pread` per disk.
+struct DiskSizes {
+    held: Vec<File>,
+    rest: Vec<std::path::PathBuf>,
+}
+
+impl DiskSizes {
+    fn open(root: &Root) -> DiskSizes {
+        let mut held = Vec::new();
+        let mut rest = Vec::new();
+        for p in blockdev::size_paths(root) {
+            match (held.len() < HELD_SIZES).then(|| File::open(&p)) {
+                Some(Ok(f)) => held.push(f),
+                _ => rest.push(p),
+            }
+        }
+        DiskSizes { held, rest }
+    }
+
+    /// Per disk: empty (`0`), not, or unreadable (None), as [`blockdev::disks`] tells them apart.
+    fn empty(&self) -> Vec<Option<bool>> {
+        let is_empty = |f: &File| {
+            let mut buf = [0u8; 32];
+            f.read_at(&mut buf, 0).ok().map(|n| &buf[..n] == b"0\n")
+        };
+        let held = self.held.iter().map(is_empty);
+        held.chain(self.rest.iter().map(|p| File::open(p).ok().as_ref().and_then(is_empty))).collect()
     }
 }
 
@@ -219,5 +264,45 @@ impl MountTable {
         }
         text.truncate(len);
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+    /// A zram-like virtual disk in a fixture sysfs, with the given size.
+    fn zram(dir: &std::path::Path, size: &str) {
+        let dev = dir.join("sys/devices/virtual/block/zram0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("uevent"), "MAJOR=252\nMINOR=0\nDEVNAME=zram0\nDEVTYPE=disk\n").unwrap();
+        std::fs::write(dev.join("dev"), "252:0\n").unwrap();
+        std::fs::write(dev.join("size"), format!("{size}\n")).unwrap();
+        let link = dir.join("sys/block/zram0");
+        if !link.exists() {
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink("../devices/virtual/block/zram0", link).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_disk_given_a_size_without_a_device_event_is_listed_at_the_next_request() {
+        let dir = std::env::temp_dir().join(format!("qga-storage-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = Root(dir.clone());
+        zram(&dir, "0");
+        // A uevent socket on which nothing ever arrives.
+        let (quiet, _peer) =
+            socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_NONBLOCK).unwrap();
+        let mut cache = Cache::new(Some(Uevents::from_fd(quiet)));
+        assert_eq!(cache.disks(&root).unwrap(), vec![], "an empty disk is not listed");
+        zram(&dir, "2097152");
+        let listed = cache.disks(&root).unwrap();
+        assert_eq!(listed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["/dev/zram0"]);
+        assert_eq!(cache.disks(&root).unwrap(), listed, "kept while nothing changes");
+        zram(&dir, "0");
+        assert_eq!(cache.disks(&root).unwrap(), vec![], "reset to empty: gone again");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
