@@ -275,8 +275,11 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     // 7. The privileged helper, with the policy it re-checks every request against.
     //    Front and helper share one CPU, the one the front runs on now (see placement).
     let cpu = placement::current_cpu();
-    let reload = ReloadArgs { config_file: config_file.as_ref(), front_files: file_access };
-    let spawned = spawn::spawn(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload));
+    //    The helper starts in the background (see spawn): the front's first answer waits for none
+    //    of its start-up.
+    let background = spawn::background_possible();
+    let reload = ReloadArgs { config_file: config_file.as_ref(), front_files: file_access, background };
+    let spawned = spawn::spawn_with(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload), background);
     let user = match (choice, dynamic.map(std::thread::JoinHandle::join)) {
         (Some(demote::Choice::Account(u)), _) => Some(u),
         (_, Some(Ok(Ok(u)))) => Some(u),
@@ -386,6 +389,8 @@ struct ReloadArgs<'a> {
     config_file: Option<&'a ConfigFile>,
     /// The front's sandbox includes the file commands.
     front_files: bool,
+    /// The helper is started under SCHED_IDLE.
+    background: bool,
 }
 
 /// The command line's part of a list (the config file's part is re-read by the helper).
@@ -413,6 +418,7 @@ fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>, reload: Rel
             allow: command_line_entries(&config.allow_rpcs, helper_args::CLI_ALLOW_SOURCE),
         },
         front_files: reload.front_files,
+        background_start: reload.background,
     }
     .to_argv()
 }

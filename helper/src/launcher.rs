@@ -374,6 +374,12 @@ impl Launcher {
             ForkResult::Child => {
                 drop(mine);
                 close_other_fds(theirs.as_raw_fd());
+                // Out of the helper's start-up background at once: what it runs must not
+                // inherit SCHED_IDLE or the raised RLIMIT_NICE (see background). Root may.
+                if let Err(e) = crate::background::leave() {
+                    log!("launcher: cannot leave the background: {}", e.desc());
+                    std::process::exit(1);
+                }
                 // The helper's start-up code this copy will not run (see protocol::idle).
                 crate::protocol::idle::release_startup_pages();
                 let code = serve(UnixStream::from(theirs), &config);

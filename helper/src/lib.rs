@@ -6,6 +6,7 @@
 //! are unit-tested without touching the machine.
 
 pub mod accounts;
+pub mod background;
 pub mod blockdev;
 pub mod child_setup;
 pub mod clock;

@@ -1,8 +1,10 @@
 //! qemu-ga-rs-helper: the privileged half of qemu-ga-rs. The front starts it as root with
 //! stdin/stdout on /dev/null, stderr on its log pipe and fd 3 on the request socketpair.
 //! Start-up order matters: parse argv, ignore the signals the front handles, fork the launcher
-//! (full root, before anything is dropped), join the front's CPU, drop privileges, narrow the
-//! filesystem (Landlock), apply the seccomp filter, then serve. The launcher is forked before the filter so that it, and what it runs, is not under it.
+//! (full root, before anything is dropped), fork the statfs probes, drop privileges, narrow the
+//! filesystem (Landlock), join the front's CPU, leave the background, apply the seccomp filter,
+//! then serve. The launcher is forked before the filter so that it, and what it runs, is not
+//! under it. All of it normally runs in the background of the front's start-up (`background`).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -12,6 +14,7 @@ use nix::sys::signal::{self, SigHandler, Signal};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 use nix::sys::stat::{fstat, SFlag};
 
+use qga_helper::background;
 use qga_helper::demote::{demote, Demoted};
 use qga_helper::landlock::{self, Restricted};
 use qga_helper::launcher::{self, Launcher};
@@ -50,6 +53,12 @@ fn start() -> i32 {
         return exit::USAGE;
     }
 
+    // While root: let every process of the helper leave SCHED_IDLE later without privileges.
+    if let Err(e) = background::enter(args.background_start) {
+        log!("cannot prepare to leave the background: {}", e.desc());
+        return exit::FAILURE;
+    }
+
     // Forked before fd 3 is wrapped (the launcher closes every descriptor it does not need)
     // and before privileges are dropped (programs it runs get full root).
     let thaw_marker = Some(freeze::marker_path(&args.statedir));
@@ -62,27 +71,24 @@ fn start() -> i32 {
         }
     };
 
-    // After the launcher is forked (what it runs keeps the original affinity), while the
-    // affinity can still be changed without a system call the filter would have to allow.
-    if let Some(cpu) = args.cpu {
-        if let Err(e) = placement::pin_to(cpu) {
-            log!("cannot join the front on CPU {cpu}: {}; running unpinned", e.desc());
-        }
-    }
-
     // The statfs probes: forked like the launcher, before privileges are dropped; each
     // narrows itself (CAP_DAC_READ_SEARCH only, its own seccomp filter). Started whatever the
-    // policy says, since a reload (SIGHUP) may enable guest-get-fsinfo later. Forked after
-    // the pinning, so they share the helper's CPU: each guest-get-fsinfo is a round trip to
-    // a probe, and waking a process on another CPU costs more than the statfs itself. A probe
+    // policy says, since a reload (SIGHUP) may enable guest-get-fsinfo later. Each is kept to
+    // the front's CPU, which the helper joins too: each guest-get-fsinfo is a round trip to a
+    // probe, and waking a process on another CPU costs more than the statfs itself. A probe
     // stuck on a hung mount sleeps, so it takes nothing from that CPU.
-    let probes = Probes::start(args.sandbox);
+    let probes = Probes::start(args.sandbox, args.cpu);
     // The kernel's device events, which keep the storage queries' cache true: a socket, so
     // opened before the seccomp filter (which allows no socket calls); after the forks, so
     // no child holds it.
     let uevents =
         Uevents::open().map_err(|e| log!("guest-get-fsinfo and -disks read sysfs on every request: {e}")).ok();
 
+    // Before CAP_SYS_NICE is dropped, if RLIMIT_NICE cannot stand in for it (see background).
+    if let Err(e) = background::leave_while_privileged() {
+        log!("cannot leave the background: {}", e.desc());
+        return exit::FAILURE;
+    }
     match demote() {
         Ok(Demoted::Reduced(kept)) => log!("privileges reduced to {kept:?}"),
         Ok(Demoted::NotRoot) => log!("not running as root: privileged operations will fail"),
@@ -120,6 +126,19 @@ fn start() -> i32 {
                 return exit::FAILURE;
             }
         }
+    }
+    // Only now, after the launcher's fork (what it runs keeps the original affinity) and the
+    // start-up work, which meanwhile may use a CPU the front is not using; while the affinity
+    // can still be changed without a system call the filter would have to allow.
+    if let Some(cpu) = args.cpu {
+        if let Err(e) = placement::pin_to(cpu) {
+            log!("cannot join the front on CPU {cpu}: {}; running unpinned", e.desc());
+        }
+    }
+    // Back to SCHED_OTHER before serving (and before the filter, which does not allow it).
+    if let Err(e) = background::leave() {
+        log!("cannot leave the background: {}", e.desc());
+        return exit::FAILURE;
     }
     // After demote (no_new_privs is set), before the first untrusted byte. From here on every
     // system call is checked against seccomp::TABLE.

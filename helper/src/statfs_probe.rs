@@ -86,11 +86,12 @@ pub struct Probes {
 
 impl Probes {
     /// Forks [`PROBES`] probes. Call while still privileged and single-threaded, after the
-    /// launcher is forked and before fd 3 is wrapped.
-    pub fn start(mode: SandboxMode) -> Probes {
+    /// launcher is forked and before fd 3 is wrapped. Each is kept to `cpu` (the front's, which
+    /// the helper joins too).
+    pub fn start(mode: SandboxMode, cpu: Option<usize>) -> Probes {
         let mut probes = Vec::new();
         for _ in 0..PROBES {
-            match fork_probe(mode) {
+            match fork_probe(mode, cpu) {
                 Ok(sock) => probes.push(Probe { sock, inbuf: Vec::new(), busy: None, stuck_on: None, dead: false }),
                 Err(e) => log!("statfs probe not started: {}", e.desc()),
             }
@@ -354,7 +355,7 @@ fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-fn fork_probe(mode: SandboxMode) -> Result<UnixStream, nix::errno::Errno> {
+fn fork_probe(mode: SandboxMode, cpu: Option<usize>) -> Result<UnixStream, nix::errno::Errno> {
     let (mine, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
     // SAFETY: the helper is single-threaded here (no thread has been spawned), so the child may
     // run arbitrary code, including allocation, after fork.
@@ -366,6 +367,13 @@ fn fork_probe(mode: SandboxMode) -> Result<UnixStream, nix::errno::Errno> {
         }
         ForkResult::Parent { child } => {
             drop(theirs);
+            // The front's CPU, as the helper's (see the helper's main), set here so that it
+            // holds before the helper serves, however late the probe itself runs.
+            if let Some(cpu) = cpu {
+                if let Err(e) = crate::placement::pin_process_to(child, cpu) {
+                    log!("statfs probe {child}: cannot join the front on CPU {cpu}: {}; running unpinned", e.desc());
+                }
+            }
             log!("statfs probe started (pid {child})");
             Ok(UnixStream::from(mine))
         }
@@ -373,8 +381,17 @@ fn fork_probe(mode: SandboxMode) -> Result<UnixStream, nix::errno::Errno> {
 }
 
 fn probe_main(sock: UnixStream, mode: SandboxMode) -> i32 {
+    if let Err(e) = crate::background::leave_while_privileged() {
+        log!("statfs probe: cannot leave the background: {}", e.desc());
+        return 1;
+    }
     if let Err(e) = crate::demote::demote_to(&crate::demote::PROBE_KEEP) {
         log!("statfs probe: {e}");
+        return 1;
+    }
+    // Back to SCHED_OTHER (see background), before the filter, which does not allow it.
+    if let Err(e) = crate::background::leave() {
+        log!("statfs probe: cannot leave the background: {}", e.desc());
         return 1;
     }
     if mode != SandboxMode::Off {

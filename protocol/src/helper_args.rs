@@ -10,6 +10,8 @@
 //! read a byte from the host) resolved it at start-up: `--policy PATH`, `--config PATH`
 //! (`--config-required` when `-c` named it), `--cli-block NAMES` and `--cli-allow NAMES` (the
 //! command line's lists) and `--front-files` (the front's sandbox includes the file commands).
+//! `--background-start`: the front started the helper under SCHED_IDLE (see the helper's
+//! `background` module); every process of the helper returns to SCHED_OTHER before it serves.
 //! Without `--config` and `--policy` a reload reads the default policy path only.
 //!
 //! `--seccomp=log` (debugging) and `--no-sandbox` (profiling, e.g. under valgrind) weaken the
@@ -46,11 +48,15 @@ pub struct Args {
     pub reload: qga_policy::reload::Sources,
     /// The front started with the file commands (a filesystem view and their system calls).
     pub front_files: bool,
+    /// The front started the helper under SCHED_IDLE, its own policy being SCHED_OTHER.
+    pub background_start: bool,
 }
 
 /// The switches that weaken the sandbox, as the front passes them.
 pub const SECCOMP_LOG: &str = "--seccomp=log";
 pub const NO_SANDBOX: &str = "--no-sandbox";
+/// The front started the helper under SCHED_IDLE.
+pub const BACKGROUND_START: &str = "--background-start";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ArgsError {
@@ -139,6 +145,9 @@ impl Args {
         if self.front_files {
             argv.push("--front-files".into());
         }
+        if self.background_start {
+            argv.push(BACKGROUND_START.into());
+        }
         match self.sandbox {
             SandboxMode::Enforce => {}
             SandboxMode::Log => argv.push(SECCOMP_LOG.into()),
@@ -175,6 +184,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut cli_block: Option<String> = None;
     let mut cli_allow: Option<String> = None;
     let mut front_files = false;
+    let mut background_start = false;
     let mut conditions: Option<Vec<Narrowing>> = None;
 
     let mut it = args.into_iter();
@@ -225,6 +235,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
             }
             "--config-required" => once_flag(&mut config_required, "--config-required")?,
             "--front-files" => once_flag(&mut front_files, "--front-files")?,
+            BACKGROUND_START => once_flag(&mut background_start, BACKGROUND_START)?,
             "--cli-block" => {
                 let v = value(&mut it, "--cli-block")?.into_string().map_err(|_| ArgsError::NotUtf8("--cli-block"))?;
                 set_once(&mut cli_block, v, "--cli-block")?;
@@ -255,6 +266,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     Ok(Args {
         reload,
         front_files,
+        background_start,
         statedir: statedir.ok_or(ArgsError::Missing("--statedir"))?,
         enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?.with_conditions(conditions.unwrap_or_default()),
         hook,
@@ -577,6 +589,7 @@ mod tests {
                                 cpu,
                                 reload: Default::default(),
                                 front_files: false,
+                                background_start: false,
                             };
                             assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
                             let reload = qga_policy::reload::Sources {
@@ -588,7 +601,7 @@ mod tests {
                                 block: qga_policy::split_list("guest-ping,guest-info", CLI_BLOCK_SOURCE),
                                 allow: qga_policy::split_list("guest-ping", CLI_ALLOW_SOURCE),
                             };
-                            let a = Args { reload, front_files: cpu.is_some(), ..a };
+                            let a = Args { reload, front_files: cpu.is_some(), background_start: cpu == Some(3), ..a };
                             assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
                         }
                     }

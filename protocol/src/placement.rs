@@ -25,7 +25,12 @@ pub fn is_valid_cpu(cpu: usize) -> bool {
 
 /// Restricts the calling process (single-threaded: its only thread) to `cpu`.
 pub fn pin_to(cpu: usize) -> nix::Result<()> {
+    pin_process_to(Pid::from_raw(0), cpu)
+}
+
+/// Restricts the single-threaded process `pid` (a child just forked) to `cpu`.
+pub fn pin_process_to(pid: Pid, cpu: usize) -> nix::Result<()> {
     let mut set = CpuSet::new();
     set.set(cpu)?;
-    sched_setaffinity(Pid::from_raw(0), &set)
+    sched_setaffinity(pid, &set)
 }

@@ -1,6 +1,16 @@
 //! Starts the privileged helper: a separate small binary, executed with an empty environment
 //! and exactly the descriptors it needs — /dev/null on 0 and 1, a log pipe on 2 and its end of
 //! the request socketpair on 3.
+//!
+//! In the background: the host's first request (guest-sync, guest-ping) needs only the front,
+//! but the helper starts at the same time, and its start-up (the C library's, the launcher and
+//! probe forks, demotion, Landlock, seccomp: about 2 ms of CPU, more than the front's own
+//! start-up after the spawn) would share the front's CPU and delay that first answer. So the
+//! front starts it under SCHED_IDLE, which runs only when nothing else wants the CPU, and says
+//! so on its command line (`--background-start`); each helper process returns to SCHED_OTHER
+//! before it handles anything (the helper's `background` module). Only when the front itself
+//! runs under SCHED_OTHER: a front a service manager placed under another policy passes that
+//! policy on unchanged, as before.
 
 use qga_protocol::{HELPER_BINARY, REQUEST_FD};
 use std::ffi::OsString;
@@ -33,18 +43,38 @@ pub fn helper_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(LIBEXEC_HELPER))
 }
 
-/// Starts the helper with `args`.
+/// Whether the helper can be started in the background: the front runs under SCHED_OTHER,
+/// the policy the helper returns to.
+pub fn background_possible() -> bool {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    unsafe { nix::libc::sched_getscheduler(0) == nix::libc::SCHED_OTHER }
+}
+
+/// Starts the helper with `args`, at the front's own priority.
 pub fn spawn(path: &Path, args: &[OsString]) -> io::Result<Helper> {
+    spawn_with(path, args, false)
+}
+
+/// Starts the helper with `args`; `background`: under SCHED_IDLE (`args` then hold
+/// `--background-start`, see [`background_possible`]).
+pub fn spawn_with(path: &Path, args: &[OsString], background: bool) -> io::Result<Helper> {
     let (front, helper_end) = UnixStream::pair()?;
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let helper_fd = helper_end.as_raw_fd();
     let mut cmd = Command::new(path);
     cmd.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log_write));
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (dup2, fcntl) on descriptor numbers; it allocates nothing.
+    // system calls (dup2, fcntl, sched_setscheduler) on descriptor numbers and a value on its
+    // stack; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             use nix::libc;
+            if background {
+                // The exec and everything after it run in the background. If this fails the
+                // helper finds itself still under SCHED_OTHER and simply starts as before.
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+            }
             let ok = if helper_fd == REQUEST_FD {
                 // dup2 onto itself would keep close-on-exec: clear the flag instead.
                 libc::fcntl(REQUEST_FD, libc::F_SETFD, 0) >= 0
