@@ -28,7 +28,6 @@ const ALWAYS: &[Allowed<'static>] = &[
     allow!(SYS_epoll_pwait, "poll loop: waiting (the form some libc versions use)"),
     allow!(SYS_epoll_pwait2, "poll loop: waiting (the form some libc versions use)"),
     allow!(SYS_epoll_ctl, "poll loop: changing interest as output backs up and drains"),
-    allow!(SYS_timerfd_settime, "poll loop: the poller arms its timeout timer before each wait"),
     // Channel, helper socket, helper log pipe, signalfd, log file, stderr.
     allow!(SYS_read, "reading requests, helper replies, helper log lines, signals, files"),
     allow!(SYS_write, "writing replies, helper requests, log records"),
