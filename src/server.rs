@@ -7,9 +7,9 @@ use crate::channel::{self, Channel};
 use crate::commands::Agent;
 use crate::json::MessageParser;
 use crate::qmp::dispatch;
+use nix::libc;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use nix::libc;
 use polling::{Event, PollMode, Poller};
 use qga_protocol::ask::{self, Reloaded};
 use std::fs::File;
@@ -694,7 +694,6 @@ fn conn_file(conn: &Conn) -> Option<&File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
     use std::os::unix::net::UnixStream;
 
     #[test]

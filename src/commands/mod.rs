@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod exec;
 pub mod file;
 pub mod fsfreeze;
+pub mod held_file;
 pub mod host;
 pub mod memory;
 pub mod network;

@@ -5,16 +5,23 @@
 //! type of the last transition at or before now, before the first transition the first
 //! standard-time type. (Debian's zone files list transitions up to 2037.)
 
+use super::held_file::HeldFile;
 use crate::json::{Dict, Value};
 use crate::qmp::AgentError;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const LOCALTIME: &str = "/etc/localtime";
 
+thread_local! {
+    static LOCALTIME_FILE: std::cell::RefCell<HeldFile> =
+        const { std::cell::RefCell::new(HeldFile::new(LOCALTIME)) };
+}
+
 pub fn get_timezone() -> Result<Value, AgentError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (offset, zone) =
-        std::fs::read(LOCALTIME).ok().and_then(|data| lookup(&data, now)).unwrap_or_else(|| (0, b"UTC".to_vec()));
+    let (offset, zone) = LOCALTIME_FILE
+        .with_borrow_mut(|file| file.read().and_then(|data| lookup(data, now)))
+        .unwrap_or_else(|| (0, b"UTC".to_vec()));
     Ok(Dict::new().with("zone", Value::Str(zone)).with("offset", Value::Int(offset)).into())
 }
 

@@ -3,6 +3,7 @@
 //! `getutxent`. The utmp file is bound read-only into the front's empty view; without one the
 //! list is empty, as in 7.2.
 
+use super::held_file::HeldFile;
 use crate::json::{Dict, Value};
 use crate::qmp::AgentError;
 use nix::libc;
@@ -13,9 +14,12 @@ const UTMP: &str = "/var/run/utmp";
 const USER_PROCESS: i16 = libc::USER_PROCESS;
 const RECORD: usize = size_of::<libc::utmpx>();
 
+thread_local! {
+    static UTMP_FILE: std::cell::RefCell<HeldFile> = const { std::cell::RefCell::new(HeldFile::new(UTMP)) };
+}
+
 pub fn get_users() -> Result<Value, AgentError> {
-    let data = std::fs::read(UTMP).unwrap_or_default();
-    Ok(Value::List(users(&data)))
+    Ok(Value::List(UTMP_FILE.with_borrow_mut(|utmp| users(utmp.read().unwrap_or_default()))))
 }
 
 fn field<const N: usize>(record: &[u8], offset: usize) -> [u8; N] {

@@ -81,10 +81,10 @@ const ALWAYS: &[Allowed<'static>] = &[
     // Reading files: get-vcpus (sysfs), network statistics (/proc/net/dev), guest-file-read.
     allow!(SYS_newfstatat, "metadata of opened files"),
     allow!(SYS_fstat, "metadata of opened files"),
-    allow!(SYS_statx, "metadata of opened files"),
+    allow!(SYS_statx, "metadata of opened files; which file utmp and /etc/localtime name now"),
     allow!(SYS_getdents64, "guest-get-vcpus: listing /sys/devices/system/cpu"),
     allow!(SYS_lseek, "guest-file-seek"),
-    allow!(SYS_pread64, "reading at an offset"),
+    allow!(SYS_pread64, "reading at an offset: procfs counters, utmp and /etc/localtime held open"),
     // guest-network-get-interfaces: getifaddrs asks the kernel over a netlink socket.
     allow!(
         SYS_socket,
