@@ -5,7 +5,6 @@ every answer is checked against the guest's real state. See tests/libvirt/README
     python3 tests/libvirt/run.py [--agent PATH] [--strict] [--only REGEX] [--keep]
 """
 
-import argparse
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "vm"))   # the real-guest suite's kernel, initramfs, control port
 
 from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
+from vmtest.suite_cli import banner, parse_args as suite_args  # noqa: E402
 from lvtest import checks  # noqa: E402
 from lvtest import checks_accounts  # noqa: E402,F401
 from lvtest.daemon import Libvirtd  # noqa: E402
@@ -31,30 +31,6 @@ PASS, FAIL, NOT_RUN, NOT_APPLICABLE = "PASS", "FAIL", "NOT RUN", "N/A"
 
 class BudgetExhausted(Exception):
     pass
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default=str(hostenv.REPO_ROOT / "target" / "release" / "qemu-ga-rs"),
-                        help="agent binary to put in the guest (default: target/release/qemu-ga-rs; "
-                             "/usr/sbin/qemu-ga runs the suite against the reference)")
-    parser.add_argument("--flavour", choices=["auto", "rs", "reference"], default="auto",
-                        help="how to start the agent; auto: qemu-ga-rs if the binary is named so, else reference")
-    parser.add_argument("--only", metavar="REGEX", help="run only the checks whose name matches")
-    parser.add_argument("--strict", action="store_true", help="count NOT RUN checks as failures")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (always kept on failure)")
-    parser.add_argument("--accel", default="tcg", help="QEMU accelerator (default tcg)")
-    parser.add_argument("--budget", type=float, default=540,
-                        help="seconds after which checks not yet started fail as not started "
-                             "(default 540: keeps a run within the 10-minute CI budget)")
-    parser.add_argument("--list", action="store_true", help="list the checks and exit")
-    return parser.parse_args()
-
-
-def banner(text):
-    print("!" * 78)
-    print(f"!!! {text}")
-    print("!" * 78, flush=True)
 
 
 def extra_guest_files():
@@ -134,7 +110,7 @@ def run_check(chk, ctx, domain, virsh, daemon, enabled):
 
 
 def main():
-    args = parse_args()
+    args = suite_args(__doc__, budget=540, keep_help="keep the work directory (always kept on failure)")
     selected = [c for c in checks.REGISTRY if not args.only or re.search(args.only, c.name)]
     if args.list:
         for c in selected:

@@ -5,7 +5,6 @@ effect from outside the agent. See tests/vm/README.md.
     python3 tests/vm/run.py [--agent PATH] [--only REGEX] [--keep]
 """
 
-import argparse
 import re
 import shutil
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmtest import agent_under_test, hostenv, initramfs  # noqa: E402
+from vmtest.suite_cli import banner, parse_args as suite_args  # noqa: E402
 from vmtest import checks_guest_view, checks_storage, checks_faults, checks_system, checks_transport  # noqa: E402,F401
 from vmtest import checks_reconnect, checks_vsock  # noqa: E402,F401
 from vmtest import checks_audit  # noqa: E402,F401
@@ -83,25 +83,6 @@ ORDER = [
 ]
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default=str(hostenv.REPO_ROOT / "target" / "release" / "qemu-ga-rs"),
-                        help="agent binary to put in the guest (default: target/release/qemu-ga-rs; "
-                             "/usr/sbin/qemu-ga runs the suite against the reference)")
-    parser.add_argument("--flavour", choices=["auto", "rs", "reference"], default="auto",
-                        help="how to start the agent; auto: qemu-ga-rs if the binary is named so, else reference")
-    parser.add_argument("--only", metavar="REGEX", help="run only the checks whose name matches")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the work directory (console logs, images); it is always kept when a check fails")
-    parser.add_argument("--accel", default="tcg", help="QEMU accelerator (default tcg; KVM is unusable on the CI hosts)")
-    parser.add_argument("--strict", action="store_true", help="count NOT RUN checks as failures")
-    parser.add_argument("--budget", type=float, default=570,
-                        help="seconds after which checks not yet started fail as not started "
-                             "(default 570: keeps a run within the 10-minute CI budget)")
-    parser.add_argument("--list", action="store_true", help="list the checks and exit")
-    return parser.parse_args()
-
-
 def ordered_checks(only):
     by_name = {c.name: c for c in REGISTRY}
     missing = set(by_name) - set(ORDER)
@@ -112,14 +93,8 @@ def ordered_checks(only):
     return selected
 
 
-def banner(text):
-    print("!" * 78)
-    print(f"!!! {text}")
-    print("!" * 78)
-
-
 def main():
-    args = parse_args()
+    args = suite_args(__doc__, budget=570, keep_help="keep the work directory (console logs, images); it is always kept when a check fails")
     checks = ordered_checks(args.only)
     if args.list:
         for c in checks:

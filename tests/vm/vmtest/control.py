@@ -6,6 +6,8 @@ import random
 import socket
 import time
 
+from .unixsock import close_quietly, connect_retrying
+
 
 class ControlError(Exception):
     pass
@@ -20,26 +22,13 @@ class ControlClient:
 
     def connect(self, timeout=30.0):
         self.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(self.path)
-                self.sock = sock
-                self.buffer = b""
-                return
-            except OSError:
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise ControlError(f"cannot connect to control socket {self.path}")
-                time.sleep(0.1)
+        self.sock = connect_retrying(self.path, timeout)
+        self.buffer = b""
+        if self.sock is None:
+            raise ControlError(f"cannot connect to control socket {self.path}")
 
     def close(self):
-        if self.sock:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+        close_quietly(self.sock)
         self.sock = None
 
     def _read_line(self, deadline):

@@ -10,6 +10,8 @@ import random
 import socket
 import time
 
+from .unixsock import close_quietly, connect_retrying
+
 
 class AgentError(Exception):
     """No usable reply: timeout, closed connection, garbage."""
@@ -31,26 +33,13 @@ class AgentClient:
     # --- connection -------------------------------------------------------------------
     def connect(self, timeout=30.0):
         self.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(self.path)
-                self.sock = sock
-                self.buffer = b""
-                return
-            except OSError:
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise AgentError(f"cannot connect to {self.path}")
-                time.sleep(0.1)
+        self.sock = connect_retrying(self.path, timeout)
+        self.buffer = b""
+        if self.sock is None:
+            raise AgentError(f"cannot connect to {self.path}")
 
     def close(self):
-        if self.sock:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+        close_quietly(self.sock)
         self.sock = None
 
     def _send(self, data):
