@@ -443,3 +443,55 @@ fn a_query_file_is_bound_into_the_view_only_while_its_command_is_enabled() {
     let points: Vec<String> = front_mounts(agent.front_pid).into_iter().map(|m| m.0).collect();
     assert_eq!(points, ["/", "/proc", "/sys"], "query files of disabled commands were bound");
 }
+
+/// A process's scheduling policy (`/proc/PID/stat` field 41: 0 SCHED_OTHER, 5 SCHED_IDLE) and
+/// its RLIMIT_NICE line of `/proc/PID/limits`, from the text of those two files.
+fn scheduling(stat: &str, limits: &str) -> (u32, String) {
+    let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+    let policy = after_name.split_whitespace().nth(41 - 3).expect("field 41").parse().unwrap();
+    let nice = limits.lines().find(|l| l.starts_with("Max nice priority")).expect("the nice limit").to_string();
+    (policy, nice.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn scheduling_of(pid: u32) -> (u32, String) {
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_else(|e| panic!("{pid}/{f}: {e}"));
+    scheduling(&read("stat"), &read("limits"))
+}
+
+#[test]
+fn once_started_every_process_runs_under_the_normal_scheduler_with_the_nice_limit_it_was_given() {
+    // The helper starts in the background of the front (SCHED_IDLE, and a raised RLIMIT_NICE
+    // to leave it); left there, a busy guest would starve its privileged commands, and a
+    // raised limit would reach the programs the launcher runs.
+    let agent = agent();
+    let (launcher, probes) = helper_children(&agent);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while probes.iter().any(|&p| proc_status(p).is_some_and(|st| field(&st, "Seccomp") != "2")) {
+        assert!(std::time::Instant::now() < deadline, "the probes never finished starting");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (_, original) = scheduling_of(std::process::id());
+    let all = [agent.front_pid, agent.helper_pid].into_iter().chain(launcher).chain(probes);
+    for pid in all {
+        assert_eq!(scheduling_of(pid), (0, original.clone()), "process {pid}: (policy, nice limit)");
+    }
+    // And what the launcher runs.
+    let mut c = agent.connect();
+    let r = c.cmd(r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","cat /proc/self/stat; echo @; cat /proc/self/limits"],"capture-output":true}}"#);
+    let pid = r["return"]["pid"].as_i64().unwrap_or_else(|| panic!("guest-exec: {r}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let s = c.cmd(&format!(r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#));
+        if s["return"]["exited"] == true {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the program did not exit: {s}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    use base64::Engine;
+    let out = base64::engine::general_purpose::STANDARD.decode(status["return"]["out-data"].as_str().unwrap()).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let (stat, limits) = out.split_once("@\n").expect("both files");
+    assert_eq!(scheduling(stat, limits), (0, original), "a program the launcher runs");
+}

@@ -91,9 +91,16 @@ grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs|Seccomp):' /pro
 echo "front.procmount: $(awk '$5 == "/proc"' /proc/$front/mountinfo | tail -n 1)"
 echo "front.procowner: $(stat -c %u /proc/$front/environ)"
 echo "front.landlock: $(grep -h 'helper: landlock' LOG | tail -n 1)"
+# Scheduling policy (stat field 41, the 39th after the name) and RLIMIT_NICE (soft, hard).
+sched() { sed 's/.*) //' /proc/$1/stat | awk '{print $39}'; }
+nicelimit() { awk '/^Max nice priority/ {print $4, $5}' /proc/$1/limits; }
+echo "front.sched: $(sched $front)"
+echo "front.nicelimit: $(nicelimit $front)"
 for helper in $(pids_by_exe qemu-ga-rs-helper); do
     echo "helper.pid: $helper"
     grep -E '^(PPid|Uid|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$helper/status | sed "s/^/helper.$helper./"
+    echo "helper.$helper.sched: $(sched $helper)"
+    echo "helper.$helper.nicelimit: $(nicelimit $helper)"
 done
 """
 
@@ -177,6 +184,14 @@ def expect_privilege_separation(ctx, client, pid_file, log):
                    and probe.get("CapEff") == "0000000000000004",
                    f"helper child {pid} is neither the launcher nor a filtered statfs probe with only "
                    f"CAP_DAC_READ_SEARCH:\n{report}")
+    # The helper starts in the background of the front (SCHED_IDLE, RLIMIT_NICE raised to leave
+    # it): once started, every process is back under the normal policy with the front's limit.
+    ctx.expect(front.get("sched") == "0", f"front's scheduling policy {front.get('sched')}:\n{report}")
+    for pid in [serving[0]] + children:
+        ctx.expect(by_pid[pid].get("sched") == "0" and by_pid[pid].get("nicelimit") == front.get("nicelimit"),
+                   f"helper process {pid}: scheduling policy {by_pid[pid].get('sched')} (0: SCHED_OTHER), "
+                   f"nice limit {by_pid[pid].get('nicelimit')} (the front's: {front.get('nicelimit')}):\n{report}")
+    ctx.note(f"all {1 + len(children)} helper processes SCHED_OTHER, nice limit {front.get('nicelimit')}")
     # A seccomp kill is logged by the guest kernel as an audit record of type 1326 (audit is
     # built in and not disabled on the command line): none so far, from either process.
     kills = ctx.guest_sh("dmesg | grep 'type=1326' || true")
