@@ -277,7 +277,9 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     let cpu = placement::current_cpu();
     //    The helper starts in the background (see spawn): the front's first answer waits for none
     //    of its start-up.
-    let background = spawn::background_possible();
+    //    Only as root: leaving SCHED_IDLE takes privilege (CAP_SYS_NICE, or RLIMIT_NICE raised
+    //    by root), and a helper that cannot leave it would refuse to serve.
+    let background = running_as_root && spawn::background_possible();
     let reload = ReloadArgs { config_file: config_file.as_ref(), front_files: file_access, background };
     let spawned = spawn::spawn_with(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload), background);
     let user = match (choice, dynamic.map(std::thread::JoinHandle::join)) {
