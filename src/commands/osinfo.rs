@@ -4,6 +4,7 @@
 //! handling ([`replace_special`]). 7.2's `QGA_OS_RELEASE` (a file to read instead, QEMU's own
 //! tests use it) is taken from the environment at start-up, before the front drops it.
 
+use super::held_file::HeldFile;
 use crate::cli::keyfile::KeyFile;
 use crate::json::{Dict, Value};
 use crate::qmp::AgentError;
@@ -48,19 +49,75 @@ pub fn get_osinfo() -> Result<Value, AgentError> {
         .with("kernel-version", Value::str(uts.version().as_bytes()))
         .with("kernel-release", Value::str(uts.release().as_bytes()))
         .with("machine", Value::str(uts.machine().as_bytes()));
-    if let Some(keys) = os_release_paths().iter().find_map(|path| parse_os_release(path)) {
-        for (member, key) in FIELDS {
-            if let Some(raw) = keys.get_value("os-release", key) {
-                info = info.with(member, Value::str(replace_special(raw)));
-            }
-        }
+    let fields = match OVERRIDE.get() {
+        Some(Some(path)) => fields_of_file(path),
+        _ => STANDARD.with_borrow_mut(Standard::fields),
+    };
+    for (member, value) in fields.unwrap_or_default() {
+        info = info.with(member, Value::str(value));
     }
     Ok(info.into())
 }
 
+/// The members 7.2 reports from one os-release file's content, in [`FIELDS`] order.
+type Fields = Vec<(&'static str, Vec<u8>)>;
+
+fn fields_of(keys: &KeyFile) -> Fields {
+    FIELDS
+        .iter()
+        .filter_map(|&(member, key)| Some((member, replace_special(keys.get_value("os-release", key)?))))
+        .collect()
+}
+
+/// The two standard files, held open between requests (see `held_file`: each request still
+/// reads the content the path names now), with the members of the last content parsed: a
+/// request whose file holds the same bytes reuses them instead of parsing them again.
+struct Standard {
+    paths: [&'static str; 2],
+    files: [HeldFile; 2],
+    last: Option<(usize, Vec<u8>, Fields)>,
+}
+
+thread_local! {
+    static STANDARD: std::cell::RefCell<Standard> = const {
+        std::cell::RefCell::new(Standard::new(OS_RELEASE))
+    };
+}
+
+impl Standard {
+    const fn new(paths: [&'static str; 2]) -> Standard {
+        Standard { paths, files: [HeldFile::new(paths[0]), HeldFile::new(paths[1])], last: None }
+    }
+
+    /// The first of the two files that reads and parses, as 7.2 tries them.
+    fn fields(&mut self) -> Option<Fields> {
+        for (i, file) in self.files.iter_mut().enumerate() {
+            let Some(content) = file.read() else {
+                // Not readable now: read it the plain way for 7.2's log line (or its content,
+                // should it have appeared in between).
+                match fields_of_file(Path::new(self.paths[i])) {
+                    Some(f) => return Some(f),
+                    None => continue,
+                }
+            };
+            if let Some((at, bytes, fields)) = &self.last {
+                if *at == i && bytes.as_slice() == content {
+                    return Some(fields.clone());
+                }
+            }
+            // Not a valid file: logged on every request, as 7.2 does; nothing kept.
+            let Some(keys) = parse_content(self.paths[i], content) else { continue };
+            let fields = fields_of(&keys);
+            self.last = Some((i, content.to_vec(), fields.clone()));
+            return Some(fields);
+        }
+        None
+    }
+}
+
 /// One os-release file as 7.2 reads it: whole, UTF-8, and a valid key file once a group line
 /// is put before it; otherwise logged and skipped.
-fn parse_os_release(path: &Path) -> Option<KeyFile> {
+fn fields_of_file(path: &Path) -> Option<Fields> {
     let shown = path.display().to_string();
     let content = match std::fs::read(path) {
         Ok(c) => c,
@@ -69,7 +126,7 @@ fn parse_os_release(path: &Path) -> Option<KeyFile> {
             return None;
         }
     };
-    parse_content(&shown, &content)
+    parse_content(&shown, &content).map(|keys| fields_of(&keys))
 }
 
 fn parse_content(path: &str, content: &[u8]) -> Option<KeyFile> {
@@ -131,6 +188,7 @@ fn replace_special(value: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn double_quoted_values_lose_quotes_and_escapes() {
@@ -161,5 +219,35 @@ mod tests {
         let k = parse_content("x", b"# comment\nID=debian\nID=ubuntu\n\nVERSION_ID=\"12\"\n").unwrap();
         assert_eq!(k.get_value("os-release", "ID"), Some(&b"ubuntu"[..]));
         assert_eq!(k.get_value("os-release", "VERSION_ID"), Some(&br#""12""#[..]));
+    }
+
+    #[test]
+    fn each_request_reads_what_the_path_names_now_rewritten_replaced_or_gone() {
+        let dir = std::env::temp_dir().join(format!("qga-osinfo-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let leak = |name: &str| -> &'static str { Box::leak(dir.join(name).to_str().unwrap().into()) };
+        let (etc, lib) = (leak("etc-os-release"), leak("lib-os-release"));
+        let mut standard = Standard::new([etc, lib]);
+        let id = |s: &mut Standard| s.fields().map(|f| f.into_iter().find(|(m, _)| *m == "id").unwrap().1);
+        std::fs::write(lib, "ID=fallback\n").unwrap();
+        std::fs::write(etc, "ID=first\n").unwrap();
+        assert_eq!(id(&mut standard), Some(b"first".to_vec()));
+        assert_eq!(id(&mut standard), Some(b"first".to_vec()), "the same content, the same answer");
+        // Rewritten in place (the same file, same length), then replaced by a rename.
+        std::fs::OpenOptions::new().write(true).open(etc).unwrap().write_all_at(b"ID=fixed\n", 0).unwrap();
+        assert_eq!(id(&mut standard), Some(b"fixed".to_vec()));
+        std::fs::write(dir.join("new"), "ID=renamed\n").unwrap();
+        std::fs::rename(dir.join("new"), etc).unwrap();
+        assert_eq!(id(&mut standard), Some(b"renamed".to_vec()));
+        // Gone: the second file, as 7.2 tries it; back: read again.
+        std::fs::remove_file(etc).unwrap();
+        assert_eq!(id(&mut standard), Some(b"fallback".to_vec()));
+        std::fs::write(etc, "ID=back\n").unwrap();
+        assert_eq!(id(&mut standard), Some(b"back".to_vec()));
+        // Not UTF-8: skipped for the next one, every time.
+        std::fs::write(etc, b"ID=\xff\n").unwrap();
+        assert_eq!(id(&mut standard), Some(b"fallback".to_vec()));
+        assert_eq!(id(&mut standard), Some(b"fallback".to_vec()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
