@@ -105,13 +105,14 @@ impl EventPoller {
         self.poller.delete(fd)
     }
 
-    /// Waits without a timeout (one `epoll_wait`); fills `keys` with the keys of ready sources
-    /// and returns how many there are.
-    fn wait(&mut self, keys: &mut [usize; MAX_EVENTS]) -> io::Result<usize> {
+    /// Waits (one `epoll_wait`; `block`: without a timeout, else not at all); fills `keys` with
+    /// the keys of ready sources and returns how many there are.
+    fn wait(&mut self, keys: &mut [usize; MAX_EVENTS], block: bool) -> io::Result<usize> {
         let epoll = self.poller.as_raw_fd();
+        let timeout = if block { -1 } else { 0 };
         // SAFETY: `epoll` is the poller's epoll descriptor, open while `self.poller` lives; the
         // kernel writes at most MAX_EVENTS entries into `ready`, which holds exactly that many.
-        let n = unsafe { libc::epoll_wait(epoll, self.ready.as_mut_ptr(), MAX_EVENTS as libc::c_int, -1) };
+        let n = unsafe { libc::epoll_wait(epoll, self.ready.as_mut_ptr(), MAX_EVENTS as libc::c_int, timeout) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -239,8 +240,16 @@ impl Server {
 
     pub fn run(&mut self) -> Exit {
         let mut keys = [0usize; MAX_EVENTS];
+        // The start-up code's pages are given back (see protocol's idle) the first time nothing
+        // is waiting, not before: a host already connected gets its first answer first.
+        let mut startup_pages_held = true;
         loop {
-            let n = match self.poller.wait(&mut keys) {
+            let n = match self.poller.wait(&mut keys, !startup_pages_held) {
+                Ok(0) if startup_pages_held => {
+                    qga_protocol::idle::release_startup_pages();
+                    startup_pages_held = false;
+                    continue;
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Exit::Error(format!("poll failed: {e}")),
@@ -705,11 +714,11 @@ mod tests {
         poller.add(d.as_fd(), READ, KEY_SIGNAL).unwrap();
         a.write_all(b"x").unwrap();
         let mut keys = [0usize; MAX_EVENTS];
-        assert_eq!(poller.wait(&mut keys).unwrap(), 1);
+        assert_eq!(poller.wait(&mut keys, true).unwrap(), 1);
         assert_eq!(keys[0], KEY_HELPER_LOG);
         // An interest change takes effect: now reported as writable.
         poller.modify(b.as_fd(), WRITE, KEY_HELPER_LOG).unwrap();
-        assert_eq!(poller.wait(&mut keys).unwrap(), 1);
+        assert_eq!(poller.wait(&mut keys, true).unwrap(), 1);
         assert_eq!(keys[0], KEY_HELPER_LOG);
         poller.delete(b.as_fd()).unwrap();
         drop(a);

@@ -68,6 +68,10 @@ pub fn run(config: Config) -> i32 {
 /// Runs the agent; `config_file` is the config file start-up looked for, which a policy reload
 /// re-reads for its lists. Returns the process exit status.
 pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
+    if let Err(e) = block_termination_signals() {
+        eprintln!("qemu-ga-rs: failed to set up signal handling: {e}");
+        return EXIT_FAILURE;
+    }
     // Before anything drops the environment or builds the front's view (it binds that file).
     crate::commands::osinfo::take_override_from_environment();
     // The helper takes absolute paths only; resolve relative ones against the start directory
@@ -371,8 +375,7 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         crate::error!("{e}");
         return EXIT_FAILURE;
     }
-    // Started: the code that ran only for that need not stay mapped (see idle).
-    qga_protocol::idle::release_startup_pages();
+    // Started: the code that ran only for that is given back once the loop is first idle.
     let status = server.run();
     // Filesystems are thawed (the helper thaws before it confirms quitting or exits): write
     // what the log held.
@@ -444,11 +447,27 @@ fn clear_environment() {
     }
 }
 
-fn termination_signals() -> nix::Result<SignalFd> {
+/// The signals the poll loop takes through a descriptor: stop (SIGTERM, SIGINT) and reload
+/// (SIGHUP).
+fn termination_set() -> SigSet {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
     }
+    mask
+}
+
+/// Blocked from the first step on: one that arrives during start-up (a service manager
+/// stopping the agent as it starts, a client that connects and at once tears it down) waits,
+/// and the loop takes it as its first event, stops the helper and exits 0, instead of the
+/// default action killing the front halfway through its start-up. Threads and forks inherit
+/// the mask; the helper's spawn resets it, as every spawn does.
+fn block_termination_signals() -> nix::Result<()> {
+    termination_set().thread_block()
+}
+
+fn termination_signals() -> nix::Result<SignalFd> {
+    let mask = termination_set();
     mask.thread_block()?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }

@@ -32,6 +32,35 @@ fn sigterm_exits_0_and_the_helper_is_gone() {
 }
 
 #[test]
+fn a_sigterm_during_start_up_still_ends_the_agent_with_status_0() {
+    // What QEMU's test-qga does for `-l`: start the agent, connect as soon as its socket
+    // exists, and stop it at once, while the front is still starting (the helper's spawn, its
+    // view, demotion). The signal must wait for the loop, not kill the front halfway.
+    require_root();
+    ensure_helper_built();
+    for attempt in 0..5 {
+        let dir = TempDir::new();
+        let sock = dir.path().join("qga.sock");
+        let mut child = std::process::Command::new(FRONT)
+            .args(["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap()])
+            .env("QGA_CONF", dir.path().join("no-such.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "no socket");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        kill(child.id(), Signal::SIGTERM);
+        let status = child.wait().unwrap();
+        assert_eq!((status.code(), status.signal()), (Some(0), None), "attempt {attempt}: {status}");
+    }
+}
+
+#[test]
 fn sigint_also_exits_0() {
     let mut agent = allow_all(&[]);
     kill(agent.front_pid, Signal::SIGINT);

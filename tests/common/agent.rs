@@ -204,6 +204,24 @@ fn launch(dir: &Path, extra: &[String]) -> (Child, u32, u32) {
 }
 
 /// `launch`, optionally with a soft RLIMIT_NOFILE for the front.
+/// The front answers before its helper has finished starting (the helper starts in the
+/// background, see the front's spawn): waits until the helper is under its seccomp filter, its
+/// last start-up step, so tests that look at the helper's descriptors, children or privileges
+/// see it as it serves. Without a sandbox there is no such step to wait for; a helper that
+/// exits meanwhile ends the wait.
+fn wait_helper_started(extra: &[String], helper: u32, deadline: Instant) {
+    if extra.iter().any(|a| a == "--no-sandbox") {
+        return;
+    }
+    while let Some(status) = proc_status(helper) {
+        if status.get("Seccomp").is_some_and(|v| v == "2") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the helper did not finish starting: {status:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>) -> (Child, u32, u32) {
     ensure_helper_built();
     let sock = dir.join("qga.sock");
@@ -250,6 +268,7 @@ fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>) -> (Child, u32
             let r = c.cmd(r#"{"execute":"guest-sync","arguments":{"id":4242}}"#);
             assert!(r["return"] == 4242 || r["error"]["class"] == "CommandNotFound", "start-up sync failed: {r}");
             drop(c);
+            wait_helper_started(extra, helper, deadline);
             return (child, pid, helper);
         }
         if Instant::now() > deadline {
