@@ -44,10 +44,14 @@ pub fn helper_path() -> PathBuf {
 }
 
 /// Whether the helper can be started in the background: the front runs under SCHED_OTHER,
-/// the policy the helper returns to.
+/// the policy the helper returns to, and holds CAP_SYS_NICE, which every helper process keeps
+/// until it has returned (a service whose capability bounding set leaves it out, as the
+/// packaged unit's does, starts the helper in the foreground: a helper that could not return
+/// would refuse to serve).
 pub fn background_possible() -> bool {
     // SAFETY: sched_getscheduler only reads the calling thread's policy.
-    unsafe { nix::libc::sched_getscheduler(0) == nix::libc::SCHED_OTHER }
+    let normal = unsafe { nix::libc::sched_getscheduler(0) == nix::libc::SCHED_OTHER };
+    normal && caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_NICE).unwrap_or(false)
 }
 
 /// Starts the helper with `args`, at the front's own priority.
