@@ -65,25 +65,34 @@ impl HeldFile {
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
-        let mut total = 0;
-        loop {
-            if total == self.buf.len() {
-                self.buf.resize(total * 2, 0);
-            }
-            match file.read_at(&mut self.buf[total..], total as u64) {
-                Ok(0) => return Some(total),
-                Ok(n) => {
-                    total += n;
-                    // A regular file's read comes back short only at its end: the content
-                    // as it is now is whole once it reached the size the kernel reported and
-                    // did not fill the buffer.
-                    if total >= size as usize && total < self.buf.len() {
-                        return Some(total);
-                    }
+        pread_whole(file, &mut self.buf, usize::try_from(size).ok()).ok()
+    }
+}
+
+/// Reads `file` whole from offset 0 into `buf`, which grows by doubling and stays grown;
+/// returns the length read. `size`, the size the kernel reported for a regular file: a read
+/// that reaches it without filling the buffer is the end (a regular file reads short only at
+/// its end), which saves the last, empty read. Without it (procfs files report none) the file
+/// is read until a read returns nothing.
+pub fn pread_whole(file: &File, buf: &mut Vec<u8>, size: Option<usize>) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        buf.resize(SLACK, 0);
+    }
+    let mut total = 0;
+    loop {
+        if total == buf.len() {
+            buf.resize(total * 2, 0);
+        }
+        match file.read_at(&mut buf[total..], total as u64) {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                total += n;
+                if size.is_some_and(|size| total >= size) && total < buf.len() {
+                    return Ok(total);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! instance, so the front needs no other view of the guest. Lines are parsed exactly as 7.2's
 //! `sscanf` formats read them (see [`Fields`]), which decides which members each entry has.
 
+use super::held_file::pread_whole;
 use crate::json::{Dict, Value};
 use crate::qmp::AgentError;
 use nix::errno::Errno;
@@ -34,7 +35,6 @@ impl Held {
 
     /// The file's whole text now, or 7.2's `open("PATH"): <strerror>`.
     fn read(&mut self) -> Result<&[u8], AgentError> {
-        use std::os::unix::fs::FileExt;
         let path = self.path;
         let failed = |e: std::io::Error| {
             AgentError::os(format!("open(\"{path}\")"), Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
@@ -46,20 +46,12 @@ impl Held {
         if self.buf.len() < FIRST_READ {
             self.buf.resize(FIRST_READ, 0);
         }
-        let mut total = 0;
-        loop {
-            if total == self.buf.len() {
-                self.buf.resize(total * 2, 0);
-            }
-            match file.read_at(&mut self.buf[total..], total as u64) {
-                Ok(0) => return Ok(&self.buf[..total]),
-                Ok(n) => total += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Opened again on the next request rather than trusted after a failure.
-                    self.file = None;
-                    return Err(failed(e));
-                }
+        match pread_whole(file, &mut self.buf, None) {
+            Ok(total) => Ok(&self.buf[..total]),
+            Err(e) => {
+                // Opened again on the next request rather than trusted after a failure.
+                self.file = None;
+                Err(failed(e))
             }
         }
     }
