@@ -5,7 +5,7 @@ use crate::channel;
 use crate::commands::{file::Handles, Agent};
 use crate::config::SandboxMode;
 use crate::config::{Config, NamedRpc};
-use crate::privsep::{demote, link::HelperLink, seccomp, spawn, view};
+use crate::privsep::{demote, dynamic_id, link::HelperLink, seccomp, spawn, view};
 use crate::server::{Exit, Server};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -167,7 +167,6 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     } else {
         None
     };
-    drop(statedir);
 
     // 3. The log.
     let logfile = match &config.logfile {
@@ -270,11 +269,36 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         );
         None
     };
-    // A dynamic id is chosen by scanning every process (most of a start-up's time): on a
-    // thread of its own while the helper is spawned (the spawn waits for the helper's exec),
-    // joined before anything that needs the front single-threaded (the mount namespace, the
-    // ids). The helper's own processes use root's ids, so starting it first changes nothing
-    // the scan decides.
+    // A dynamic id: the one recorded by the last start, when the cheap checks allow (the
+    // helper then reads every process in the background of this start-up, see
+    // qga_protocol::front_id); else a fresh one, chosen by reading every process (most of a
+    // start-up's time), on a thread of its own while the helper is spawned (the spawn waits
+    // for the helper's exec), joined before anything that needs the front single-threaded
+    // (the mount namespace, the ids). The helper's own processes use root's ids, so starting
+    // it first changes nothing the scan decides.
+    // Not while frozen: the record could not be written, nor removed by the helper (a write
+    // to a frozen filesystem blocks); a restart while frozen reads every process itself.
+    let mut choice = choice;
+    let mut id_record = None;
+    let mut verify_front_id = None;
+    if matches!(choice, Some(demote::Choice::Dynamic)) && !frozen {
+        let record = match dynamic_id::Record::open(&statedir, &config.statedir) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                crate::warning!("the front's id record is not used: {e}");
+                None
+            }
+        };
+        let sources = dynamic_id::Sources::machine();
+        match record.as_ref().and_then(dynamic_id::Record::id) {
+            Some(id) if dynamic_id::reusable(id, &sources).unwrap_or(false) => {
+                choice = Some(demote::Choice::Account(dynamic_id::recorded_account(id)));
+                verify_front_id = Some(id);
+            }
+            _ => id_record = record,
+        }
+    }
+    drop(statedir);
     let dynamic = matches!(choice, Some(demote::Choice::Dynamic)).then(|| std::thread::spawn(demote::pick_dynamic));
     // 7. The privileged helper, with the policy it re-checks every request against.
     //    Front and helper share one CPU, the one the front runs on now (see placement).
@@ -284,11 +308,19 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     //    Only as root: leaving SCHED_IDLE takes privilege (CAP_SYS_NICE, or RLIMIT_NICE raised
     //    by root), and a helper that cannot leave it would refuse to serve.
     let background = running_as_root && spawn::background_possible();
-    let reload = ReloadArgs { config_file: config_file.as_ref(), front_files: file_access, background };
+    let reload =
+        ReloadArgs { config_file: config_file.as_ref(), front_files: file_access, background, verify_front_id };
     let spawned = spawn::spawn_with(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload), background);
     let user = match (choice, dynamic.map(std::thread::JoinHandle::join)) {
         (Some(demote::Choice::Account(u)), _) => Some(u),
-        (_, Some(Ok(Ok(u)))) => Some(u),
+        (_, Some(Ok(Ok(u)))) => {
+            if let Some(record) = &id_record {
+                if let Err(e) = record.write(u.uid) {
+                    crate::warning!("the front's id is not recorded: {e}");
+                }
+            }
+            Some(u)
+        }
         (_, Some(Ok(Err(e)))) => {
             crate::error!("{e}");
             return EXIT_FAILURE;
@@ -396,6 +428,9 @@ struct ReloadArgs<'a> {
     front_files: bool,
     /// The helper is started under SCHED_IDLE.
     background: bool,
+    /// The front's recorded dynamic id, taken back without reading every process: the helper
+    /// reads them.
+    verify_front_id: Option<u32>,
 }
 
 /// The command line's part of a list (the config file's part is re-read by the helper).
@@ -424,6 +459,7 @@ fn helper_args(config: &Config, policy: &Policy, cpu: Option<usize>, reload: Rel
         },
         front_files: reload.front_files,
         background_start: reload.background,
+        verify_front_id: reload.verify_front_id,
     }
     .to_argv()
 }

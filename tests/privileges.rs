@@ -267,6 +267,67 @@ fn finding_3_the_front_shares_its_uid_with_no_account_and_no_other_process() {
     assert_eq!(owner, 0, "the front is dumpable: its /proc files belong to uid {owner}");
 }
 
+/// The front's dynamic id record in the agent's state directory.
+const ID_RECORD: &str = "qga-rs.front-id";
+
+fn without_the_dedicated_user() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !passwd.lines().any(|l| l.starts_with("qemu-ga-rs:")),
+        "this test needs a machine without the qemu-ga-rs user (the front then takes an id of its own)"
+    );
+}
+
+#[test]
+fn finding_3_a_restart_takes_back_the_recorded_id_and_the_helper_checks_it_against_every_process() {
+    without_the_dedicated_user();
+    let mut agent = agent();
+    let (uid, _) = front_ids(agent.front_pid);
+    let record = agent.path(ID_RECORD);
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), format!("{uid}\n"), "the first start records its id");
+    let cmdline = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline(agent.helper_pid)).contains("--verify-front-id"),
+        "a fresh choice read every process itself"
+    );
+    agent.restart();
+    assert_eq!(front_ids(agent.front_pid).0, uid, "the restart runs as the recorded id");
+    let args = String::from_utf8_lossy(&cmdline(agent.helper_pid)).replace('\0', " ");
+    assert!(args.contains(&format!("--verify-front-id {uid}")), "the helper is told to check it: {args}");
+    // Serving: the helper found no other process with the id.
+    assert_eq!(agent.connect().cmd(r#"{"execute":"guest-ping"}"#), serde_json::json!({"return": {}}));
+}
+
+#[test]
+fn finding_3_a_recorded_id_another_process_took_meanwhile_stops_the_agent_and_is_forgotten() {
+    without_the_dedicated_user();
+    let mut agent = agent();
+    let (uid, _) = front_ids(agent.front_pid);
+    assert!(agent.terminate().success());
+    // Another service now runs as that id (it is no account: only its process has it).
+    let mut other = std::process::Command::new("setpriv")
+        .args([&format!("--reuid={uid}"), &format!("--regid={uid}"), "--clear-groups", "--", "sleep", "60"])
+        .spawn()
+        .expect("a process of another service with the front's old id");
+    let policy = shipped_policy("allow-all");
+    let out = start_to_exit(agent.dir.path(), &["--policy", policy.to_str().unwrap()]);
+    let _ = other.kill();
+    let _ = other.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the agent stops: {stderr}");
+    assert!(
+        stderr.contains(&format!("the front's user id {uid}"))
+            && stderr.contains(&format!("process {} (sleep)", other.id())),
+        "the log names the id and the process: {stderr}"
+    );
+    assert!(!agent.path(ID_RECORD).exists(), "the record is forgotten");
+    // The next start chooses afresh (reading every process itself) and records its choice.
+    let fresh =
+        Agent::start_in(std::mem::replace(&mut agent.dir, TempDir::new()), &["--policy", policy.to_str().unwrap()]);
+    let (new_uid, _) = front_ids(fresh.front_pid);
+    assert_eq!(std::fs::read_to_string(fresh.path(ID_RECORD)).unwrap(), format!("{new_uid}\n"));
+}
+
 /// Runs `script` with /bin/sh as the front's uid and gid inside the front's mount namespace:
 /// what code running in the front could see.
 fn as_the_front(front_pid: u32, script: &str) -> std::process::Output {

@@ -14,6 +14,7 @@ pub mod demote;
 pub mod exec_plan;
 pub mod files;
 pub mod freeze;
+pub mod front_id;
 pub mod hook;
 pub mod landlock;
 pub mod launcher;

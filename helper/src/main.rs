@@ -1,6 +1,7 @@
 //! qemu-ga-rs-helper: the privileged half of qemu-ga-rs. The front starts it as root with
 //! stdin/stdout on /dev/null, stderr on its log pipe and fd 3 on the request socketpair.
-//! Start-up order matters: parse argv, ignore the signals the front handles, fork the launcher
+//! Start-up order matters: parse argv, ignore the signals the front handles, check the front's
+//! recorded user id against every process (when the front asks), fork the launcher
 //! (full root, before anything is dropped), fork the statfs probes, drop privileges, narrow the
 //! filesystem (Landlock), join the front's CPU, leave the background, apply the seccomp filter,
 //! then serve. The launcher is forked before the filter so that it, and what it runs, is not
@@ -34,7 +35,7 @@ fn start() -> i32 {
         Ok(a) => a,
         Err(e) => {
             log!("{e}");
-            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--cpu N] [--policy PATH] [--config PATH [--config-required]] [--cli-block NAMES] [--cli-allow NAMES] [--front-files] [--seccomp=log | --no-sandbox]");
+            log!("usage: qemu-ga-rs-helper --statedir DIR --enabled NAME[,NAME...] [--fsfreeze-hook PATH] [--hook-timeout SECS] [--cpu N] [--policy PATH] [--config PATH [--config-required]] [--cli-block NAMES] [--cli-allow NAMES] [--front-files] [--background-start] [--verify-front-id ID] [--seccomp=log | --no-sandbox]");
             return exit::USAGE;
         }
     };
@@ -51,6 +52,15 @@ fn start() -> i32 {
     if let Err(why) = check_request_fd(REQUEST_FD) {
         log!("fd {REQUEST_FD}: {why}");
         return exit::USAGE;
+    }
+
+    // The front's recorded id, taken back without reading every process: read them now,
+    // before anything is started (in the background of the front's start-up, as all of this).
+    if let Some(id) = args.verify_front_id {
+        if let Err(why) = qga_helper::front_id::verify(id, &args.statedir) {
+            log!("{why}");
+            return exit::FAILURE;
+        }
     }
 
     // While root: let every process of the helper leave SCHED_IDLE later without privileges.

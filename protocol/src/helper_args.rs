@@ -50,6 +50,9 @@ pub struct Args {
     pub front_files: bool,
     /// The front started the helper under SCHED_IDLE, its own policy being SCHED_OTHER.
     pub background_start: bool,
+    /// The front took back its recorded dynamic id without reading every process: the helper
+    /// reads them before it serves (see [`crate::front_id`]).
+    pub verify_front_id: Option<u32>,
 }
 
 /// The switches that weaken the sandbox, as the front passes them.
@@ -57,6 +60,8 @@ pub const SECCOMP_LOG: &str = "--seccomp=log";
 pub const NO_SANDBOX: &str = "--no-sandbox";
 /// The front started the helper under SCHED_IDLE.
 pub const BACKGROUND_START: &str = "--background-start";
+/// The front's recorded dynamic id, for the helper to check against every process.
+pub const VERIFY_FRONT_ID: &str = "--verify-front-id";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ArgsError {
@@ -73,6 +78,8 @@ pub enum ArgsError {
     BadTimeout(String),
     BadFreezeTimeout(String),
     BadCpu(String),
+    /// `--verify-front-id` out of the dynamic range or not a number.
+    BadFrontId(String),
     /// A `--conditions` line that does not parse as a helper command's conditions.
     BadConditions(String),
 }
@@ -91,6 +98,7 @@ impl std::fmt::Display for ArgsError {
             ArgsError::NotAHelperCommand(c) => write!(f, "command '{c}' in --enabled is not run by the helper"),
             ArgsError::DuplicateCommand(c) => write!(f, "command '{c}' appears twice in --enabled"),
             ArgsError::BadCpu(v) => write!(f, "--cpu '{v}' is not a CPU number"),
+            ArgsError::BadFrontId(v) => write!(f, "{VERIFY_FRONT_ID} '{v}' is not an id of the dynamic range"),
             ArgsError::BadFreezeTimeout(v) => {
                 write!(f, "--fsfreeze-timeout '{v}' is not a number of seconds in 1..={MAX_HOOK_TIMEOUT_SECS}")
             }
@@ -148,6 +156,9 @@ impl Args {
         if self.background_start {
             argv.push(BACKGROUND_START.into());
         }
+        if let Some(id) = self.verify_front_id {
+            argv.extend([VERIFY_FRONT_ID.into(), id.to_string().into()]);
+        }
         match self.sandbox {
             SandboxMode::Enforce => {}
             SandboxMode::Log => argv.push(SECCOMP_LOG.into()),
@@ -185,6 +196,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
     let mut cli_allow: Option<String> = None;
     let mut front_files = false;
     let mut background_start = false;
+    let mut verify_front_id: Option<u32> = None;
     let mut conditions: Option<Vec<Narrowing>> = None;
 
     let mut it = args.into_iter();
@@ -236,6 +248,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
             "--config-required" => once_flag(&mut config_required, "--config-required")?,
             "--front-files" => once_flag(&mut front_files, "--front-files")?,
             BACKGROUND_START => once_flag(&mut background_start, BACKGROUND_START)?,
+            VERIFY_FRONT_ID => {
+                let v =
+                    value(&mut it, VERIFY_FRONT_ID)?.into_string().map_err(|_| ArgsError::NotUtf8(VERIFY_FRONT_ID))?;
+                let id = crate::front_id::parse_record(format!("{v}\n").as_bytes()).ok_or(ArgsError::BadFrontId(v))?;
+                set_once(&mut verify_front_id, id, VERIFY_FRONT_ID)?;
+            }
             "--cli-block" => {
                 let v = value(&mut it, "--cli-block")?.into_string().map_err(|_| ArgsError::NotUtf8("--cli-block"))?;
                 set_once(&mut cli_block, v, "--cli-block")?;
@@ -267,6 +285,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, ArgsError
         reload,
         front_files,
         background_start,
+        verify_front_id,
         statedir: statedir.ok_or(ArgsError::Missing("--statedir"))?,
         enabled: enabled.ok_or(ArgsError::Missing("--enabled"))?.with_conditions(conditions.unwrap_or_default()),
         hook,
@@ -378,6 +397,21 @@ mod tests {
 
     fn p(a: &[&str]) -> Result<Args, ArgsError> {
         parse(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn the_front_id_to_verify_is_one_number_of_the_dynamic_range() {
+        let base = ["--statedir", "/run", "--enabled", ""];
+        let with = |extra: &[&str]| p(&[&base[..], extra].concat());
+        assert_eq!(with(&[]).unwrap().verify_front_id, None);
+        assert_eq!(with(&[VERIFY_FRONT_ID, "61925"]).unwrap().verify_front_id, Some(61925));
+        for bad in ["", "0", "65534", "61925\n", "+61925", "x"] {
+            assert!(matches!(with(&[VERIFY_FRONT_ID, bad]), Err(ArgsError::BadFrontId(_))), "{bad:?}");
+        }
+        assert!(matches!(
+            with(&[VERIFY_FRONT_ID, "61925", VERIFY_FRONT_ID, "61925"]),
+            Err(ArgsError::Duplicate(VERIFY_FRONT_ID))
+        ));
     }
 
     #[test]
@@ -590,6 +624,7 @@ mod tests {
                                 reload: Default::default(),
                                 front_files: false,
                                 background_start: false,
+                                verify_front_id: None,
                             };
                             assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
                             let reload = qga_policy::reload::Sources {
@@ -601,7 +636,13 @@ mod tests {
                                 block: qga_policy::split_list("guest-ping,guest-info", CLI_BLOCK_SOURCE),
                                 allow: qga_policy::split_list("guest-ping", CLI_ALLOW_SOURCE),
                             };
-                            let a = Args { reload, front_files: cpu.is_some(), background_start: cpu == Some(3), ..a };
+                            let a = Args {
+                                reload,
+                                front_files: cpu.is_some(),
+                                background_start: cpu == Some(3),
+                                verify_front_id: cpu.map(|_| 61925),
+                                ..a
+                            };
                             assert_eq!(parse(a.to_argv()), Ok(a.clone()), "{:?}", a.to_argv());
                         }
                     }

@@ -3,7 +3,7 @@
 //! their frames ([`messages`], re-exported at the top), where the helper finds its socket
 //! ([`REQUEST_FD`]) and binary ([`HELPER_BINARY`]) and the command line it is started with
 //! ([`helper_args`]), the frozen marker both sides read at start
-//! ([`frozen`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]), how log text is made one safe
+//! ([`frozen`]), how the front's own user id is chosen and checked ([`front_id`]), the clock range both check ([`set_time`]), how both keep to one CPU ([`placement`]), how log text is made one safe
 //! line ([`text`]), how an open file travels from the helper to the front ([`fdpass`]) and what
 //! every process gives back once started ([`idle`]).
 
@@ -12,6 +12,7 @@ pub mod ask;
 pub mod codes;
 pub mod exec;
 pub mod fdpass;
+pub mod front_id;
 pub mod frozen;
 pub mod helper_args;
 pub mod idle;
