@@ -108,6 +108,18 @@ fn a_symlink_planted_as_the_log_is_not_followed() {
     victim.assert_untouched();
 }
 
+/// The running front whose command line names `path`.
+fn front_naming(path: &Path) -> Option<u32> {
+    let front = fs::canonicalize(FRONT).unwrap();
+    let needle = path.as_os_str().as_encoded_bytes();
+    fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let names = cmdline.split(|&b| b == 0).any(|arg| arg == needle);
+        (names && is_alive(pid) && exe_of(pid).as_deref() == Some(front.as_path())).then_some(pid)
+    })
+}
+
 #[test]
 fn a_symlink_planted_as_the_pidfile_is_not_followed() {
     require_root();
@@ -137,13 +149,14 @@ fn a_symlink_planted_as_the_pidfile_is_not_followed() {
     while !sock.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let client = Client::connect(&sock);
-    let daemon =
-        nix::sys::socket::getsockopt(&client.stream, nix::sys::socket::sockopt::PeerCredentials).unwrap().pid() as u32;
-    let mut c = client;
+    let mut c = Client::connect(&sock);
     assert!(c.sync(7).is_empty());
-    let helpers = children_of(daemon);
-    for pid in helpers.iter().chain([&daemon]) {
+    // Not the socket's peer credentials: they name the process that listened, the parent
+    // that has exited since (the daemon forks after opening the channel).
+    let daemon = front_naming(&sock).expect("the daemon runs");
+    let mut tree = descendants(daemon);
+    tree.push(daemon);
+    for pid in &tree {
         kill(*pid, Signal::SIGKILL);
     }
     assert!(wait_gone(daemon, TIMEOUT));

@@ -147,7 +147,8 @@ impl Drop for Agent {
     }
 }
 
-fn descendants(pid: u32) -> Vec<u32> {
+/// Every process `pid` started, and those they started, parents before children.
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
