@@ -2,6 +2,8 @@
 //! strings are byte strings in modified UTF-8 (`\u0000` is stored as C0 80), as QEMU keeps them,
 //! so that what the host sent is echoed back exactly.
 
+use std::borrow::Cow;
+
 /// A parsed or to-be-written JSON value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -23,9 +25,11 @@ pub enum Value {
 }
 
 /// A JSON object. Keys keep insertion order here; the writer emits them in QEMU's QDict order.
+/// A reply's member names are the program's own constants: they are borrowed, not copied, so
+/// building a reply allocates nothing per member name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dict {
-    entries: Vec<(Vec<u8>, Value)>,
+    entries: Vec<(Cow<'static, [u8]>, Value)>,
 }
 
 impl Dict {
@@ -38,7 +42,7 @@ impl Dict {
     }
 
     pub fn get_bytes(&self, key: &[u8]) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {
@@ -55,18 +59,29 @@ impl Dict {
 
     /// Adds a member. The caller guarantees the key is new (the parser rejects duplicates).
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: Value) {
-        self.entries.push((key.into(), value));
+        self.entries.push((Cow::Owned(key.into()), value));
     }
 
-    /// Builder form of [`Dict::insert`].
-    pub fn with(mut self, key: &str, value: Value) -> Dict {
-        self.insert(key.as_bytes(), value);
+    /// [`Dict::insert`] for a member name the program itself defines: borrowed, not copied.
+    pub fn insert_name(&mut self, key: &'static str, value: Value) {
+        self.entries.push((Cow::Borrowed(key.as_bytes()), value));
+    }
+
+    /// Builder form of [`Dict::insert_name`].
+    pub fn with(mut self, key: &'static str, value: Value) -> Dict {
+        self.insert_name(key, value);
         self
     }
 
     /// Members in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
-        self.entries.iter().map(|(k, v)| (k.as_slice(), v))
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// The member inserted `index`-th.
+    pub(crate) fn member(&self, index: usize) -> (&[u8], &Value) {
+        let (k, v) = &self.entries[index];
+        (k.as_ref(), v)
     }
 }
 

@@ -197,7 +197,11 @@ mod tests {
     use crate::json::Value;
 
     fn dict(keys: &[&str]) -> Dict {
-        keys.iter().fold(Dict::new(), |d, k| d.with(k, Value::Null))
+        let mut d = Dict::new();
+        for k in keys {
+            d.insert(k.as_bytes(), Value::Null);
+        }
+        d
     }
 
     #[test]
