@@ -14,8 +14,8 @@ pub fn write(v: &Value, out: &mut Vec<u8>) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
+        Value::Int(i) => write_int(*i, out),
+        Value::UInt(u) => write_uint(*u, out),
         Value::Float(f) => out.extend_from_slice(format_g17(*f).as_bytes()),
         Value::Str(s) => write_str(s, out),
         Value::Base64(b) => write_base64(b, out),
@@ -35,7 +35,7 @@ pub fn write(v: &Value, out: &mut Vec<u8>) {
 
 fn write_dict(d: &Dict, out: &mut Vec<u8>) {
     out.push(b'{');
-    for (i, (k, v)) in qdict_order(d).into_iter().enumerate() {
+    for (i, (k, v)) in qdict_order(d).enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
@@ -46,7 +46,32 @@ fn write_dict(d: &Dict, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn write_str(s: &[u8], out: &mut Vec<u8>) {
+/// An integer in decimal, as `%" PRId64 "` prints it.
+fn write_int(i: i64, out: &mut Vec<u8>) {
+    if i < 0 {
+        out.push(b'-');
+    }
+    write_uint(i.unsigned_abs(), out);
+}
+
+/// Decimal digits straight into `out`: replies carry many integers (ids, offsets, counters)
+/// and the formatting machinery would allocate a string for each.
+fn write_uint(mut u: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// A JSON string of the bytes `s` (modified UTF-8), escaped as 7.2 escapes it.
+pub fn write_str(s: &[u8], out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let mut i = 0;
@@ -185,6 +210,16 @@ mod tests {
     #[test]
     fn invalid_bytes_become_replacement_characters_and_c0_80_is_nul() {
         assert_eq!(text(&Value::Str(vec![b'a', 0xFF, 0xC0, 0x80])), r#""a\uFFFD\u0000""#);
+    }
+
+    #[test]
+    fn integers_print_like_printf() {
+        for i in [0, 7, -7, 10, 123456, -100, i64::MAX, i64::MIN] {
+            assert_eq!(text(&Value::Int(i)), i.to_string());
+        }
+        for u in [0, 9, 10, 1 << 63, u64::MAX] {
+            assert_eq!(text(&Value::UInt(u)), u.to_string());
+        }
     }
 
     #[test]
