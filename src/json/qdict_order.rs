@@ -26,17 +26,22 @@ pub fn qdict_order(d: &Dict) -> QdictOrder<'_> {
     let n = d.len();
     let mut keys = if n <= ON_STACK { SortKeys::Stack([0; ON_STACK]) } else { SortKeys::Heap(vec![0; n]) };
     let keys_of_members = &mut keys.as_mut_slice()[..n];
-    for (index, slot) in keys_of_members.iter_mut().enumerate() {
-        *slot = sort_key(d.member(index).0, index);
+    if n == 1 {
+        // One member has one order: no bucket to compute.
+        keys_of_members[0] = sort_key_in_bucket(0, 0);
+    } else {
+        for (index, slot) in keys_of_members.iter_mut().enumerate() {
+            *slot = sort_key_in_bucket(qdict_bucket(d.member(index).0), index);
+        }
+        keys_of_members.sort_unstable();
     }
-    keys_of_members.sort_unstable();
     QdictOrder { dict: d, keys, next: 0 }
 }
 
 /// One member's place: its bucket in the high half, then the newest (highest index) first.
 /// An object has far fewer than 2^32 members (a message has at most 2^21 tokens).
-fn sort_key(key: &[u8], index: usize) -> u64 {
-    (u64::from(qdict_bucket(key)) << 32) | u64::from(u32::MAX - index as u32)
+fn sort_key_in_bucket(bucket: u32, index: usize) -> u64 {
+    (u64::from(bucket) << 32) | u64::from(u32::MAX - index as u32)
 }
 
 fn index_of(sort_key: u64) -> usize {
