@@ -3,6 +3,7 @@
 //! so that what the host sent is echoed back exactly.
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 /// A parsed or to-be-written JSON value.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +23,9 @@ pub enum Value {
     Base64(Vec<u8>),
     List(Vec<Value>),
     Dict(Dict),
+    /// An object already written in 7.2's form (guest-info's answer, kept while everything it
+    /// says is unchanged): the writer copies the text as it is. Never produced by the parser.
+    WrittenObject(Rc<[u8]>),
 }
 
 /// A JSON object. Keys keep insertion order here; the writer emits them in QEMU's QDict order.

@@ -30,6 +30,7 @@ pub fn write(v: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::Dict(d) => write_dict(d, out),
+        Value::WrittenObject(text) => out.extend_from_slice(text),
     }
 }
 
