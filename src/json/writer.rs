@@ -75,20 +75,15 @@ fn write_uint(mut u: u64, out: &mut Vec<u8>) {
 pub fn write_str(s: &[u8], out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
+    if all_plain(s) {
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     let mut i = 0;
     while i < s.len() {
         // Plain printable ASCII needs no escaping: copy runs of it at once.
-        let run = super::plain_run(
-            &s[i..],
-            |x| {
-                swar::has_less(x, 0x20)
-                    || swar::has_high(x)
-                    || swar::has_byte(x, 0x7F)
-                    || swar::has_byte(x, b'"')
-                    || swar::has_byte(x, b'\\')
-            },
-            |b| !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\',
-        );
+        let run = super::plain_run(&s[i..], word_has_special, |b| !is_plain(b));
         out.extend_from_slice(&s[i..i + run]);
         i += run;
         if i >= s.len() {
@@ -115,6 +110,37 @@ pub fn write_str(s: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.push(b'"');
+}
+
+/// Printable ASCII other than `"` and `\\`: written as it is.
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7F).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// Whether any byte of a little-endian word is not [`is_plain`] (it may err towards yes).
+fn word_has_special(x: u64) -> bool {
+    swar::has_less(x, 0x20)
+        || swar::has_high(x)
+        || swar::has_byte(x, 0x7F)
+        || swar::has_byte(x, b'"')
+        || swar::has_byte(x, b'\\')
+}
+
+/// Whether `s` needs no escaping at all, a word at a time: nearly every string of a reply
+/// (member names, host and user names, zone abbreviations) is short and plain, and a short
+/// one would otherwise be tested byte by byte. The last partial word is padded with a plain
+/// byte.
+fn all_plain(s: &[u8]) -> bool {
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        if word_has_special(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
+            return false;
+        }
+    }
+    let tail = words.remainder();
+    let mut last = [b'a'; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    !word_has_special(u64::from_le_bytes(last)) || tail.iter().all(|&b| is_plain(b))
 }
 
 /// Generous room for what follows a base64 string in a reply (`, "eof": false}}` and the line end).
@@ -211,6 +237,22 @@ mod tests {
     #[test]
     fn invalid_bytes_become_replacement_characters_and_c0_80_is_nul() {
         assert_eq!(text(&Value::Str(vec![b'a', 0xFF, 0xC0, 0x80])), r#""a\uFFFD\u0000""#);
+    }
+
+    #[test]
+    fn a_string_is_plain_exactly_when_no_byte_needs_escaping() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [0x00, 0x1F, b'"', b'\\', 0x7F, 0x80, 0xFF] {
+                    let mut s = vec![b'x'; len];
+                    assert!(all_plain(&s));
+                    s[at] = special;
+                    assert!(!all_plain(&s), "{s:?}");
+                }
+            }
+        }
+        assert!(all_plain(b" !#[]~ plain ASCII of any length, 0123456789"));
+        assert_eq!(text(&Value::str("a\"b\\c\u{1}d")), r#""a\"b\\c\u0001d""#);
     }
 
     #[test]
