@@ -130,10 +130,7 @@ fn execute(agent: &mut Agent, request: &Dict, seen: &mut Seen) -> Result<Outcome
     let (name, arguments) = check_members(request)?;
     seen.decision = Audited::RefusedUnknown;
     seen.requested = Some(name.to_vec());
-    let command = std::str::from_utf8(name)
-        .ok()
-        .and_then(Command::from_name)
-        .ok_or_else(|| AgentError::CommandNotFound(name.to_vec()))?;
+    let command = Command::from_name_bytes(name).ok_or_else(|| AgentError::CommandNotFound(name.to_vec()))?;
     seen.command = Some(command);
     if audit::enabled() {
         seen.args = audit::pick_arguments(command, arguments);
