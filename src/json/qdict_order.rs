@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn members_come_by_bucket_and_newest_first_within_one() {
         let d = Dict::new().with("return", Value::Null).with("id", Value::Null).with("error", Value::Null);
-        let keys: Vec<&[u8]> = qdict_order(&d).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<&[u8]> = qdict_order(&d).map(|(k, _)| k).collect();
         assert_eq!(keys, [&b"return"[..], b"id", b"error"]);
     }
 

@@ -15,7 +15,7 @@ pub fn first_unexpected<'a>(members: &'a Dict, visited: &[&[u8]]) -> Option<&'a 
     if members.len() == visited.len() {
         return None;
     }
-    let keys: Vec<&[u8]> = qdict_order(members).into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<&[u8]> = qdict_order(members).map(|(k, _)| k).collect();
     let mut table = HashTable::new();
     for (index, key) in keys.iter().enumerate() {
         table.insert(&keys, index, key);
@@ -228,7 +228,7 @@ mod tests {
         let names: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let d = dict(&refs);
-        let keys: Vec<&[u8]> = qdict_order(&d).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<&[u8]> = qdict_order(&d).map(|(k, _)| k).collect();
         let mut t = HashTable::new();
         for (i, k) in keys.iter().enumerate() {
             t.insert(&keys, i, k);
