@@ -16,7 +16,7 @@ pub fn write(v: &Value, out: &mut Vec<u8>) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Int(i) => write_int(*i, out),
         Value::UInt(u) => write_uint(*u, out),
-        Value::Float(f) => out.extend_from_slice(format_g17(*f).as_bytes()),
+        Value::Float(f) => write_g17(*f, out),
         Value::Str(s) => write_str(s, out),
         Value::Base64(b) => write_base64(b, out),
         Value::List(l) => {
@@ -168,31 +168,60 @@ fn push_u(out: &mut Vec<u8>, cp: u32) {
 
 /// C's `printf("%.17g", f)`.
 pub fn format_g17(f: f64) -> String {
+    let mut out = Vec::new();
+    write_g17(f, &mut out);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// [`format_g17`] written into `out`, through stack buffers rather than strings (users'
+/// login times are floats, one per user): the formatting machinery gives the correctly rounded
+/// digits, the rest is byte pushes.
+fn write_g17(f: f64, out: &mut Vec<u8>) {
     if f.is_nan() {
-        return if f.is_sign_negative() { "-nan".into() } else { "nan".into() };
+        return out.extend_from_slice(if f.is_sign_negative() { b"-nan" } else { b"nan" });
     }
     if f.is_infinite() {
-        return if f < 0.0 { "-inf".into() } else { "inf".into() };
+        return out.extend_from_slice(if f < 0.0 { b"-inf" } else { b"inf" });
     }
     const P: i32 = 17;
-    let sci = format!("{:.*e}", (P - 1) as usize, f);
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
+    let mut sci_buf = [0u8; NUMBER_ROOM];
+    let sci = format_into(&mut sci_buf, format_args!("{:.*e}", (P - 1) as usize, f));
+    let at_e = sci.iter().position(|&b| b == b'e').unwrap_or(sci.len());
+    let (mantissa, exp) = (&sci[..at_e], sci.get(at_e + 1..).unwrap_or_default());
+    let exp: i32 = std::str::from_utf8(exp).ok().and_then(|e| e.parse().ok()).unwrap_or(0);
     if !(-4..P).contains(&exp) {
-        let m = strip_zeros(mantissa);
-        format!("{}e{}{:02}", m, if exp < 0 { '-' } else { '+' }, exp.abs())
+        out.extend_from_slice(strip_zeros(mantissa));
+        out.extend_from_slice(if exp < 0 { b"e-" } else { b"e+" });
+        if exp.abs() < 10 {
+            out.push(b'0');
+        }
+        write_uint(u64::from(exp.unsigned_abs()), out);
     } else {
-        let fixed = format!("{:.*}", (P - 1 - exp) as usize, f);
-        strip_zeros(&fixed).to_string()
+        let mut fixed_buf = [0u8; NUMBER_ROOM];
+        let fixed = format_into(&mut fixed_buf, format_args!("{:.*}", (P - 1 - exp) as usize, f));
+        out.extend_from_slice(strip_zeros(fixed));
     }
 }
 
-fn strip_zeros(s: &str) -> &str {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s
+/// Room for any number [`write_g17`] formats: at most a sign, 17 digits, a point and 20
+/// fraction digits (an exponent of -4 in fixed notation), or the scientific form.
+const NUMBER_ROOM: usize = 64;
+
+/// The text of `args` in `buf`.
+fn format_into<'b>(buf: &'b mut [u8; NUMBER_ROOM], args: std::fmt::Arguments<'_>) -> &'b [u8] {
+    use std::io::Write;
+    let mut rest = &mut buf[..];
+    rest.write_fmt(args).expect("a formatted number fits its buffer");
+    let used = NUMBER_ROOM - rest.len();
+    &buf[..used]
+}
+
+fn strip_zeros(s: &[u8]) -> &[u8] {
+    if !s.contains(&b'.') {
+        return s;
     }
+    let s = &s[..s.iter().rposition(|&b| b != b'0').map_or(0, |i| i + 1)];
+    s.strip_suffix(b".").unwrap_or(s)
 }
 
 #[cfg(test)]
@@ -274,5 +303,16 @@ mod tests {
         assert_eq!(format_g17(-9223372036854775809.0), "-9.2233720368547758e+18");
         assert_eq!(format_g17(1e-5), "1.0000000000000001e-05");
         assert_eq!(format_g17(f64::INFINITY), "inf");
+        assert_eq!(format_g17(f64::NEG_INFINITY), "-inf");
+        assert_eq!(format_g17(0.0), "0");
+        assert_eq!(format_g17(-0.0), "-0");
+        assert_eq!(format_g17(1e-4), "0.0001");
+        assert_eq!(format_g17(-1.2345678901234567e-4), "-0.00012345678901234567");
+        assert_eq!(format_g17(1e16), "10000000000000000");
+        assert_eq!(format_g17(1e17), "1e+17");
+        assert_eq!(format_g17(f64::MIN_POSITIVE), "2.2250738585072014e-308");
+        assert_eq!(format_g17(-f64::MAX), "-1.7976931348623157e+308");
+        assert_eq!(format_g17(1_700_000_000.25), "1700000000.25");
+        assert_eq!(text(&Value::Float(100.25)), "100.25");
     }
 }
