@@ -180,7 +180,7 @@ fn kind_name(v: &Value) -> &'static str {
         Value::Int(_) | Value::UInt(_) | Value::Float(_) => "number",
         Value::Str(_) | Value::Base64(_) => "string",
         Value::List(_) => "array",
-        Value::Dict(_) => "object",
+        Value::Dict(_) | Value::WrittenObject(_) => "object",
     }
 }
 

@@ -192,7 +192,13 @@ impl Command {
     }
 
     pub fn from_name(name: &str) -> Option<Command> {
-        TABLE.iter().find(|s| s.name == name).map(|s| s.command)
+        Command::from_name_bytes(name.as_bytes())
+    }
+
+    /// [`Command::from_name`] for a name as the host sent it, which need not be UTF-8 (no
+    /// command's name matches bytes that are not): no validation pass before the lookup.
+    pub fn from_name_bytes(name: &[u8]) -> Option<Command> {
+        TABLE.iter().find(|s| s.name.as_bytes() == name).map(|s| s.command)
     }
 
     /// False for the commands of [`UNAVAILABLE_ON_LINUX`].
@@ -223,6 +229,9 @@ mod tests {
             assert_eq!(Command::from_name(spec.name), Some(spec.command));
         }
         assert_eq!(Command::from_name("guest-get-load"), None);
+        assert_eq!(Command::from_name_bytes(b"guest-ping"), Some(Command::Ping));
+        assert_eq!(Command::from_name_bytes(b"guest-ping\xff"), None);
+        assert_eq!(Command::from_name_bytes(b"guest-pin"), None);
     }
 
     #[test]

@@ -53,14 +53,14 @@ fn status_value(s: ExecStatus) -> Value {
     let mut d = Dict::new().with("exited", Value::Bool(s.end.is_some()));
     match s.end {
         None => return d.into(),
-        Some(ExecEnd::Exited(code)) => d.insert("exitcode", Value::Int(code as i64)),
-        Some(ExecEnd::Signaled(sig)) => d.insert("signal", Value::Int(sig as i64)),
+        Some(ExecEnd::Exited(code)) => d.insert_name("exitcode", Value::Int(code as i64)),
+        Some(ExecEnd::Signaled(sig)) => d.insert_name("signal", Value::Int(sig as i64)),
     }
     for (data, truncated, c) in [("out-data", "out-truncated", s.out), ("err-data", "err-truncated", s.err)] {
         let Captured { data: bytes, truncated: t } = c;
         if !bytes.is_empty() {
-            d.insert(data, Value::Base64(bytes));
-            d.insert(truncated, Value::Bool(t));
+            d.insert_name(data, Value::Base64(bytes));
+            d.insert_name(truncated, Value::Bool(t));
         }
     }
     d.into()

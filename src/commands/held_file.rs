@@ -103,7 +103,9 @@ fn stat_path(path: &str) -> Option<(u64, u64, u64)> {
     let mut c_path = [0u8; 256];
     let bytes = path.as_bytes();
     c_path.get_mut(..bytes.len())?.copy_from_slice(bytes);
-    let c_path = CStr::from_bytes_until_nul(&c_path).ok()?;
+    // The NUL is the byte after the path (a path with one inside names a shorter one, as for
+    // any C caller): only that far is searched, not the whole buffer.
+    let c_path = CStr::from_bytes_until_nul(c_path.get(..=bytes.len())?).ok()?;
     // SAFETY: statx is a plain C struct of integers, for which all zero bytes is a valid value.
     let mut stx: nix::libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx writes only into `stx`, a properly sized and aligned statx struct; the path

@@ -206,7 +206,7 @@ fn diskstats(text: &[u8]) -> Vec<Value> {
             continue;
         }
         let mut stats = Dict::new();
-        let mut set = |member: &str, i: usize| stats.insert(member.as_bytes(), Value::UInt(n[i]));
+        let mut set = |member: &'static str, i: usize| stats.insert_name(member, Value::UInt(n[i]));
         if count == 7 {
             set("read-ios", 0);
             set("read-sectors", 1);

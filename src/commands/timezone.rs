@@ -17,12 +17,52 @@ thread_local! {
         const { std::cell::RefCell::new(HeldFile::new(LOCALTIME)) };
 }
 
+thread_local! {
+    static LAST_ANSWER: std::cell::RefCell<Option<Kept>> = const { std::cell::RefCell::new(None) };
+}
+
 pub fn get_timezone() -> Result<Value, AgentError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let (offset, zone) = LOCALTIME_FILE
-        .with_borrow_mut(|file| file.read().and_then(|data| lookup(data, now)))
+        .with_borrow_mut(|file| {
+            let data = file.read()?;
+            LAST_ANSWER.with_borrow_mut(|kept| answer(kept, data, now))
+        })
         .unwrap_or_else(|| (0, b"UTC".to_vec()));
     Ok(Dict::new().with("zone", Value::Str(zone)).with("offset", Value::Int(offset)).into())
+}
+
+/// The last answer, with the zone file content it came from and the span of time in which
+/// that content gives the same answer (between two transitions).
+struct Kept {
+    content: Vec<u8>,
+    span: Span,
+    offset: i64,
+    zone: Vec<u8>,
+}
+
+/// Seconds `from..until`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Span {
+    from: i64,
+    until: i64,
+}
+
+/// [`lookup`], reusing the kept answer while the file holds the same bytes and `now` is in
+/// the span it holds for: a zone with many transitions is not searched again on every request,
+/// and any change of the content or a transition passed makes a fresh lookup.
+fn answer(kept: &mut Option<Kept>, data: &[u8], now: i64) -> Option<(i64, Vec<u8>)> {
+    if let Some(k) = kept {
+        if k.content == data && k.span.from <= now && now < k.span.until {
+            return Some((k.offset, k.zone.clone()));
+        }
+    }
+    let Some((offset, zone, span)) = lookup_with_span(data, now) else {
+        *kept = None;
+        return None;
+    };
+    *kept = Some(Kept { content: data.to_vec(), span, offset, zone: zone.clone() });
+    Some((offset, zone))
 }
 
 struct Type {
@@ -36,7 +76,15 @@ fn be32(data: &[u8], at: usize) -> Option<u32> {
 }
 
 /// The offset and abbreviation a TZif file gives for `now`; None for a file that is not one.
+#[cfg(test)]
 fn lookup(data: &[u8], now: i64) -> Option<(i64, Vec<u8>)> {
+    lookup_with_span(data, now).map(|(offset, zone, _)| (offset, zone))
+}
+
+/// [`lookup`], with the span around `now` in which the file gives the same answer: from the
+/// latest of the transitions at or before `now` to the first one after it (the one the search
+/// stopped at), so that any time in it stops the search at the same transition.
+fn lookup_with_span(data: &[u8], now: i64) -> Option<(i64, Vec<u8>, Span)> {
     if data.get(..4)? != b"TZif" {
         return None;
     }
@@ -84,10 +132,14 @@ fn lookup(data: &[u8], now: i64) -> Option<(i64, Vec<u8>)> {
         return None;
     }
     let mut last = None;
+    let mut span = Span { from: i64::MIN, until: i64::MAX };
     for i in 0..time {
-        if transition(i)? > now {
+        let at = transition(i)?;
+        if at > now {
+            span.until = at;
             break;
         }
+        span.from = span.from.max(at);
         last = Some(i);
     }
     let index = match last {
@@ -97,7 +149,7 @@ fn lookup(data: &[u8], now: i64) -> Option<(i64, Vec<u8>)> {
     let t = type_of(index)?;
     let names = data.get(abbreviations..abbreviations + chars)?;
     let name = names.get(t.abbreviation_index..)?.split(|&b| b == 0).next()?.to_vec();
-    Some((i64::from(t.offset), name))
+    Some((i64::from(t.offset), name, span))
 }
 
 #[cfg(test)]
@@ -138,6 +190,48 @@ mod tests {
         assert_eq!(lookup(&data, 1_719_835_200), Some((7200, b"CEST".to_vec()))); // 2024-07-01
         assert_eq!(lookup(&data, 1_704_110_400), Some((3600, b"CET".to_vec())));
         // 2024-01-01
+    }
+
+    #[test]
+    fn the_kept_answer_is_used_only_for_the_same_content_within_its_span() {
+        let paris = std::fs::read("/usr/share/zoneinfo/Europe/Paris").expect("tzdata");
+        let tokyo = std::fs::read("/usr/share/zoneinfo/Asia/Tokyo").expect("tzdata");
+        let summer = 1_719_835_200; // 2024-07-01
+        let mut kept = None;
+        assert_eq!(answer(&mut kept, &paris, summer), Some((7200, b"CEST".to_vec())));
+        let span = kept.as_ref().unwrap().span;
+        // 2024-03-31 01:00 UTC to 2024-10-27 01:00 UTC.
+        assert_eq!(span, Span { from: 1_711_846_800, until: 1_729_990_800 });
+        assert_eq!(answer(&mut kept, &paris, span.until - 1), Some((7200, b"CEST".to_vec())));
+        // The transition passed: a fresh lookup, and a new span.
+        assert_eq!(answer(&mut kept, &paris, span.until), Some((3600, b"CET".to_vec())));
+        assert_eq!(kept.as_ref().unwrap().span.from, span.until);
+        // Back before the span (the clock set back): looked up again.
+        assert_eq!(answer(&mut kept, &paris, summer), Some((7200, b"CEST".to_vec())));
+        // Other content at the same time: looked up again.
+        assert_eq!(answer(&mut kept, &tokyo, summer), Some((32400, b"JST".to_vec())));
+        // The same length, one byte changed (an abbreviation rewritten in place).
+        let mut edited = paris.clone();
+        // The 64-bit block's abbreviation table, not the POSIX rule at the end ("…CEST,M3…").
+        let at = edited.windows(5).rposition(|w| w == b"CEST\0").unwrap();
+        edited[at..at + 4].copy_from_slice(b"XEST");
+        assert_eq!(answer(&mut kept, &paris, summer), Some((7200, b"CEST".to_vec())));
+        assert_eq!(answer(&mut kept, &edited, summer), Some((7200, b"XEST".to_vec())));
+        // Content that is no zone file: nothing, and nothing kept.
+        assert_eq!(answer(&mut kept, b"not a zone file", summer), None);
+        assert!(kept.is_none());
+    }
+
+    #[test]
+    fn every_answer_in_a_span_is_the_lookups_own() {
+        let data = std::fs::read("/usr/share/zoneinfo/America/New_York").expect("tzdata");
+        for now in [i64::MIN, -3_000_000_000, 0, 1_700_000_000, 2_200_000_000, i64::MAX] {
+            let (offset, zone, span) = lookup_with_span(&data, now).unwrap();
+            assert!(span.from <= now && now < span.until || now == i64::MAX, "{now}: {span:?}");
+            for t in [span.from, span.until.saturating_sub(1), now] {
+                assert_eq!(lookup(&data, t), Some((offset, zone.clone())), "{now} at {t}");
+            }
+        }
     }
 
     #[test]

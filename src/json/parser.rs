@@ -73,20 +73,54 @@ fn object(c: &mut Cursor) -> Result<Value> {
 }
 
 fn pair(c: &mut Cursor, dict: &mut Dict, keys: &mut KeySet) -> Result<()> {
-    if c.peek().is_none() {
-        return Err(error("premature EOI"));
-    }
-    let Value::Str(key) = value(c)? else { return Err(error("key is not a string in object")) };
+    let Some(t) = c.peek() else { return Err(error("premature EOI")) };
+    let key = match request_member(c.text(t), t.kind) {
+        Some(name) => {
+            c.pop();
+            Key::Name(name)
+        }
+        None => {
+            let Value::Str(key) = value(c)? else { return Err(error("key is not a string in object")) };
+            Key::Sent(key)
+        }
+    };
     let Some(colon) = c.pop() else { return Err(error("premature EOI")) };
     if colon.kind != TokenKind::Colon {
         return Err(error("missing : in object pair"));
     }
     let v = value(c)?;
-    if keys.contains(dict, &key) {
+    let key_bytes = match &key {
+        Key::Name(name) => name.as_bytes(),
+        Key::Sent(key) => key.as_slice(),
+    };
+    if keys.contains(dict, key_bytes) {
         return Err(error("duplicate key"));
     }
-    dict.insert(key, v);
+    match key {
+        Key::Name(name) => dict.insert_name(name, v),
+        Key::Sent(key) => dict.insert(key, v),
+    }
     Ok(())
+}
+
+/// An object member's name: one of [`REQUEST_MEMBERS`], or decoded from the token.
+enum Key {
+    Name(&'static str),
+    Sent(Vec<u8>),
+}
+
+/// The member names of a request, which every request has: not copied into a string of
+/// their own when a token is exactly one of them.
+const REQUEST_MEMBERS: [&str; 3] = ["execute", "arguments", "id"];
+
+/// The request member name a string token spells as it is (quotes included, either kind);
+/// None for anything else, which is decoded the general way.
+fn request_member(token: &[u8], kind: TokenKind) -> Option<&'static str> {
+    if kind != TokenKind::String || token.len() < 2 {
+        return None;
+    }
+    let body = &token[1..token.len() - 1];
+    REQUEST_MEMBERS.into_iter().find(|name| name.as_bytes() == body)
 }
 
 /// Finds duplicate keys in time linear in an object's size: a small object is searched, a
@@ -288,6 +322,24 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(one(input), Err(want.to_string()), "{input}");
         }
+    }
+
+    #[test]
+    fn request_member_names_parse_like_any_other_key() {
+        let mut want = Dict::new();
+        want.insert(b"execute".to_vec(), Value::str("guest-ping"));
+        want.insert(b"id".to_vec(), Value::Int(1));
+        want.insert(b"ids".to_vec(), Value::Null);
+        want.insert(b"arguments".to_vec(), Value::empty_dict());
+        for input in [
+            r#"{"execute":"guest-ping","id":1,"ids":null,"arguments":{}}"#,
+            r#"{'execute':'guest-ping','id':1,'ids':null,'arguments':{}}"#,
+            r#"{"\u0065xecute":"guest-ping","i\u0064":1,"ids":null,"arguments":{}}"#,
+        ] {
+            assert_eq!(one(input), Ok(Value::Dict(want.clone())), "{input}");
+        }
+        assert_eq!(one(r#"{"id":1,'id':2}"#), Err("JSON parse error, duplicate key".to_string()));
+        assert_eq!(one(r#"{"execute" "x"}"#), Err("JSON parse error, missing : in object pair".to_string()));
     }
 
     #[test]

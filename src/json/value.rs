@@ -2,6 +2,9 @@
 //! strings are byte strings in modified UTF-8 (`\u0000` is stored as C0 80), as QEMU keeps them,
 //! so that what the host sent is echoed back exactly.
 
+use std::borrow::Cow;
+use std::rc::Rc;
+
 /// A parsed or to-be-written JSON value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -20,12 +23,17 @@ pub enum Value {
     Base64(Vec<u8>),
     List(Vec<Value>),
     Dict(Dict),
+    /// An object already written in 7.2's form (guest-info's answer, kept while everything it
+    /// says is unchanged): the writer copies the text as it is. Never produced by the parser.
+    WrittenObject(Rc<[u8]>),
 }
 
 /// A JSON object. Keys keep insertion order here; the writer emits them in QEMU's QDict order.
+/// A reply's member names are the program's own constants: they are borrowed, not copied, so
+/// building a reply allocates nothing per member name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dict {
-    entries: Vec<(Vec<u8>, Value)>,
+    entries: Vec<(Cow<'static, [u8]>, Value)>,
 }
 
 impl Dict {
@@ -38,7 +46,7 @@ impl Dict {
     }
 
     pub fn get_bytes(&self, key: &[u8]) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {
@@ -55,18 +63,29 @@ impl Dict {
 
     /// Adds a member. The caller guarantees the key is new (the parser rejects duplicates).
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: Value) {
-        self.entries.push((key.into(), value));
+        self.entries.push((Cow::Owned(key.into()), value));
     }
 
-    /// Builder form of [`Dict::insert`].
-    pub fn with(mut self, key: &str, value: Value) -> Dict {
-        self.insert(key.as_bytes(), value);
+    /// [`Dict::insert`] for a member name the program itself defines: borrowed, not copied.
+    pub fn insert_name(&mut self, key: &'static str, value: Value) {
+        self.entries.push((Cow::Borrowed(key.as_bytes()), value));
+    }
+
+    /// Builder form of [`Dict::insert_name`].
+    pub fn with(mut self, key: &'static str, value: Value) -> Dict {
+        self.insert_name(key, value);
         self
     }
 
     /// Members in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
-        self.entries.iter().map(|(k, v)| (k.as_slice(), v))
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// The member inserted `index`-th.
+    pub(crate) fn member(&self, index: usize) -> (&[u8], &Value) {
+        let (k, v) = &self.entries[index];
+        (k.as_ref(), v)
     }
 }
 

@@ -250,7 +250,8 @@ mod tests {
     /// A value of each argument type that passes the schema check (exhaustive: a new type
     /// needs its sample before this test builds).
     fn sample(ty: ArgType) -> Value {
-        let element = |id: &str| Value::Dict(Dict::new().with(id, Value::Int(1)).with("online", Value::Bool(true)));
+        let element =
+            |id: &'static str| Value::Dict(Dict::new().with(id, Value::Int(1)).with("online", Value::Bool(true)));
         match ty {
             ArgType::Int => Value::Int(1),
             ArgType::Str => Value::str("x"),

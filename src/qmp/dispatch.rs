@@ -34,24 +34,47 @@ pub fn handle_into(agent: &mut Agent, message: Message, out: &mut Vec<u8>) -> bo
     if let Some((time, start)) = started {
         record(seen, time, start.elapsed(), result.as_ref().err());
     }
-    let (reply, delimit) = match result {
+    match result {
         Ok(Outcome::Silent) => return false,
-        Ok(Outcome::Return { value, delimit }) => (Dict::new().with("return", value), delimit),
-        Err(e) => {
-            let error = Dict::new().with("class", Value::str(e.class().name())).with("desc", Value::Str(e.desc()));
-            (Dict::new().with("error", error.into()), false)
+        Ok(Outcome::Return { value, delimit }) => {
+            if delimit {
+                out.push(0xFF);
+            }
+            write_return(&value, id.as_ref(), out);
         }
-    };
-    let reply = match id {
-        Some(id) => reply.with("id", id),
-        None => reply,
-    };
-    if delimit {
-        out.push(0xFF);
+        Err(e) => write_error(&e, id.as_ref(), out),
     }
-    writer::write(&Value::Dict(reply), out);
     out.push(b'\n');
     true
+}
+
+/// `{"return": VALUE, "id": ID}`, written straight into the output: the members in QDict
+/// order ("return" before "id"; `the_replies_written_directly_are_the_writers_objects` holds
+/// this to the writer's order).
+fn write_return(value: &Value, id: Option<&Value>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"return\": ");
+    writer::write(value, out);
+    if let Some(id) = id {
+        out.extend_from_slice(b", \"id\": ");
+        writer::write(id, out);
+    }
+    out.push(b'}');
+}
+
+/// `{"id": ID, "error": {"class": CLASS, "desc": DESC}}` in QDict order ("id" before
+/// "error", "class" before "desc"), likewise without building the objects.
+fn write_error(e: &AgentError, id: Option<&Value>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    if let Some(id) = id {
+        out.extend_from_slice(b"\"id\": ");
+        writer::write(id, out);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(b"\"error\": {\"class\": ");
+    writer::write_str(e.class().name().as_bytes(), out);
+    out.extend_from_slice(b", \"desc\": ");
+    writer::write_str(&e.desc(), out);
+    out.extend_from_slice(b"}}");
 }
 
 /// A successful command's result.
@@ -107,10 +130,7 @@ fn execute(agent: &mut Agent, request: &Dict, seen: &mut Seen) -> Result<Outcome
     let (name, arguments) = check_members(request)?;
     seen.decision = Audited::RefusedUnknown;
     seen.requested = Some(name.to_vec());
-    let command = std::str::from_utf8(name)
-        .ok()
-        .and_then(Command::from_name)
-        .ok_or_else(|| AgentError::CommandNotFound(name.to_vec()))?;
+    let command = Command::from_name_bytes(name).ok_or_else(|| AgentError::CommandNotFound(name.to_vec()))?;
     seen.command = Some(command);
     if audit::enabled() {
         seen.args = audit::pick_arguments(command, arguments);
@@ -151,4 +171,40 @@ fn check_members(request: &Dict) -> Result<(&[u8], Option<&Dict>), AgentError> {
         }
     }
     execute.map(|e| (e, arguments)).ok_or(AgentError::LacksExecute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(v: Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        writer::write(&v, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_replies_written_directly_are_the_writers_objects() {
+        let value = Value::Dict(Dict::new().with("host-name", Value::str("vm")));
+        let error = AgentError::Command(b"failed \"here\"\n".to_vec());
+        for id in [None, Some(Value::Int(-5)), Some(Value::str("x")), Some(Value::List(vec![Value::Null]))] {
+            let mut direct = Vec::new();
+            write_return(&value, id.as_ref(), &mut direct);
+            let mut reply = Dict::new().with("return", value.clone());
+            if let Some(id) = &id {
+                reply.insert_name("id", id.clone());
+            }
+            assert_eq!(direct, written(reply.into()), "{id:?}");
+
+            let mut direct = Vec::new();
+            write_error(&error, id.as_ref(), &mut direct);
+            let detail =
+                Dict::new().with("class", Value::str(error.class().name())).with("desc", Value::Str(error.desc()));
+            let mut reply = Dict::new().with("error", detail.into());
+            if let Some(id) = &id {
+                reply.insert_name("id", id.clone());
+            }
+            assert_eq!(direct, written(reply.into()), "{id:?}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub fn first_unexpected<'a>(members: &'a Dict, visited: &[&[u8]]) -> Option<&'a 
     if members.len() == visited.len() {
         return None;
     }
-    let keys: Vec<&[u8]> = qdict_order(members).into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<&[u8]> = qdict_order(members).map(|(k, _)| k).collect();
     let mut table = HashTable::new();
     for (index, key) in keys.iter().enumerate() {
         table.insert(&keys, index, key);
@@ -197,7 +197,11 @@ mod tests {
     use crate::json::Value;
 
     fn dict(keys: &[&str]) -> Dict {
-        keys.iter().fold(Dict::new(), |d, k| d.with(k, Value::Null))
+        let mut d = Dict::new();
+        for k in keys {
+            d.insert(k.as_bytes(), Value::Null);
+        }
+        d
     }
 
     #[test]
@@ -224,7 +228,7 @@ mod tests {
         let names: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let d = dict(&refs);
-        let keys: Vec<&[u8]> = qdict_order(&d).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<&[u8]> = qdict_order(&d).map(|(k, _)| k).collect();
         let mut t = HashTable::new();
         for (i, k) in keys.iter().enumerate() {
             t.insert(&keys, i, k);
