@@ -414,10 +414,13 @@ impl Server {
         }
     }
 
-    /// What to wait for on the connection: input unless paused, output while some waits.
+    /// What to wait for on the connection: input unless output is backed up, output while some
+    /// waits. Asked of `output_backed_up`, which ends the pause once output drained: a flush
+    /// that sent a reply whole (a client reading as fast as it is written) must not leave the
+    /// connection paused with nothing left to write, waiting for nothing.
     fn update_interest(&mut self) -> Result<(), Exit> {
+        let want_read = !self.output_backed_up();
         let want_write = self.pending_output() > 0;
-        let want_read = !self.reading_paused;
         let wanted = interest(want_read, want_write);
         let result = match &self.conn {
             // Edge-triggered for both from start-up on; never re-registered (see `Conn::Device`).

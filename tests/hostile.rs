@@ -638,6 +638,33 @@ fn file_read_counts_0_and_48_mib_are_served_and_48_mib_plus_1_is_refused() {
     assert_still_serving(&agent, Some(c));
 }
 
+/// A reply over the output high-water mark (4 MiB) makes the agent take no more requests until
+/// its output drains. A client reading as fast as the agent writes can take such a reply whole
+/// within the agent's first flush: the agent must then take requests again. (It once stayed
+/// paused with nothing left to write, waiting for nothing, and never answered again; the
+/// 48 MiB read test above hung on it about one run in four.)
+#[test]
+fn a_backed_up_reply_sent_whole_in_one_flush_does_not_leave_the_agent_deaf() {
+    let agent = allow_all();
+    const COUNT: usize = 3 * MIB + MIB / 2; // 4.67 MB of base64: just over the mark
+    let path = agent.dir.scratch().join("over-the-mark");
+    std::fs::write(&path, vec![0x5a; COUNT]).unwrap();
+    let mut c = Conn::new(&agent);
+    let h = file_cmd(&mut c, "guest-file-open", json!({"path": path, "mode": "r"}))["return"].clone();
+    for i in 0..50 {
+        let r = file_cmd(&mut c, "guest-file-read", json!({"handle": h, "count": COUNT}));
+        assert_eq!(r["return"]["count"], COUNT, "read {i}");
+        c.send(
+            json!({"execute": "guest-file-seek", "arguments": {"handle": h, "offset": 0, "whence": "set"}})
+                .to_string()
+                .as_bytes(),
+        );
+        let answered = c.try_line(Duration::from_secs(10));
+        assert!(answered.is_some(), "no answer to the request after backed-up reply {i}");
+    }
+    assert_still_serving(&agent, Some(c));
+}
+
 #[test]
 fn open_handles_stop_at_the_documented_1024_with_a_clear_error_and_no_descriptor_exhaustion() {
     // systemd's default soft descriptor limit: the handle limit must be reached before it.

@@ -90,16 +90,31 @@ pub(crate) fn connect_when_ready(agent: &mut Agent, limit: Duration) -> Conn {
     }
 }
 
+/// Stops an agent and waits until every process of it is gone: qemu-ga-rs's helper, launcher
+/// and probes exit a moment after the front, and a start-up measured meanwhile would share the
+/// CPU with their exit.
 pub(crate) fn stop(mut agent: Agent) {
+    let processes = tree(agent.child.id());
     // SAFETY: plain kill(2) on our own child.
     unsafe { kill(agent.child.id() as i32, SIGTERM) };
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(10) {
+    let limit = Duration::from_secs(10);
+    while t0.elapsed() < limit {
         if let Ok(Some(_)) = agent.child.try_wait() {
-            return;
+            break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = agent.child.kill();
-    let _ = agent.child.wait();
+    if t0.elapsed() >= limit {
+        let _ = agent.child.kill();
+        let _ = agent.child.wait();
+    }
+    while t0.elapsed() < limit && processes[1..].iter().any(|&p| running(p)) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether a process exists and is not a zombie waiting to be reaped.
+fn running(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
 }
