@@ -278,26 +278,13 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     // it first changes nothing the scan decides.
     // Not while frozen: the record could not be written, nor removed by the helper (a write
     // to a frozen filesystem blocks); a restart while frozen reads every process itself.
-    let mut choice = choice;
-    let mut id_record = None;
-    let mut verify_front_id = None;
-    if matches!(choice, Some(demote::Choice::Dynamic)) && !frozen {
-        let record = match dynamic_id::Record::open(&statedir, &config.statedir) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                crate::warning!("the front's id record is not used: {e}");
-                None
-            }
-        };
-        let sources = dynamic_id::Sources::machine();
-        match record.as_ref().and_then(dynamic_id::Record::id) {
-            Some(id) if dynamic_id::reusable(id, &sources).unwrap_or(false) => {
-                choice = Some(demote::Choice::Account(dynamic_id::recorded_account(id)));
-                verify_front_id = Some(id);
-            }
-            _ => id_record = record,
-        }
-    }
+    let (choice, id_record) = match choice {
+        Some(demote::Choice::Dynamic) if !frozen => match dynamic_id::plan(&statedir, &config.statedir) {
+            dynamic_id::Plan::Recorded(account) => (Some(demote::Choice::Recorded(account)), None),
+            dynamic_id::Plan::Fresh(record) => (Some(demote::Choice::Dynamic), record),
+        },
+        other => (other, None),
+    };
     drop(statedir);
     let dynamic = matches!(choice, Some(demote::Choice::Dynamic)).then(|| std::thread::spawn(demote::pick_dynamic));
     // 7. The privileged helper, with the policy it re-checks every request against.
@@ -308,11 +295,15 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
     //    Only as root: leaving SCHED_IDLE takes privilege (CAP_SYS_NICE, or RLIMIT_NICE raised
     //    by root), and a helper that cannot leave it would refuse to serve.
     let background = running_as_root && spawn::background_possible();
+    let verify_front_id = match &choice {
+        Some(demote::Choice::Recorded(account)) => Some(account.uid),
+        _ => None,
+    };
     let reload =
         ReloadArgs { config_file: config_file.as_ref(), front_files: file_access, background, verify_front_id };
     let spawned = spawn::spawn_with(&spawn::helper_path(), &helper_args(&config, &policy, cpu, reload), background);
     let user = match (choice, dynamic.map(std::thread::JoinHandle::join)) {
-        (Some(demote::Choice::Account(u)), _) => Some(u),
+        (Some(demote::Choice::Account(u) | demote::Choice::Recorded(u)), _) => Some(u),
         (_, Some(Ok(Ok(u)))) => {
             if let Some(record) = &id_record {
                 if let Err(e) = record.write(u.uid) {

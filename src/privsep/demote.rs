@@ -50,6 +50,9 @@ pub enum Choice {
     /// Neither exists: a uid no one else has, chosen by [`dynamic_id::pick`]. That choice scans
     /// every process, so start-up makes it while the helper starts ([`pick_dynamic`]).
     Dynamic,
+    /// Neither exists, and the id the last start chose is taken back without scanning
+    /// ([`dynamic_id::plan`]): the helper is asked to scan.
+    Recorded(Account),
 }
 
 /// Resolves the configured user, or the default choice, from `/etc/passwd` (see [`passwd`]):

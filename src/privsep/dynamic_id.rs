@@ -95,6 +95,31 @@ pub fn pick() -> std::io::Result<Account> {
     pick_in(&Sources::machine())
 }
 
+/// How start-up comes to the front's dynamic id.
+pub enum Plan {
+    /// The id the last start recorded, which the cheap checks allow ([`reusable`]).
+    Recorded(Account),
+    /// A fresh choice ([`pick`]), to be written into the record when there is one.
+    Fresh(Option<Record>),
+}
+
+/// Opens the record in the opened state directory `dir` (shown as `dir_path`) and decides. A
+/// record that cannot be trusted is reported and left alone: the id is chosen afresh and not
+/// recorded. Never while frozen (see [`Record::open`]).
+pub fn plan(dir: &impl AsFd, dir_path: &Path) -> Plan {
+    let record = match Record::open(dir, dir_path) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::warning!("the front's id record is not used: {e}");
+            return Plan::Fresh(None);
+        }
+    };
+    match record.id() {
+        Some(id) if reusable(id, &Sources::machine()).unwrap_or(false) => Plan::Recorded(recorded_account(id)),
+        _ => Plan::Fresh(Some(record)),
+    }
+}
+
 /// The state directory's record of the front's id ([`front_id::RECORD_NAME`]), opened by root
 /// like the state file: never through a link, a regular file of root's that no one else may
 /// write.
