@@ -12,16 +12,31 @@ const PROC_STAT: &str = "/proc/stat";
 const PROC_DISKSTATS: &str = "/proc/diskstats";
 
 /// A procfs counter file, opened on its first request and then held: each request reads it
-/// again from offset 0 with `pread` into a buffer kept between requests, until `pread` answers
-/// 0 bytes (two system calls for these files instead of open, statx, a read per doubling of
-/// a buffer that starts at 32 bytes, and close: ten for /proc/stat). Freshness is kept by
-/// procfs itself: a read at offset 0 makes the kernel generate the file's text again, so every
-/// answer holds the counters of that moment, as a new open would. The front is
-/// single-threaded: one holder per file per thread.
+/// again from offset 0 with `pread` into a buffer kept between requests (one or two system
+/// calls instead of open, statx, a read per doubling of a buffer that starts at 32 bytes, and
+/// close: ten for /proc/stat). Freshness is kept by procfs itself: a read at offset 0 makes the
+/// kernel generate the file's text again, so every answer holds the counters of that moment, as
+/// a new open would. The front is single-threaded: one holder per file per thread.
 struct Held {
     path: &'static str,
+    end: TextEnd,
     file: Option<std::fs::File>,
     buf: Vec<u8>,
+}
+
+/// How a read of a procfs file shows that its text is complete.
+#[derive(Clone, Copy)]
+enum TextEnd {
+    /// The kernel generates the whole text as one record (/proc/stat: `single_open_size`) and
+    /// a read copies as much of it as the buffer holds, so a read that leaves room in the
+    /// buffer returned all of it. Asking again at the end would only answer 0 bytes, and on the
+    /// request path every extra system call costs a scheduler round with the client (measured
+    /// at about a microsecond on one CPU).
+    FirstShortRead,
+    /// The kernel generates the text a line per record and fills at most its own page-sized
+    /// buffer per read (/proc/diskstats: a record per block device), so a short read is not the
+    /// end: read on until a read answers 0 bytes.
+    EmptyRead,
 }
 
 /// The first read's size: /proc/stat is about 1.5 KiB per CPU, /proc/diskstats 100-odd bytes
@@ -29,8 +44,8 @@ struct Held {
 const FIRST_READ: usize = 16 * 1024;
 
 impl Held {
-    const fn new(path: &'static str) -> Held {
-        Held { path, file: None, buf: Vec::new() }
+    const fn new(path: &'static str, end: TextEnd) -> Held {
+        Held { path, end, file: None, buf: Vec::new() }
     }
 
     /// The file's whole text now, or 7.2's `open("PATH"): <strerror>`.
@@ -46,7 +61,11 @@ impl Held {
         if self.buf.len() < FIRST_READ {
             self.buf.resize(FIRST_READ, 0);
         }
-        match pread_whole(file, &mut self.buf, None) {
+        let read = match self.end {
+            TextEnd::FirstShortRead => pread_one_record(file, &mut self.buf),
+            TextEnd::EmptyRead => pread_whole(file, &mut self.buf, None),
+        };
+        match read {
             Ok(total) => Ok(&self.buf[..total]),
             Err(e) => {
                 // Opened again on the next request rather than trusted after a failure.
@@ -57,9 +76,27 @@ impl Held {
     }
 }
 
+/// Reads a text the kernel generates as one record (see [`TextEnd::FirstShortRead`]) with one
+/// `pread` at offset 0; a text that filled the buffer is read again whole into a buffer twice
+/// the size, which stays grown.
+fn pread_one_record(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, 0) {
+            Ok(n) if n < buf.len() => return Ok(n),
+            Ok(_) => {
+                let doubled = buf.len() * 2;
+                buf.resize(doubled, 0);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 thread_local! {
-    static STAT: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Held::new(PROC_STAT)) };
-    static DISKSTATS: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Held::new(PROC_DISKSTATS)) };
+    static STAT: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Held::new(PROC_STAT, TextEnd::FirstShortRead)) };
+    static DISKSTATS: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Held::new(PROC_DISKSTATS, TextEnd::EmptyRead)) };
 }
 
 /// One line read the way glibc's `sscanf` reads `%s`, `%lu` and `%u`: blanks skipped before
@@ -260,23 +297,45 @@ mod tests {
     #[test]
     fn a_held_file_is_read_again_from_the_start_and_shows_its_current_text() {
         use std::os::unix::fs::FileExt;
-        let dir = std::env::temp_dir().join(format!("qga-held-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path: &'static str = Box::leak(dir.join("counters").to_string_lossy().into_owned().into_boxed_str());
-        std::fs::write(path, b"cpu0 1 2 3 4\n").unwrap();
-        let mut held = Held::new(path);
-        assert_eq!(held.read().unwrap(), b"cpu0 1 2 3 4\n");
-        // Rewritten in place (the held descriptor's inode) and grown past the first read.
-        let long = vec![b'7'; FIRST_READ * 3 + 5];
-        std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(&long, 0).unwrap();
-        assert_eq!(held.read().unwrap(), &long[..]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        // Both ways of finding the end, on a regular file (which reads short only at its end,
+        // as both procfs kinds of text do at theirs).
+        for (name, end) in [("empty-read", TextEnd::EmptyRead), ("first-short-read", TextEnd::FirstShortRead)] {
+            let dir = std::env::temp_dir().join(format!("qga-held-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path: &'static str = Box::leak(dir.join("counters").to_string_lossy().into_owned().into_boxed_str());
+            std::fs::write(path, b"cpu0 1 2 3 4\n").unwrap();
+            let mut held = Held::new(path, end);
+            assert_eq!(held.read().unwrap(), b"cpu0 1 2 3 4\n", "{name}");
+            // Rewritten in place (the held descriptor's inode) and grown past the first read,
+            // then to exactly the grown buffer's size (a full read is not the end).
+            let long = vec![b'7'; FIRST_READ * 3 + 5];
+            let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            file.write_all_at(&long, 0).unwrap();
+            assert_eq!(held.read().unwrap(), &long[..], "{name}");
+            let exact = vec![b'8'; held.buf.len()];
+            file.write_all_at(&exact, 0).unwrap();
+            assert_eq!(held.read().unwrap(), &exact[..], "{name}");
+            // Shrunk: the shorter text, not the old tail.
+            file.set_len(3).unwrap();
+            assert_eq!(held.read().unwrap(), b"888", "{name}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn proc_stat_is_read_whole_by_the_first_short_read() {
+        // The same text as reading on until the end, cpu lines for every cpu.
+        let mut one = Held::new(PROC_STAT, TextEnd::FirstShortRead);
+        let text = String::from_utf8(one.read().unwrap().to_vec()).unwrap();
+        assert!(text.ends_with('\n') && text.contains("\nintr ") && text.contains("\nprocs_running "), "{text}");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(text.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count() >= cpus, "{text}");
     }
 
     #[test]
     fn proc_stat_read_twice_through_the_held_descriptor_moves_on() {
         // The kernel generates the text again for a read at offset 0: the counters advance.
-        let mut held = Held::new(PROC_STAT);
+        let mut held = Held::new(PROC_STAT, TextEnd::FirstShortRead);
         let first = cpustats(held.read().unwrap(), 100);
         let spin = std::time::Instant::now();
         while spin.elapsed() < std::time::Duration::from_millis(50) {
@@ -294,7 +353,7 @@ mod tests {
         };
         assert!(busy(&second) > busy(&first), "the second read shows the same counters: not fresh");
         // A held file that cannot be opened is 7.2's open error, and opened again next time.
-        let mut missing = Held::new("/proc/no-such-counters");
+        let mut missing = Held::new("/proc/no-such-counters", TextEnd::FirstShortRead);
         assert_eq!(missing.read().unwrap_err().desc(), b"open(\"/proc/no-such-counters\"): No such file or directory");
     }
 
