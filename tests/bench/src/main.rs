@@ -58,7 +58,8 @@ pub(crate) const MAX_WRITE: usize = 48 * MIB - 4 * KIB;
 fn main() {
     if let Some(pos) = std::env::args().position(|a| a == ECHO_FLAG) {
         let sock = std::env::args().nth(pos + 1).unwrap_or_else(|| usage());
-        echo_server(Path::new(&sock));
+        let work = FloorWork::from_arg(std::env::args().nth(pos + 2).as_deref());
+        echo_server(Path::new(&sock), work);
         return;
     }
     let cfg = parse_args();
@@ -106,6 +107,7 @@ fn main() {
     );
     let mut rounds: HashMap<Kind, Vec<Round>> = HashMap::new();
     let mut floor: Vec<Floor> = Vec::new();
+    let mut query_floors: HashMap<&'static str, Vec<Floor>> = HashMap::new();
     let t0 = Instant::now();
     for round in 0..if cfg.callgrind_only { 0 } else { cfg.rounds } {
         for &k in &kinds {
@@ -114,7 +116,10 @@ fn main() {
             eprintln!("  round {} {:<10} {:.1}s", round + 1, k.name(), t.elapsed().as_secs_f64());
             rounds.entry(k).or_default().push(r);
         }
-        floor.push(measure_floor(&cfg, &dir));
+        floor.push(measure_floor(&cfg, &dir, FloorWork::Nothing));
+        for (query, work) in QUERY_FLOORS {
+            query_floors.entry(query).or_default().push(measure_floor(&cfg, &dir, work));
+        }
     }
     let direct = if cfg.callgrind_only {
         None
@@ -148,7 +153,7 @@ fn main() {
         }
         return;
     }
-    report(&cfg, &kinds, &rounds, &ir, &floor, direct);
+    report(&cfg, &kinds, &rounds, &ir, &floor, &query_floors, direct);
 }
 
 /// Restricts the bench (and so its client and every process it starts) to one CPU, as

@@ -31,12 +31,17 @@ pub(crate) struct Row {
     pub(crate) target: Option<(bool, f64)>,
 }
 
+/// The host queries answered from ordinary files (utmp, the time zone, os-release), whose
+/// changes an agent can learn of without asking per request: their floor is the bare echo's.
+const WATCHABLE_QUERIES: [&str; 3] = ["guest-get-users", "guest-get-timezone", "guest-get-osinfo"];
+
 pub(crate) fn report(
     cfg: &Config,
     kinds: &[Kind],
     rounds: &HashMap<Kind, Vec<Round>>,
     ir: &HashMap<Kind, f64>,
     floor: &[Floor],
+    query_floors: &HashMap<&'static str, Vec<Floor>>,
     direct: Option<f64>,
 ) {
     // A figure a round did not measure (a baseline build's exec) is NaN, and so is its median.
@@ -261,6 +266,22 @@ pub(crate) fn report(
                 f50 / ping_ref,
                 f50 / info_ref,
                 fcpu / cpu_ref
+            );
+            let mut lowest = Vec::new();
+            for (query, _, _) in crate::measure::HOST_QUERIES {
+                let floor_p50 = match query_floors.get(query) {
+                    Some(own) => pct(&own.iter().flat_map(|f| f.lat.iter().copied()).collect::<Vec<f64>>(), 0.5),
+                    None if WATCHABLE_QUERIES.contains(&query) => f50,
+                    // The storage queries' kernel work (statfs, sysfs walks) has no floor here.
+                    None => continue,
+                };
+                let reference = pct(&pooled(Kind::Ref, query), 0.5);
+                lowest.push(format!("{query} {:.2} ({:.1} µs)", floor_p50 / reference, floor_p50 * 1e6));
+            }
+            let _ = writeln!(
+                out,
+                "lowest ratios for the host queries (the echo process also does the kernel work a fresh answer cannot do without: uname for the host name, one read of /proc/stat or /proc/diskstats for the statistics; none for the files an agent can watch): {}",
+                lowest.join(", ")
             );
         }
     }
