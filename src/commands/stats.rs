@@ -153,6 +153,39 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The lines of `text`, found a word at a time: most of /proc/stat is its long "intr" line,
+/// which cpustats only steps over.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match find_newline(current) {
+            Some(end) => {
+                rest = Some(&current[end + 1..]);
+                Some(&current[..end])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+/// The index of the first newline in `s`.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    let mut words = s.chunks_exact(8);
+    let mut start = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+        if crate::json::swar::has_byte(word, b'\n') {
+            break;
+        }
+        start += 8;
+    }
+    s[start..].iter().position(|&b| b == b'\n').map(|i| start + i)
+}
+
 /// `atoi`: optional sign and leading digits, 0 without any.
 fn atoi(text: &[u8]) -> i32 {
     let (negative, digits) = match text.first() {
@@ -185,30 +218,40 @@ fn cpustats(text: &[u8], clk_tck: u64) -> Vec<Value> {
     const NAMES: [&str; 10] =
         ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guestnice"];
     let mut list = Vec::new();
-    for line in text.split(|b| *b == b'\n') {
+    for line in lines(text) {
         let mut f = Fields::new(line);
         let Some(name) = f.word() else { continue };
-        let numbers: Vec<u64> = std::iter::from_fn(|| f.ulong()).take(NAMES.len()).collect();
+        // 7.2 scans every line's numbers but looks at them only for "cpuN" lines: skipping
+        // the others first (the long "intr" line among them) changes nothing it answers.
         if !name.starts_with(b"cpu") || name.len() == 3 {
             continue;
         }
+        let mut numbers = [0u64; NAMES.len()];
+        let mut scanned = 0;
+        while scanned < NAMES.len() {
+            let Some(n) = f.ulong() else { break };
+            numbers[scanned] = n;
+            scanned += 1;
+        }
         // sscanf's count: the name and the numbers.
-        let count = 1 + numbers.len();
+        let count = 1 + scanned;
         if count < 5 {
             crate::slog!("Parsing cpu stat from {PROC_STAT} failed, see \"man proc\"");
             break;
         }
-        let ms = |i: usize| Value::UInt(numbers.get(i).copied().unwrap_or(0).wrapping_mul(1000) / clk_tck);
-        let mut d = Dict::new().with("type", Value::str("linux")).with("cpu", Value::Int(i64::from(atoi(&name[3..]))));
+        let ms = |i: usize| Value::UInt(numbers[i].wrapping_mul(1000) / clk_tck);
+        let mut d = Dict::with_capacity(2 + NAMES.len());
+        d.insert_name("type", Value::str("linux"));
+        d.insert_name("cpu", Value::Int(i64::from(atoi(&name[3..]))));
         for (i, member) in NAMES.iter().enumerate().take(4) {
-            d = d.with(member, ms(i));
+            d.insert_name(member, ms(i));
         }
         // Which optional members 7.2 sets for a given count (irq and softirq come together).
         let optional: [(usize, bool); 6] =
             [(4, count > 5), (5, count > 6), (6, count > 6), (7, count > 8), (8, count > 9), (9, count > 10)];
         for (i, present) in optional {
             if present {
-                d = d.with(NAMES[i], ms(i));
+                d.insert_name(NAMES[i], ms(i));
             }
         }
         list.push(d.into());
@@ -320,6 +363,25 @@ mod tests {
             assert_eq!(held.read().unwrap(), b"888", "{name}");
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn lines_are_split_at_every_newline_wherever_it_falls_in_a_word() {
+        for text in [
+            &b""[..],
+            b"\n",
+            b"a",
+            b"a\n",
+            b"\n\nb",
+            b"cpu0 1 2\nintr 0 0 0 0 0 0 0 0 0 0 0\n\nctxt 5",
+            b"0123456\n89abcdef\n",
+        ] {
+            let expected: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+            assert_eq!(lines(text).collect::<Vec<_>>(), expected, "{}", String::from_utf8_lossy(text));
+        }
+        let long: Vec<u8> =
+            (0..200).flat_map(|i| if i % 37 == 36 { vec![b'\n'] } else { vec![b'0' + (i % 10) as u8] }).collect();
+        assert_eq!(lines(&long).collect::<Vec<_>>(), long.split(|b| *b == b'\n').collect::<Vec<_>>());
     }
 
     #[test]

@@ -41,6 +41,12 @@ impl Dict {
         Dict { entries: Vec::new() }
     }
 
+    /// An object with room for `members` members: a reply whose members the code knows up
+    /// front is built without growing.
+    pub fn with_capacity(members: usize) -> Dict {
+        Dict { entries: Vec::with_capacity(members) }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.get_bytes(key.as_bytes())
     }
