@@ -171,3 +171,73 @@ fn steady_state_users_timezone_and_osinfo_make_no_system_call_between_request_an
     assert_eq!(host_name.len(), 1, "{trace}");
     assert!(host_name[0].1.iter().any(|l| l.starts_with("uname(")), "{host_name:?}");
 }
+
+/// Mounts undone, last first, on drop.
+struct Mounts(Vec<std::path::PathBuf>);
+
+impl Mounts {
+    fn bind(&mut self, source: &Path, target: &Path) {
+        nix::mount::mount(Some(source), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+            .expect("bind mount");
+        self.0.push(target.to_owned());
+    }
+
+    fn unmount_last(&mut self) {
+        let target = self.0.pop().unwrap();
+        nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH).expect("unmount");
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        while let Some(target) = self.0.pop() {
+            let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn with_the_real_filesystem_a_mount_over_a_directory_on_the_path_is_seen_at_once() {
+    // A mount produces no inotify event: the front's mount table is watched instead.
+    require_root();
+    let dir = readable_dir();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(media.join("etc")).unwrap();
+    std::fs::write(media.join("etc/os-release"), "ID=under\n").unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("os-release"), "ID=over\n").unwrap();
+    // Shared, as systemd makes `/`: mounts under it reach the front's namespace.
+    let mut mounts = Mounts(Vec::new());
+    mounts.bind(&media, &media);
+    nix::mount::mount(None::<&str>, &media, None::<&str>, nix::mount::MsFlags::MS_SHARED, None::<&str>)
+        .expect("make shared");
+    let file = media.join("etc/os-release");
+    let agent = Agent::start_with_env(
+        &["--policy", shipped_policy("allow-all").to_str().unwrap()],
+        &[("QGA_OS_RELEASE", file.to_str().unwrap())],
+    );
+    let mut c = agent.connect();
+    assert_eq!(os_release_id(&mut c).as_deref(), Some("under"));
+    assert_eq!(os_release_id(&mut c).as_deref(), Some("under"));
+    mounts.bind(&other, &media.join("etc"));
+    assert_eq!(os_release_id(&mut c).as_deref(), Some("over"), "mounted over");
+    assert_eq!(os_release_id(&mut c).as_deref(), Some("over"));
+    mounts.unmount_last();
+    assert_eq!(os_release_id(&mut c).as_deref(), Some("under"), "unmounted");
+    // The mount table reports each change once: the loop does not spin on it afterwards.
+    let before = cpu_ticks(agent.front_pid);
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = cpu_ticks(agent.front_pid) - before;
+    assert!(spent <= 5, "the idle front used {spent} ticks of CPU in half a second");
+    drop(c);
+    drop(agent);
+}
+
+/// User and system time of a process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
