@@ -1,7 +1,9 @@
 //! The front's single-threaded poll loop. The connection is served in one straight loop
 //! (write, read, dispatch) in which requests wait, in the kernel's buffer, while too many reply
 //! bytes are unsent; the loop also relays the helper's log, watches the helper and handles
-//! signals: termination, and SIGHUP, which reloads the policy between two requests.
+//! signals: termination, and SIGHUP, which reloads the policy between two requests. Reports
+//! that a held file may have changed (its inotify instance, the mount table) are taken before
+//! anything else in a wake-up (see `commands::watch`).
 
 use crate::channel::{self, Channel};
 use crate::commands::Agent;

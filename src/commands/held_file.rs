@@ -70,6 +70,7 @@ impl HeldFile {
         }
         // Watched first, then read: a change after the watches are in place is an event.
         if super::watch::resolve(slot, self.path) == super::watch::Outcome::Unwatchable {
+            crate::debug!("{} is read on every request: its changes cannot be watched", self.path);
             self.watching = Watching::Never;
             return self.read_asking();
         }
