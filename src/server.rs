@@ -115,6 +115,12 @@ impl EventPoller {
         self.poller.delete(fd)
     }
 
+    /// Whether the `i`th source the last wait reported was readable then (input waiting, not
+    /// only room to write).
+    fn was_readable(&self, i: usize) -> bool {
+        self.ready.get(i).is_some_and(|ev| ev.events & libc::EPOLLIN as u32 != 0)
+    }
+
     /// Waits (one `epoll_wait`; `block`: without a timeout, else not at all); fills `keys` with
     /// the keys of ready sources and returns how many there are.
     fn wait(&mut self, keys: &mut [usize; MAX_EVENTS], block: bool) -> io::Result<usize> {
@@ -309,9 +315,12 @@ impl Server {
                     _ => {}
                 }
             }
-            for &key in &keys[..n] {
+            for (i, &key) in keys[..n].iter().enumerate() {
                 let result = match key {
-                    KEY_CONN => self.service_conn(),
+                    KEY_CONN => {
+                        let had_input = self.poller.was_readable(i);
+                        self.service_conn(had_input)
+                    }
                     KEY_LISTENER => self.accept_client(),
                     KEY_HELPER => Err(self.helper_gone("its socket closed")),
                     KEY_HELPER_LOG => {
@@ -338,9 +347,12 @@ impl Server {
     /// backed up) take input, dispatching its requests until it is used up or output backs up.
     /// Requests not yet taken stay in the kernel's buffer (at most one read's worth in ours)
     /// until output drains; a slow client still gets every reply, in order.
-    fn service_conn(&mut self) -> Result<(), Exit> {
-        // Only the first read after the wait that reported the connection is covered by it.
-        let mut after_wait = true;
+    ///
+    /// `had_input`: the wait reported the connection readable (not only writable), so its first
+    /// unread byte was there when the wait took its ready sources: only the first read after
+    /// such a wait is covered by that wait's reports of changes (see `commands::watch`).
+    fn service_conn(&mut self, had_input: bool) -> Result<(), Exit> {
+        let mut after_wait = had_input;
         loop {
             self.flush_output()?;
             if self.output_backed_up() {
@@ -784,10 +796,12 @@ mod tests {
         let mut keys = [0usize; MAX_EVENTS];
         assert_eq!(poller.wait(&mut keys, true).unwrap(), 1);
         assert_eq!(keys[0], KEY_HELPER_LOG);
-        // An interest change takes effect: now reported as writable.
+        assert!(poller.was_readable(0));
+        // An interest change takes effect: now reported as writable, and not as readable.
         poller.modify(b.as_fd(), WRITE, KEY_HELPER_LOG).unwrap();
         assert_eq!(poller.wait(&mut keys, true).unwrap(), 1);
         assert_eq!(keys[0], KEY_HELPER_LOG);
+        assert!(!poller.was_readable(0));
         poller.delete(b.as_fd()).unwrap();
         drop(a);
         // d's peer still open and silent: nothing else is ready, and the crate's own sources

@@ -17,9 +17,10 @@
 //! it sent a request sent that request after the event was queued, so the event was queued
 //! before the request's first byte reached the agent. The poll loop drains this instance
 //! before it serves the connection in the same wake-up (epoll reports keys in any order), and
-//! goes back to `epoll_wait` after every reply; the request whose first byte made the
-//! connection readable in that wait is covered by it. Bytes that arrive after the wait (a
-//! second request in the same read, a request read again without waiting) are not: before a
+//! goes back to `epoll_wait` after every reply; a request whose first byte was there when that
+//! wait reported the connection readable is covered by it. Bytes that arrive after the wait (a
+//! second request in the same read, a request read again without waiting, a request read after
+//! a wait that reported the connection only writable) are not: before a
 //! held file is answered for such a request, the instance is drained once more (one `read`;
 //! the bytes were read before it, so every change they may depend on is in it). The first
 //! request of a read that begins with that request's opening brace is the steady state of a
