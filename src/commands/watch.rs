@@ -20,11 +20,11 @@
 //! goes back to `epoll_wait` after every reply; a request whose first byte was there when that
 //! wait reported the connection readable is covered by it. Bytes that arrive after the wait (a
 //! second request in the same read, a request read again without waiting, a request read after
-//! a wait that reported the connection only writable) are not: before a
-//! held file is answered for such a request, the instance is drained once more (one `read`;
-//! the bytes were read before it, so every change they may depend on is in it). The first
-//! request of a read that begins with that request's opening brace is the steady state of a
-//! host that waits for each reply, and costs nothing.
+//! a wait that reported the connection only writable) are not: before a held file is answered
+//! for such a request, the instance is drained once more (one `read`; the bytes were read
+//! before it, so every change they may depend on is in it). The first request of a read that
+//! begins with that request's opening brace is the steady state of a host that waits for each
+//! reply, and costs nothing.
 //!
 //! Changes inotify does not report fall back to a read on every request ([`Outcome::Unwatchable`]):
 //! no instance (it could not be created), a watch that could not be added (limits,
