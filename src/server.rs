@@ -1,7 +1,9 @@
 //! The front's single-threaded poll loop. The connection is served in one straight loop
 //! (write, read, dispatch) in which requests wait, in the kernel's buffer, while too many reply
 //! bytes are unsent; the loop also relays the helper's log, watches the helper and handles
-//! signals: termination, and SIGHUP, which reloads the policy between two requests.
+//! signals: termination, and SIGHUP, which reloads the policy between two requests. Reports
+//! that a held file may have changed (its inotify instance, the mount table) are taken before
+//! anything else in a wake-up (see `commands::watch`).
 
 use crate::channel::{self, Channel};
 use crate::commands::Agent;
@@ -52,12 +54,19 @@ const KEY_LISTENER: usize = 1;
 const KEY_HELPER: usize = 2;
 const KEY_HELPER_LOG: usize = 3;
 const KEY_SIGNAL: usize = 4;
+/// The inotify instance that keeps held files fresh (see `commands::watch`).
+const KEY_WATCH: usize = 5;
+/// The front's mount table: a mount on a held file's path produces no inotify event.
+const KEY_MOUNTS: usize = 6;
 
 /// Interest in readability and writability, and edge-triggering, as a small bit set.
 const READ: u32 = 1;
 const WRITE: u32 = 2;
 const EDGE: u32 = 4;
-/// Events taken from the kernel per wait.
+/// Priority (EPOLLPRI): how a mount table reports a change.
+const PRIORITY: u32 = 8;
+/// Events taken from the kernel per wait: more than the loop registers (seven sources and the
+/// crate's two), so one wait reports every ready source, the watch among them.
 const MAX_EVENTS: usize = 16;
 
 /// The poll loop's poller with interest given as [`READ`]/[`WRITE`]/[`EDGE`] bits; callers
@@ -80,12 +89,13 @@ impl EventPoller {
     }
 
     fn event(bits: u32, key: usize) -> (Event, PollMode) {
-        let ev = match (bits & READ != 0, bits & WRITE != 0) {
+        let mut ev = match (bits & READ != 0, bits & WRITE != 0) {
             (true, true) => Event::all(key),
             (true, false) => Event::readable(key),
             (false, true) => Event::writable(key),
             (false, false) => Event::none(key),
         };
+        ev.set_priority(bits & PRIORITY != 0);
         (ev, if bits & EDGE != 0 { PollMode::Edge } else { PollMode::Level })
     }
 
@@ -103,6 +113,12 @@ impl EventPoller {
 
     fn delete(&self, fd: BorrowedFd) -> io::Result<()> {
         self.poller.delete(fd)
+    }
+
+    /// Whether the `i`th source the last wait reported was readable then (input waiting, not
+    /// only room to write).
+    fn was_readable(&self, i: usize) -> bool {
+        self.ready.get(i).is_some_and(|ev| ev.events & libc::EPOLLIN as u32 != 0)
     }
 
     /// Waits (one `epoll_wait`; `block`: without a timeout, else not at all); fills `keys` with
@@ -180,6 +196,12 @@ pub struct Server {
     helper_log: File,
     helper_log_buf: Vec<u8>,
     signals: SignalFd,
+    /// The front's mount table, held open while it is watched (see [`KEY_MOUNTS`]).
+    _mounts: Option<File>,
+    /// The next request read may be answered from held files' freshness without asking
+    /// the watch again: it begins the read that directly follows a wait that reported the
+    /// connection (see `commands::watch`).
+    first_request_covered: bool,
 }
 
 /// How the loop ended.
@@ -190,6 +212,33 @@ pub enum Exit {
     HelperLost(String),
     /// An unrecoverable channel or poll error.
     Error(String),
+}
+
+/// Registers the held files' inotify instance, and the front's mount table for its changes,
+/// if the instance was started; returns the mount table. Without both, held files are not
+/// watched at all (each request asks the kernel, as without an instance).
+fn watch_held_files(poller: &EventPoller) -> Option<File> {
+    use crate::commands::watch;
+    let fd = watch::descriptor()?;
+    // SAFETY: the instance lives in the front's thread until `watch::stop`, which is only called
+    // here, before serving; the descriptor is deleted from the poller first.
+    let inotify = unsafe { BorrowedFd::borrow_raw(fd) };
+    let registered = register(poller, inotify, READ, KEY_WATCH).and_then(|()| {
+        // The front's own procfs: its mount namespace's table. A change polls as EPOLLPRI
+        // (and EPOLLERR), once per change, without a read.
+        let mounts = File::open("/proc/self/mountinfo")?;
+        register(poller, mounts.as_fd(), PRIORITY, KEY_MOUNTS)?;
+        Ok(mounts)
+    });
+    match registered {
+        Ok(mounts) => Some(mounts),
+        Err(e) => {
+            crate::warning!("held files are read on every request: cannot watch for changes: {e}");
+            let _ = poller.delete(inotify);
+            watch::stop();
+            None
+        }
+    }
 }
 
 /// Every registered descriptor is owned by the Server, which deletes it from the poller before
@@ -221,6 +270,7 @@ impl Server {
         nix::fcntl::fcntl(&helper_log, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
         register(&poller, helper_log.as_fd(), READ, KEY_HELPER_LOG)?;
         register(&poller, signals.as_fd(), READ, KEY_SIGNAL)?;
+        let mounts = watch_held_files(&poller);
         Ok(Server {
             poller,
             conn,
@@ -235,6 +285,8 @@ impl Server {
             helper_log,
             helper_log_buf: Vec::new(),
             signals,
+            _mounts: mounts,
+            first_request_covered: false,
         })
     }
 
@@ -254,9 +306,21 @@ impl Server {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Exit::Error(format!("poll failed: {e}")),
             };
+            // Changes first, whatever order the keys came in: a request served in this wake-up
+            // must see every change its host could know of (see `commands::watch`).
             for &key in &keys[..n] {
+                match key {
+                    KEY_WATCH => crate::commands::watch::take_events(),
+                    KEY_MOUNTS => crate::commands::watch::mark_all_stale(),
+                    _ => {}
+                }
+            }
+            for (i, &key) in keys[..n].iter().enumerate() {
                 let result = match key {
-                    KEY_CONN => self.service_conn(),
+                    KEY_CONN => {
+                        let had_input = self.poller.was_readable(i);
+                        self.service_conn(had_input)
+                    }
                     KEY_LISTENER => self.accept_client(),
                     KEY_HELPER => Err(self.helper_gone("its socket closed")),
                     KEY_HELPER_LOG => {
@@ -283,14 +347,20 @@ impl Server {
     /// backed up) take input, dispatching its requests until it is used up or output backs up.
     /// Requests not yet taken stay in the kernel's buffer (at most one read's worth in ours)
     /// until output drains; a slow client still gets every reply, in order.
-    fn service_conn(&mut self) -> Result<(), Exit> {
+    ///
+    /// `had_input`: the wait reported the connection readable (not only writable), so its first
+    /// unread byte was there when the wait took its ready sources: only the first read after
+    /// such a wait is covered by that wait's reports of changes (see `commands::watch`).
+    fn service_conn(&mut self, had_input: bool) -> Result<(), Exit> {
+        let mut after_wait = had_input;
         loop {
             self.flush_output()?;
             if self.output_backed_up() {
                 break;
             }
             if self.input.is_empty() {
-                match self.read_input()? {
+                let covered = std::mem::take(&mut after_wait);
+                match self.read_input(covered)? {
                     Input::Got { more_may_wait } => {
                         self.dispatch_input()?;
                         if !more_may_wait && self.input.is_empty() {
@@ -316,8 +386,9 @@ impl Server {
         self.reading_paused
     }
 
-    /// One read into the empty input buffer.
-    fn read_input(&mut self) -> Result<Input, Exit> {
+    /// One read into the empty input buffer. `after_wait`: the first read since the wait that
+    /// reported the connection ready; the request that begins it was covered by that wait.
+    fn read_input(&mut self, after_wait: bool) -> Result<Input, Exit> {
         // An edge-triggered device must be read until it would block; a level-triggered
         // descriptor that filled less than the buffer is drained for now (the poller reports
         // it again if more arrived), which saves a read that would only say so.
@@ -332,6 +403,10 @@ impl Server {
                 Ok(n) => {
                     self.input.start = 0;
                     self.input.end = n;
+                    crate::commands::watch::input_arrived();
+                    // The first request begins at the read's first byte (its brace), so that
+                    // byte made the connection ready before the wait returned.
+                    self.first_request_covered = after_wait && self.input.buf[0] == b'{';
                     return Ok(Input::Got { more_may_wait: !level || n == self.input.buf.len() });
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Input::None),
@@ -352,8 +427,10 @@ impl Server {
         let out = &mut self.out;
         let out_pos = self.out_pos;
         let mut backed_up = false;
+        let mut covered = std::mem::take(&mut self.first_request_covered);
         let input = &self.input.buf[self.input.start..self.input.end];
         let used = self.parser.feed_until(input, &mut |message| {
+            crate::commands::watch::serving(std::mem::take(&mut covered));
             dispatch::handle_into(agent, message, out);
             backed_up = out.len() - out_pos > OUTPUT_HIGH_WATER;
             if backed_up {
@@ -719,10 +796,12 @@ mod tests {
         let mut keys = [0usize; MAX_EVENTS];
         assert_eq!(poller.wait(&mut keys, true).unwrap(), 1);
         assert_eq!(keys[0], KEY_HELPER_LOG);
-        // An interest change takes effect: now reported as writable.
+        assert!(poller.was_readable(0));
+        // An interest change takes effect: now reported as writable, and not as readable.
         poller.modify(b.as_fd(), WRITE, KEY_HELPER_LOG).unwrap();
         assert_eq!(poller.wait(&mut keys, true).unwrap(), 1);
         assert_eq!(keys[0], KEY_HELPER_LOG);
+        assert!(!poller.was_readable(0));
         poller.delete(b.as_fd()).unwrap();
         drop(a);
         // d's peer still open and silent: nothing else is ready, and the crate's own sources

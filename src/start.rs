@@ -386,6 +386,13 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         pidfile_on_thaw,
         file_access,
     };
+    // The held files' watch, before the filter (which does not allow creating one): only
+    // for the commands that read them; without it they are read on every request.
+    if held_files_enabled(&agent.policy) {
+        if let Err(e) = crate::commands::watch::start() {
+            crate::warning!("held files are read on every request: cannot watch for changes: {e}");
+        }
+    }
     let mut server = match Server::new(channel, agent, helper.child, helper.log, signals) {
         Ok(s) => s,
         Err(e) => {
@@ -410,6 +417,12 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Whether a command that reads held files (utmp, the zone file, os-release) is enabled.
+fn held_files_enabled(policy: &qga_policy::Policy) -> bool {
+    use qga_policy::Command;
+    [Command::GetUsers, Command::GetTimezone, Command::GetOsinfo].into_iter().any(|c| policy.is_enabled(c))
 }
 
 /// What the helper needs to re-read the policy on a reload, as start-up resolved it.

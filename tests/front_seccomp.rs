@@ -150,3 +150,21 @@ fn uname_for_the_host_name_is_allowed_but_sethostname_kills_the_front() {
         assert_killed(&p, "sethostname", || sys2(libc::SYS_sethostname, ptr(b"x\0"), 1));
     }
 }
+
+#[test]
+fn watching_held_files_is_allowed_but_creating_a_watch_instance_kills_the_front() {
+    // The instance is created before the filter; after it, only watches are added and removed,
+    // links read and filesystem types asked while a held file's path is resolved.
+    for p in [with_file_access(), without_file_access()] {
+        assert_fails_with(&p, "inotify_add_watch", libc::EBADF, || {
+            sys3(libc::SYS_inotify_add_watch, BAD_FD, ptr(MISSING), libc::IN_MODIFY as u64)
+        });
+        assert_fails_with(&p, "inotify_rm_watch", libc::EBADF, || sys2(libc::SYS_inotify_rm_watch, BAD_FD, 1));
+        assert_fails_with(&p, "readlinkat", libc::ENOENT, || {
+            sys5(libc::SYS_readlinkat, libc::AT_FDCWD as u64, ptr(MISSING), 0, 1, 0)
+        });
+        assert_fails_with(&p, "statfs", libc::ENOENT, || sys2(libc::SYS_statfs, ptr(MISSING), 0));
+        assert_killed(&p, "inotify_init1", || sys1(libc::SYS_inotify_init1, libc::IN_CLOEXEC as u64));
+        assert_killed(&p, "fanotify_init", || sys2(libc::SYS_fanotify_init, 0, 0));
+    }
+}

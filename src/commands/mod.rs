@@ -19,6 +19,7 @@ pub mod time;
 pub mod timezone;
 pub mod users;
 pub mod vcpus;
+pub mod watch;
 
 use crate::json::Value;
 use crate::privsep::link::HelperLink;

@@ -44,19 +44,30 @@ const FIELDS: [(&str, &str); 7] = [
 ];
 
 pub fn get_osinfo() -> Result<Value, AgentError> {
-    let uts = nix::sys::utsname::uname().map_err(|e| AgentError::os("uname failed", e))?;
+    let [version, release, machine] = KERNEL.with(|k| match k.get() {
+        Some(fields) => Ok(fields.clone()),
+        None => kernel_fields().map(|fields| k.get_or_init(|| fields).clone()),
+    })?;
     let mut info = Dict::new()
-        .with("kernel-version", Value::str(uts.version().as_bytes()))
-        .with("kernel-release", Value::str(uts.release().as_bytes()))
-        .with("machine", Value::str(uts.machine().as_bytes()));
-    let fields = match OVERRIDE.get() {
-        Some(Some(path)) => fields_of_file(path),
-        _ => STANDARD.with_borrow_mut(Standard::fields),
-    };
+        .with("kernel-version", Value::Str(version))
+        .with("kernel-release", Value::Str(release))
+        .with("machine", Value::Str(machine));
+    let fields = STANDARD.with_borrow_mut(|standard| standard.get_or_insert_with(Standard::for_this_agent).fields());
     for (member, value) in fields.unwrap_or_default() {
         info = info.with(member, Value::str(value));
     }
     Ok(info.into())
+}
+
+thread_local! {
+    /// The kernel's version, release and machine: asked once, as none of them can change
+    /// while the kernel runs (unlike the node name, which guest-get-host-name asks for).
+    static KERNEL: std::cell::OnceCell<[Vec<u8>; 3]> = const { std::cell::OnceCell::new() };
+}
+
+fn kernel_fields() -> Result<[Vec<u8>; 3], AgentError> {
+    let uts = nix::sys::utsname::uname().map_err(|e| AgentError::os("uname failed", e))?;
+    Ok([uts.version(), uts.release(), uts.machine()].map(|f| f.as_bytes().to_vec()))
 }
 
 /// The members 7.2 reports from one os-release file's content, in [`FIELDS`] order.
@@ -69,28 +80,46 @@ fn fields_of(keys: &KeyFile) -> Fields {
         .collect()
 }
 
-/// The two standard files, held open between requests (see `held_file`: each request still
-/// reads the content the path names now), with the members of the last content parsed: a
-/// request whose file holds the same bytes reuses them instead of parsing them again.
+/// The files read, held open between requests (see `held_file`: each request still answers
+/// the content the path names now, from memory while the watch says it is unchanged), with
+/// the members of the last content parsed: a request whose file holds the same bytes reuses
+/// them instead of parsing them again.
 struct Standard {
-    paths: [&'static str; 2],
-    files: [HeldFile; 2],
+    paths: Vec<&'static str>,
+    files: Vec<HeldFile>,
     last: Option<(usize, Vec<u8>, Fields)>,
+    /// An override whose path is not UTF-8, which a held file cannot name: read plainly.
+    unheld: Option<PathBuf>,
 }
 
 thread_local! {
-    static STANDARD: std::cell::RefCell<Standard> = const {
-        std::cell::RefCell::new(Standard::new(OS_RELEASE))
-    };
+    static STANDARD: std::cell::RefCell<Option<Standard>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Standard {
-    const fn new(paths: [&'static str; 2]) -> Standard {
-        Standard { paths, files: [HeldFile::new(paths[0]), HeldFile::new(paths[1])], last: None }
+    fn new(paths: Vec<&'static str>) -> Standard {
+        Standard { files: paths.iter().map(|p| HeldFile::new(p)).collect(), paths, last: None, unheld: None }
     }
 
-    /// The first of the two files that reads and parses, as 7.2 tries them.
+    /// The two standard files, or the override alone (its path kept for the process's life:
+    /// it is made once).
+    fn for_this_agent() -> Standard {
+        let mut paths = Vec::new();
+        let mut unheld = None;
+        for path in os_release_paths() {
+            match path.into_os_string().into_string() {
+                Ok(p) => paths.push(&*Box::leak(p.into_boxed_str())),
+                Err(p) => unheld = Some(PathBuf::from(p)),
+            }
+        }
+        Standard { unheld, ..Standard::new(paths) }
+    }
+
+    /// The first of the files that reads and parses, as 7.2 tries them.
     fn fields(&mut self) -> Option<Fields> {
+        if let Some(path) = &self.unheld {
+            return fields_of_file(path);
+        }
         for (i, file) in self.files.iter_mut().enumerate() {
             let Some(content) = file.read() else {
                 // Not readable now: read it the plain way for 7.2's log line (or its content,
@@ -227,7 +256,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let leak = |name: &str| -> &'static str { Box::leak(dir.join(name).to_str().unwrap().into()) };
         let (etc, lib) = (leak("etc-os-release"), leak("lib-os-release"));
-        let mut standard = Standard::new([etc, lib]);
+        let mut standard = Standard::new(vec![etc, lib]);
         let id = |s: &mut Standard| s.fields().map(|f| f.into_iter().find(|(m, _)| *m == "id").unwrap().1);
         std::fs::write(lib, "ID=fallback\n").unwrap();
         std::fs::write(etc, "ID=first\n").unwrap();

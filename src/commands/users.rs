@@ -18,8 +18,30 @@ thread_local! {
     static UTMP_FILE: std::cell::RefCell<HeldFile> = const { std::cell::RefCell::new(HeldFile::new(UTMP)) };
 }
 
+thread_local! {
+    /// The last answer and the utmp content it came from.
+    static LAST_ANSWER: std::cell::RefCell<Option<(Vec<u8>, Vec<Value>)>> = const { std::cell::RefCell::new(None) };
+}
+
 pub fn get_users() -> Result<Value, AgentError> {
-    Ok(Value::List(UTMP_FILE.with_borrow_mut(|utmp| users(utmp.read().unwrap_or_default()))))
+    let list = UTMP_FILE.with_borrow_mut(|utmp| {
+        let data = utmp.read().unwrap_or_default();
+        LAST_ANSWER.with_borrow_mut(|kept| answer(kept, data))
+    });
+    Ok(Value::List(list))
+}
+
+/// [`users`], reusing the kept answer while utmp holds the same bytes (it is answered from
+/// memory while fresh, see `held_file`): the records are not walked again on every request.
+fn answer(kept: &mut Option<(Vec<u8>, Vec<Value>)>, data: &[u8]) -> Vec<Value> {
+    match kept {
+        Some((content, list)) if content.as_slice() == data => list.clone(),
+        _ => {
+            let list = users(data);
+            *kept = Some((data.to_vec(), list.clone()));
+            list
+        }
+    }
 }
 
 fn field<const N: usize>(record: &[u8], offset: usize) -> [u8; N] {
@@ -93,6 +115,21 @@ mod tests {
                 Dict::new().with("user", Value::str("alice")).with("login-time", Value::Float(300.0)).into(),
             ]
         );
+    }
+
+    #[test]
+    fn the_kept_answer_is_used_only_for_the_same_content() {
+        let mut kept = None;
+        let one = record(USER_PROCESS, "bob", 1, 0);
+        assert_eq!(answer(&mut kept, &one).len(), 1);
+        assert_eq!(answer(&mut kept, &one).len(), 1);
+        // A login more, then the same length with another user in place.
+        let two = [one.clone(), record(USER_PROCESS, "eve", 2, 0)].concat();
+        assert_eq!(answer(&mut kept, &two).len(), 2);
+        let renamed = record(USER_PROCESS, "amy", 1, 0);
+        assert_eq!(answer(&mut kept, &renamed), users(&renamed));
+        assert_ne!(users(&renamed), users(&one));
+        assert!(answer(&mut kept, &[]).is_empty());
     }
 
     #[test]

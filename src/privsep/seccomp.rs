@@ -85,6 +85,11 @@ const ALWAYS: &[Allowed<'static>] = &[
     allow!(SYS_getdents64, "guest-get-vcpus: listing /sys/devices/system/cpu"),
     allow!(SYS_lseek, "guest-file-seek"),
     allow!(SYS_pread64, "reading at an offset: procfs counters, utmp and /etc/localtime held open"),
+    // Held files' freshness (commands::watch; the inotify instance is created before the filter).
+    allow!(SYS_inotify_add_watch, "held files: watching each one, and every directory on its path"),
+    allow!(SYS_inotify_rm_watch, "held files: dropping the watches no held file's path uses any more"),
+    allow!(SYS_readlinkat, "held files: following a symbolic link while resolving a watched path"),
+    allow!(SYS_statfs, "held files: watching only paths on local filesystems (inotify sees their changes)"),
     // guest-network-get-interfaces: getifaddrs asks the kernel over a netlink socket.
     allow!(
         SYS_socket,

@@ -54,6 +54,7 @@ pub struct Agent {
     pub helper_pid: u32,
     extra: Vec<String>,
     nofile: Option<u64>,
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -66,7 +67,16 @@ impl Agent {
     pub fn start_in(dir: TempDir, extra: &[&str]) -> Agent {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, front_pid, helper_pid) = launch(dir.path(), &extra);
-        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: None }
+        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: None, env: Vec::new() }
+    }
+
+    /// Starts an agent in a fresh directory with these variables added to its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let dir = TempDir::new();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, front_pid, helper_pid) = launch_with(dir.path(), &extra, None, &env);
+        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: None, env }
     }
 
     /// Starts an agent whose soft RLIMIT_NOFILE is `soft` at start-up (systemd's default
@@ -74,8 +84,8 @@ impl Agent {
     pub fn start_with_nofile(extra: &[&str], soft: u64) -> Agent {
         let dir = TempDir::new();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, front_pid, helper_pid) = launch_with(dir.path(), &extra, Some(soft));
-        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: Some(soft) }
+        let (child, front_pid, helper_pid) = launch_with(dir.path(), &extra, Some(soft), &[]);
+        Agent { dir, child: Some(child), front_pid, helper_pid, extra, nofile: Some(soft), env: Vec::new() }
     }
 
     pub fn sock(&self) -> PathBuf {
@@ -113,7 +123,7 @@ impl Agent {
     pub fn restart(&mut self) {
         let status = self.terminate();
         assert!(status.success(), "agent exited with {status} on SIGTERM; stderr:\n{}", self.stderr());
-        let (child, front_pid, helper_pid) = launch_with(self.dir.path(), &self.extra, self.nofile);
+        let (child, front_pid, helper_pid) = launch_with(self.dir.path(), &self.extra, self.nofile, &self.env);
         self.child = Some(child);
         self.front_pid = front_pid;
         self.helper_pid = helper_pid;
@@ -201,7 +211,7 @@ pub fn ensure_helper_built() {
 
 /// Starts the front, waits for its socket to accept and for its helper to appear.
 fn launch(dir: &Path, extra: &[String]) -> (Child, u32, u32) {
-    launch_with(dir, extra, None)
+    launch_with(dir, extra, None, &[])
 }
 
 /// `launch`, optionally with a soft RLIMIT_NOFILE for the front.
@@ -223,7 +233,7 @@ fn wait_helper_started(extra: &[String], helper: u32, deadline: Instant) {
     }
 }
 
-fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>) -> (Child, u32, u32) {
+fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>, env: &[(String, String)]) -> (Child, u32, u32) {
     ensure_helper_built();
     let sock = dir.join("qga.sock");
     let _ = fs::remove_file(&sock);
@@ -235,6 +245,7 @@ fn launch_with(dir: &Path, extra: &[String], nofile: Option<u64>) -> (Child, u32
         .arg(dir)
         .args(extra)
         .env("QGA_CONF", dir.join("no-such.conf"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

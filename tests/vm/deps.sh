@@ -10,6 +10,7 @@
 #                     the libvirt suite (tests/libvirt): libvirtd, its QEMU driver and virsh;
 #                     not libvirt-daemon-system, whose services the suite does not want
 #   tzdata            the libvirt suite's guest time zone
+#   strace            tests/held_files.rs: no system call between a held-file query and its reply
 #
 # and, with cargo, rust-vmm's vhost-device-vsock (the user-space vsock device backend the vsock
 # checks use, see vmtest/vsock.py) at a pinned version into cargo's bin directory, where it
@@ -21,7 +22,7 @@ VSOCK_BACKEND=vhost-device-vsock
 VSOCK_BACKEND_VERSION=0.3.0   # also in tests/vm/vmtest/vsock.py
 
 PACKAGES="qemu-system-x86 linux-image-amd64 busybox-static e2fsprogs qemu-utils python3 qemu-guest-agent
-libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients tzdata"
+libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients tzdata strace"
 
 missing=""
 for pkg in $PACKAGES; do
