@@ -387,8 +387,9 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
         file_access,
     };
     // The held files' watch, before the filter (which does not allow creating one): only
-    // for the commands that read them; without it they are read on every request.
-    if held_files_enabled(&agent.policy) {
+    // when an enabled command reads them (the files the empty view would bind); without it
+    // they are read on every request.
+    if !view::query_files(&agent.policy).is_empty() {
         if let Err(e) = crate::commands::watch::start() {
             crate::warning!("held files are read on every request: cannot watch for changes: {e}");
         }
@@ -417,12 +418,6 @@ pub fn run_with(mut config: Config, config_file: Option<ConfigFile>) -> i32 {
             EXIT_FAILURE
         }
     }
-}
-
-/// Whether a command that reads held files (utmp, the zone file, os-release) is enabled.
-fn held_files_enabled(policy: &qga_policy::Policy) -> bool {
-    use qga_policy::Command;
-    [Command::GetUsers, Command::GetTimezone, Command::GetOsinfo].into_iter().any(|c| policy.is_enabled(c))
 }
 
 /// What the helper needs to re-read the policy on a reload, as start-up resolved it.

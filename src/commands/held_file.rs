@@ -102,20 +102,37 @@ impl HeldFile {
             self.held = Some(Held { file, dev: meta.dev(), ino: meta.ino() });
         }
         let file = &self.held.as_ref()?.file;
-        let want = usize::try_from(size).ok()?.saturating_add(SLACK);
+        let size = usize::try_from(size).ok()?;
+        let want = size.saturating_add(SLACK);
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
-        pread_whole(file, &mut self.buf, usize::try_from(size).ok()).ok()
+        pread_whole(file, &mut self.buf, TextEnd::AtSize(size)).ok()
     }
 }
 
+/// How a read shows that a file's text is complete.
+#[derive(Clone, Copy)]
+pub enum TextEnd {
+    /// A regular file of the size the kernel reported: a read that reaches it without filling
+    /// the buffer is the end (a regular file reads short only at its end), which saves the
+    /// last, empty read.
+    AtSize(usize),
+    /// A text the kernel generates whole as one record (/proc/stat: `single_open_size`), of
+    /// which a read copies as much as the buffer holds: a read that leaves room in the buffer
+    /// returned all of it. Asking again at the end would only answer 0 bytes, and on the
+    /// request path every extra system call costs a scheduler round with the client (measured
+    /// at about a microsecond on one CPU).
+    FirstShortRead,
+    /// A text the kernel generates a record at a time, filling at most its own page-sized
+    /// buffer per read (/proc/diskstats: a record per block device), so a short read is not
+    /// the end: read on until a read answers 0 bytes.
+    EmptyRead,
+}
+
 /// Reads `file` whole from offset 0 into `buf`, which grows by doubling and stays grown;
-/// returns the length read. `size`, the size the kernel reported for a regular file: a read
-/// that reaches it without filling the buffer is the end (a regular file reads short only at
-/// its end), which saves the last, empty read. Without it (procfs files report none) the file
-/// is read until a read returns nothing.
-pub fn pread_whole(file: &File, buf: &mut Vec<u8>, size: Option<usize>) -> std::io::Result<usize> {
+/// returns the length read, having stopped where `end` says the text ends.
+pub fn pread_whole(file: &File, buf: &mut Vec<u8>, end: TextEnd) -> std::io::Result<usize> {
     if buf.is_empty() {
         buf.resize(SLACK, 0);
     }
@@ -128,7 +145,13 @@ pub fn pread_whole(file: &File, buf: &mut Vec<u8>, size: Option<usize>) -> std::
             Ok(0) => return Ok(total),
             Ok(n) => {
                 total += n;
-                if size.is_some_and(|size| total >= size) && total < buf.len() {
+                let room_left = total < buf.len();
+                let ended = match end {
+                    TextEnd::AtSize(size) => total >= size && room_left,
+                    TextEnd::FirstShortRead => room_left,
+                    TextEnd::EmptyRead => false,
+                };
+                if ended {
                     return Ok(total);
                 }
             }

@@ -3,7 +3,7 @@
 //! instance, so the front needs no other view of the guest. Lines are parsed exactly as 7.2's
 //! `sscanf` formats read them (see [`Fields`]), which decides which members each entry has.
 
-use super::held_file::pread_whole;
+use super::held_file::{pread_whole, TextEnd};
 use crate::json::{Dict, Value};
 use crate::qmp::AgentError;
 use nix::errno::Errno;
@@ -22,21 +22,6 @@ struct Held {
     end: TextEnd,
     file: Option<std::fs::File>,
     buf: Vec<u8>,
-}
-
-/// How a read of a procfs file shows that its text is complete.
-#[derive(Clone, Copy)]
-enum TextEnd {
-    /// The kernel generates the whole text as one record (/proc/stat: `single_open_size`) and
-    /// a read copies as much of it as the buffer holds, so a read that leaves room in the
-    /// buffer returned all of it. Asking again at the end would only answer 0 bytes, and on the
-    /// request path every extra system call costs a scheduler round with the client (measured
-    /// at about a microsecond on one CPU).
-    FirstShortRead,
-    /// The kernel generates the text a line per record and fills at most its own page-sized
-    /// buffer per read (/proc/diskstats: a record per block device), so a short read is not the
-    /// end: read on until a read answers 0 bytes.
-    EmptyRead,
 }
 
 /// The first read's size: /proc/stat is about 1.5 KiB per CPU, /proc/diskstats 100-odd bytes
@@ -61,35 +46,13 @@ impl Held {
         if self.buf.len() < FIRST_READ {
             self.buf.resize(FIRST_READ, 0);
         }
-        let read = match self.end {
-            TextEnd::FirstShortRead => pread_one_record(file, &mut self.buf),
-            TextEnd::EmptyRead => pread_whole(file, &mut self.buf, None),
-        };
-        match read {
+        match pread_whole(file, &mut self.buf, self.end) {
             Ok(total) => Ok(&self.buf[..total]),
             Err(e) => {
                 // Opened again on the next request rather than trusted after a failure.
                 self.file = None;
                 Err(failed(e))
             }
-        }
-    }
-}
-
-/// Reads a text the kernel generates as one record (see [`TextEnd::FirstShortRead`]) with one
-/// `pread` at offset 0; a text that filled the buffer is read again whole into a buffer twice
-/// the size, which stays grown.
-fn pread_one_record(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    loop {
-        match file.read_at(buf, 0) {
-            Ok(n) if n < buf.len() => return Ok(n),
-            Ok(_) => {
-                let doubled = buf.len() * 2;
-                buf.resize(doubled, 0);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
         }
     }
 }
